@@ -1,0 +1,161 @@
+"""The ``binsr`` command line.
+
+Every failure the user can fix prints one line ``binsr: error: …`` and exits non-zero (1 for
+runtime problems, 2 for usage errors); set ``BINSR_DEBUG=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+from binsr import __version__
+from binsr.errors import BinsrError
+
+PROG = "binsr"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that point at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="binsr: 1-bit (binarized) diffusion super-resolution — train, evaluate, deploy.",
+        epilog="Run 'binsr COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"binsr {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_eval(commands)
+    return parser
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "eval",
+        help="score a model on a benchmark folder (PSNR/SSIM on Y, LPIPS)",
+        description=(
+            "Make LR images from the HR images of a folder with MATLAB-style bicubic (or read them with "
+            "--lr-data), upscale them with a model, and score the result against HR the way SR papers do: "
+            "8-bit images, Y channel of BT.601 YCbCr, `scale` border pixels cropped; SSIM with an 11x11 "
+            "Gaussian window; LPIPS (AlexNet v0.1) when its weights are available."
+        ),
+        epilog="example: binsr eval --model bicubic --data Set5 --scale 4 --json set5_x4.json",
+    )
+    p.add_argument("--model", default="bicubic", help="model name (available: bicubic) [default: bicubic]")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="folder of HR images, or a dataset name under the data root ($BINSR_DATA, default ../shared/data)",
+    )
+    p.add_argument("--data-root", metavar="DIR", help="data root for dataset names (overrides $BINSR_DATA)")
+    p.add_argument("--lr-data", metavar="DIR", help="folder of matching LR images (paired mode) instead of bicubic")
+    p.add_argument("--scale", type=int, required=True, choices=range(2, 9), metavar="S", help="upscaling factor (2-8)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--rgb", action="store_true", help="compute PSNR/SSIM on RGB instead of the Y channel")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    p.add_argument("--lpips-alexnet", metavar="PATH", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
+    p.add_argument("--lpips-lin", metavar="PATH", help="lpips v0.1 linear weights (default: from the lpips package)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from binsr import pipelines
+    from binsr.data import SREvalDataset, resolve_data_dir
+    from binsr.errors import MetricUnavailable
+    from binsr.evaluation import evaluate
+    from binsr.metrics.lpips import load_lpips
+    from binsr.utils import format_table, write_json
+
+    device = _device(args.device)
+    upscaler = pipelines.load(args.model, args.scale)
+    hr_dir = resolve_data_dir(args.data, args.data_root)
+    dataset = SREvalDataset(hr_dir, args.scale, lr_dir=args.lr_data, dtype=torch.float32)
+    lpips_model = None
+    if not args.no_lpips:
+        try:
+            lpips_model = load_lpips(args.lpips_alexnet, args.lpips_lin, device)
+        except MetricUnavailable as err:
+            print(f"{PROG}: {err}", file=sys.stderr)
+    result = evaluate(upscaler, dataset, dataset.name, lpips_model, not args.rgb, device, progress=not args.quiet)
+
+    has_lpips = "lpips" in result.mean()
+    headers = ["image", "PSNR (dB)", "SSIM"] + (["LPIPS"] if has_lpips else [])
+
+    def cells(name: str, values: dict) -> list[str]:
+        row = [name, f"{values['psnr']:.4f}", f"{values['ssim']:.4f}"]
+        return row + ([f"{values['lpips']:.4f}"] if has_lpips else [])
+
+    rows = [cells(s.name, vars(s)) for s in result.per_image]
+    rows.append(cells("mean", result.mean()))
+    channel = "RGB" if args.rgb else "Y"
+    print(f"{result.model} on {result.dataset} x{result.scale} ({len(result.per_image)} images, "
+          f"{channel} channel, border {result.crop_border})")
+    print(format_table(headers, rows))
+    if args.json:
+        write_json(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BinsrError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BinsrError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"{PROG}: warning: {message}", file=file or sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``binsr`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    debug = bool(os.environ.get("BINSR_DEBUG"))
+    previous = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _one_line_warnings
+    try:
+        return args.run(args)
+    except BinsrError as err:
+        if debug:
+            raise
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI promise: one line, never a torch traceback
+        if debug:
+            raise
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"{PROG}: error: {type(err).__name__}: {detail} (BINSR_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        warnings.showwarning = previous
+
+
+if __name__ == "__main__":
+    sys.exit(main())

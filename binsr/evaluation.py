@@ -1,0 +1,100 @@
+"""Benchmark an upscaler on a dataset: PSNR, SSIM and (when available) LPIPS per image and on average."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from binsr.image.color import quantize
+from binsr.metrics.lpips import LPIPS, lpips_distance
+from binsr.metrics.psnr_ssim import psnr, ssim
+from binsr.pipelines.base import Upscaler
+
+
+@dataclass
+class ImageScore:
+    """Metrics of one image. PSNR in dB; LPIPS None when the metric is unavailable."""
+
+    name: str
+    psnr: float
+    ssim: float
+    lpips: float | None = None
+
+
+@dataclass
+class EvalResult:
+    """All scores of one (model, dataset, scale) run and how they were computed."""
+
+    model: str
+    dataset: str
+    scale: int
+    y_channel: bool
+    crop_border: int
+    per_image: list[ImageScore] = field(default_factory=list)
+
+    def mean(self) -> dict[str, float]:
+        """Means over images; 'lpips' only when every image has it."""
+        means = {
+            "psnr": _mean([s.psnr for s in self.per_image]),
+            "ssim": _mean([s.ssim for s in self.per_image]),
+        }
+        if self.per_image and all(s.lpips is not None for s in self.per_image):
+            means["lpips"] = _mean([s.lpips for s in self.per_image])  # type: ignore[misc]
+        return means
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: {"model", "dataset", "scale", "mean", "per_image", ...}."""
+        per_image = []
+        for score in self.per_image:
+            row: dict[str, Any] = {"name": score.name, "psnr": score.psnr, "ssim": score.ssim}
+            if score.lpips is not None:
+                row["lpips"] = score.lpips
+            per_image.append(row)
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "scale": self.scale,
+            "mean": self.mean(),
+            "per_image": per_image,
+            "protocol": {"y_channel": self.y_channel, "crop_border": self.crop_border, "quantized": "8-bit"},
+        }
+
+
+def evaluate(
+    upscaler: Upscaler,
+    dataset: Dataset,
+    dataset_name: str,
+    lpips_model: LPIPS | None = None,
+    y_channel: bool = True,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> EvalResult:
+    """Upscale every LR image of ``dataset`` and score it against its HR image (border = scale)."""
+    scale = upscaler.scale
+    result = EvalResult(upscaler.name, dataset_name, scale, y_channel, crop_border=scale)
+    for index in tqdm(range(len(dataset)), desc=f"{upscaler.name} on {dataset_name} x{scale}",
+                      unit="img", disable=not progress):
+        sample = dataset[index]
+        lr, hr = sample["lr"].to(device), sample["hr"].to(device)
+        with torch.no_grad():
+            sr = upscaler.upscale(lr.unsqueeze(0))[0]
+        if sr.shape != hr.shape:
+            raise ValueError(f"{sample['name']}: the model returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
+        score = ImageScore(
+            name=sample["name"],
+            psnr=float(psnr(sr, hr, crop_border=scale, y_channel=y_channel)),
+            ssim=float(ssim(sr, hr, crop_border=scale, y_channel=y_channel)),
+        )
+        if lpips_model is not None:
+            score.lpips = float(lpips_distance(lpips_model, quantize(sr), hr))  # of the saved 8-bit image
+        result.per_image.append(score)
+    return result
+
+
+def _mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values) if values else float("nan")

@@ -1,0 +1,104 @@
+"""PSNR and SSIM as SR papers report them (the BasicSR / MATLAB convention).
+
+Both take RGB images in [0, 1], shape (3, H, W) or (B, 3, H, W), and:
+
+1. round them to 8-bit levels (the numbers papers publish are for saved 8-bit images);
+2. by default take the Y channel of BT.601 YCbCr (16–235) — ``y_channel=False`` keeps RGB;
+3. crop ``crop_border`` pixels on every side (papers use the scale factor);
+4. compute in float64 on the 0..255 scale.
+
+SSIM uses an 11×11 Gaussian window with σ = 1.5 over the valid region only, constants
+C1 = (0.01·255)², C2 = (0.03·255)², and averages the SSIM map (and then the channels).
+Results are float64 tensors: a scalar for one image, shape (B,) for a batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from binsr.image.color import quantize, rgb_to_y
+
+_PEAK = 255.0
+_SSIM_WINDOW = 11
+_SSIM_SIGMA = 1.5
+_SSIM_C1 = (0.01 * _PEAK) ** 2
+_SSIM_C2 = (0.03 * _PEAK) ** 2
+
+
+def psnr(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    crop_border: int = 0,
+    y_channel: bool = True,
+    quantize_8bit: bool = True,
+) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB (inf for identical images)."""
+    a, b, single = _prepare(sr, hr, crop_border, y_channel, quantize_8bit)
+    mse = (a - b).pow(2).mean(dim=(1, 2, 3))
+    value = 10.0 * torch.log10(_PEAK**2 / mse)
+    return value[0] if single else value
+
+
+def ssim(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    crop_border: int = 0,
+    y_channel: bool = True,
+    quantize_8bit: bool = True,
+) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004) in [−1, 1]; 1 for identical images."""
+    a, b, single = _prepare(sr, hr, crop_border, y_channel, quantize_8bit)
+    if min(a.shape[-2:]) < _SSIM_WINDOW:
+        raise ValueError(
+            f"SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} after cropping, got {tuple(a.shape[-2:])}"
+        )
+    channels = a.shape[1]
+    window = gaussian_window(_SSIM_WINDOW, _SSIM_SIGMA, a.dtype, a.device)
+    window = window.expand(channels, 1, _SSIM_WINDOW, _SSIM_WINDOW)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:  # valid region only, per channel
+        return F.conv2d(x, window, groups=channels)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
+        (mu_a**2 + mu_b**2 + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
+    )
+    value = ssim_map.mean(dim=(2, 3)).mean(dim=1)
+    return value[0] if single else value
+
+
+def gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Normalised 2-D Gaussian (1, 1, size, size), the outer product of the 1-D kernel."""
+    x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g).to(dtype)[None, None]
+
+
+def _prepare(
+    sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: bool, quantize_8bit: bool
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Shared steps 1–4: returns (B, C, H, W) float64 tensors on the 0..255 scale."""
+    if sr.shape != hr.shape:
+        raise ValueError(f"images differ in shape: {tuple(sr.shape)} vs {tuple(hr.shape)}")
+    single = sr.dim() == 3
+    if single:
+        sr, hr = sr.unsqueeze(0), hr.unsqueeze(0)
+    if sr.dim() != 4 or sr.shape[1] != 3:
+        raise ValueError(f"expected RGB images (3, H, W) or (B, 3, H, W), got {tuple(sr.shape)}")
+    if crop_border < 0 or 2 * crop_border >= min(sr.shape[-2:]):
+        raise ValueError(f"crop_border {crop_border} is too large for images of size {tuple(sr.shape[-2:])}")
+    prepared = []
+    for image in (sr, hr):
+        image = image.detach().to(torch.float64)
+        if quantize_8bit:
+            image = quantize(image, 8)
+        image = rgb_to_y(image) if y_channel else image * _PEAK
+        if crop_border:
+            image = image[..., crop_border:-crop_border, crop_border:-crop_border]
+        prepared.append(image)
+    return prepared[0], prepared[1], single
