@@ -152,4 +152,5 @@ def _to_rgb(channels: np.ndarray, path: Path) -> np.ndarray:
         channels = channels[..., :-1]
     if channels.shape[-1] == 1:
         channels = np.repeat(channels, 3, axis=-1)
-    return np.ascontiguousarray(channels)
+    channels = np.ascontiguousarray(channels)
+    return channels if channels.flags.writeable else channels.copy()  # Pillow's arrays are read-only

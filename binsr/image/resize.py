@@ -19,6 +19,9 @@ import math
 import torch
 
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input pixels, at scale 1
+# Up to this many (out × in) entries a dimension is resampled as one dense matmul (BLAS, ~3x faster
+# than gathering taps at benchmark sizes); beyond it, by gathering the few taps of each output pixel.
+DENSE_MAX_ENTRIES = 1 << 22
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +114,11 @@ def imresize(
 
 def _resize_last_dim(x: torch.Tensor, out_len: int, scale: float, antialiasing: bool) -> torch.Tensor:
     """Apply the 1-D bicubic resampling along the last dimension of x (..., L) → (..., out_len)."""
-    indices, weights = resize_weights(x.shape[-1], out_len, scale, antialiasing, device=x.device)
+    in_len = x.shape[-1]
+    indices, weights = resize_weights(in_len, out_len, scale, antialiasing, device=x.device)
+    if out_len * in_len <= DENSE_MAX_ENTRIES:
+        matrix = torch.zeros(out_len, in_len, dtype=torch.float64, device=x.device)
+        matrix.scatter_add_(1, indices, weights)  # reflected taps of one pixel add up
+        return x @ matrix.T.to(x.dtype)
     gathered = x[..., indices]  # (..., out_len, taps)
     return torch.einsum("...ot,ot->...o", gathered, weights.to(x.dtype))

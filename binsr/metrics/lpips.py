@@ -112,14 +112,15 @@ def load_lpips(
     the torch hub cache (``$TORCH_HOME/hub/checkpoints``). ``lin_path``: lpips' ``weights/v0.1/alex.pth``;
     default ``$BINSR_LPIPS_LIN`` or the file inside an installed ``lpips`` package.
     """
-    alexnet_file = _find_alexnet(alexnet_path)
-    lin_file = _find_lin(lin_path)
+    alexnet_file = find_alexnet_weights(alexnet_path)
+    lin_file = find_lin_weights(lin_path)
     model = LPIPS()
     model.load_weights(_read_tensors(alexnet_file), _read_tensors(lin_file))
     return model.to(device)
 
 
-def _find_alexnet(path: str | os.PathLike[str] | None) -> Path:
+def find_alexnet_weights(path: str | os.PathLike[str] | None = None) -> Path:
+    """torchvision's AlexNet checkpoint: ``path``, ``$BINSR_LPIPS_ALEXNET`` or the torch hub cache."""
     candidates = [path, os.environ.get(ALEXNET_ENV), Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_CHECKPOINT]
     return _first_file(
         candidates,
@@ -129,7 +130,8 @@ def _find_alexnet(path: str | os.PathLike[str] | None) -> Path:
     )
 
 
-def _find_lin(path: str | os.PathLike[str] | None) -> Path:
+def find_lin_weights(path: str | os.PathLike[str] | None = None) -> Path:
+    """lpips' v0.1 AlexNet linear weights: ``path``, ``$BINSR_LPIPS_LIN`` or the installed lpips package."""
     candidates: list[object] = [path, os.environ.get(LIN_ENV)]
     try:
         candidates.append(importlib.metadata.distribution("lpips").locate_file(_LIN_IN_PACKAGE))
@@ -180,4 +182,4 @@ def lpips_distance(model: LPIPS, sr: torch.Tensor, hr: torch.Tensor) -> torch.Te
     return value[0] if single else value
 
 
-__all__ = ["LPIPS", "alexnet_features", "load_lpips", "lpips_distance"]
+__all__ = ["LPIPS", "alexnet_features", "find_alexnet_weights", "find_lin_weights", "load_lpips", "lpips_distance"]

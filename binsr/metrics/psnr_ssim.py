@@ -54,16 +54,16 @@ def ssim(
             f"SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} after cropping, got {tuple(a.shape[-2:])}"
         )
     channels = a.shape[1]
-    window = gaussian_window(_SSIM_WINDOW, _SSIM_SIGMA, a.dtype, a.device)
-    window = window.expand(channels, 1, _SSIM_WINDOW, _SSIM_WINDOW)
-
-    def blur(x: torch.Tensor) -> torch.Tensor:  # valid region only, per channel
-        return F.conv2d(x, window, groups=channels)
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
+    # The Gaussian window is separable: two 11-tap passes instead of 121 taps, on all five maps at once.
+    taps = gaussian_kernel_1d(_SSIM_WINDOW, _SSIM_SIGMA, a.dtype, a.device)
+    maps = torch.cat([a, b, a * a, b * b, a * b], dim=1)
+    groups = maps.shape[1]
+    maps = F.conv2d(maps, taps.view(1, 1, -1, 1).expand(groups, 1, -1, 1), groups=groups)
+    maps = F.conv2d(maps, taps.view(1, 1, 1, -1).expand(groups, 1, 1, -1), groups=groups)
+    mu_a, mu_b, mean_aa, mean_bb, mean_ab = maps.split(channels, dim=1)  # valid region only
+    var_a = mean_aa - mu_a**2
+    var_b = mean_bb - mu_b**2
+    cov = mean_ab - mu_a * mu_b
     ssim_map = ((2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
         (mu_a**2 + mu_b**2 + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
     )
@@ -71,12 +71,11 @@ def ssim(
     return value[0] if single else value
 
 
-def gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Normalised 2-D Gaussian (1, 1, size, size), the outer product of the 1-D kernel."""
+def gaussian_kernel_1d(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps; its outer product with itself is the SSIM window."""
     x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g).to(dtype)[None, None]
+    return (g / g.sum()).to(dtype)
 
 
 def _prepare(

@@ -1,0 +1,69 @@
+"""Project rules that code review would otherwise have to remember."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from conftest import REPO
+
+# Layer of each top-level part of the package; a module may import only from strictly lower layers
+# (or from inside its own part). New parts must be placed here.
+LAYERS = {
+    "errors": 0,
+    "utils": 0,
+    "image": 1,
+    "complexity": 1,
+    "metrics": 2,
+    "data": 2,
+    "pipelines": 5,
+    "evaluation": 5,
+    "cli": 9,
+    "__main__": 9,
+    "__init__": 9,
+}
+
+
+def _part(path: Path) -> str:
+    rel = path.relative_to(REPO / "binsr")
+    return rel.parts[0].removesuffix(".py")
+
+
+def test_imports_flow_downward():
+    violations = []
+    for path in sorted((REPO / "binsr").rglob("*.py")):
+        part = _part(path)
+        assert part in LAYERS, f"{path}: place '{part}' in LAYERS"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                pieces = name.split(".")
+                if pieces[0] != "binsr" or len(pieces) < 2:
+                    continue
+                target = pieces[1]
+                if target != part and not LAYERS[target] < LAYERS[part]:
+                    violations.append(f"{path.relative_to(REPO)} ({part}) imports binsr.{target}")
+    assert not violations, "\n".join(violations)
+
+
+def _readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
+    assert block, "README must start with a code block holding the two set-up commands"
+    return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
+    commands = _readme_commands()
+    assert len(commands) == 2
+    main_job, tests = commands
+    assert "pip install" in main_job and "binsr " in main_job
+    assert "pip install" in tests and "pytest" in tests
+    assert "-c constraints.txt" in main_job and "-c constraints.txt" in tests  # never the CUDA torch wheels
+    ci = (REPO / ".ci" / "run").read_text()
+    assert tests in ci.splitlines(), ".ci/run must run the README's test command verbatim"
