@@ -18,10 +18,10 @@ LAYERS = {
     "metrics": 2,
     "data": 2,
     "pipelines": 5,
-    "evaluation": 5,
+    "evaluation": 6,
     "cli": 9,
-    "__main__": 9,
-    "__init__": 9,
+    "__main__": 10,
+    "__init__": 10,
 }
 
 
