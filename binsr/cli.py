@@ -46,7 +46,8 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         description=(
             "Make LR images from the HR images of a folder with MATLAB-style bicubic (or read them with "
             "--lr-data), upscale them with a model, and score the result against HR the way SR papers do: "
-            "8-bit images, Y channel of BT.601 YCbCr, `scale` border pixels cropped; SSIM with an 11x11 "
+            "8-bit images, Y channel of BT.601 YCbCr (single-channel gray files: their gray values), "
+            "`scale` border pixels cropped; SSIM with an 11x11 "
             "Gaussian window; LPIPS (AlexNet v0.1) when its weights are available."
         ),
         epilog="example: binsr eval --model bicubic --data Set5 --scale 4 --json set5_x4.json",
@@ -89,7 +90,8 @@ def _run_eval(args: argparse.Namespace) -> int:
             lpips_model = load_lpips(args.lpips_alexnet, args.lpips_lin, device)
         except MetricUnavailable as err:
             print(f"{PROG}: {err}", file=sys.stderr)
-    result = evaluate(upscaler, dataset, dataset.name, lpips_model, not args.rgb, device, progress=not args.quiet)
+    channels = "rgb" if args.rgb else "y"
+    result = evaluate(upscaler, dataset, dataset.name, lpips_model, channels, device, progress=not args.quiet)
 
     has_lpips = "lpips" in result.mean()
     headers = ["image", "PSNR (dB)", "SSIM"] + (["LPIPS"] if has_lpips else [])
@@ -98,11 +100,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         row = [name, f"{values['psnr']:.4f}", f"{values['ssim']:.4f}"]
         return row + ([f"{values['lpips']:.4f}"] if has_lpips else [])
 
-    rows = [cells(s.name, vars(s)) for s in result.per_image]
+    rows = [cells(s.name + (" (gray)" if s.channels == "gray" else ""), vars(s)) for s in result.per_image]
     rows.append(cells("mean", result.mean()))
-    channel = "RGB" if args.rgb else "Y"
     print(f"{result.model} on {result.dataset} x{result.scale} ({len(result.per_image)} images, "
-          f"{channel} channel, border {result.crop_border})")
+          f"{'RGB' if args.rgb else 'Y'} channel, border {result.crop_border})")
     print(format_table(headers, rows))
     if args.json:
         write_json(args.json, result.to_dict())

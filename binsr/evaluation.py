@@ -18,11 +18,13 @@ from binsr.pipelines.base import Upscaler
 
 @dataclass
 class ImageScore:
-    """Metrics of one image. PSNR in dB; LPIPS None when the metric is unavailable."""
+    """Metrics of one image. PSNR in dB; LPIPS None when the metric is unavailable.
+    ``channels``: what PSNR/SSIM compared ("y", "rgb", or "gray" for single-channel HR files)."""
 
     name: str
     psnr: float
     ssim: float
+    channels: str
     lpips: float | None = None
 
 
@@ -33,7 +35,7 @@ class EvalResult:
     model: str
     dataset: str
     scale: int
-    y_channel: bool
+    channels: str
     crop_border: int
     per_image: list[ImageScore] = field(default_factory=list)
 
@@ -51,7 +53,8 @@ class EvalResult:
         """JSON form: {"model", "dataset", "scale", "mean", "per_image", ...}."""
         per_image = []
         for score in self.per_image:
-            row: dict[str, Any] = {"name": score.name, "psnr": score.psnr, "ssim": score.ssim}
+            row: dict[str, Any] = {"name": score.name, "psnr": score.psnr, "ssim": score.ssim,
+                                   "channels": score.channels}
             if score.lpips is not None:
                 row["lpips"] = score.lpips
             per_image.append(row)
@@ -61,7 +64,8 @@ class EvalResult:
             "scale": self.scale,
             "mean": self.mean(),
             "per_image": per_image,
-            "protocol": {"y_channel": self.y_channel, "crop_border": self.crop_border, "quantized": "8-bit"},
+            "protocol": {"channels": self.channels, "grayscale_files": "gray" if self.channels == "y" else self.channels,
+                         "crop_border": self.crop_border, "quantized": "8-bit"},
         }
 
 
@@ -70,13 +74,18 @@ def evaluate(
     dataset: Dataset,
     dataset_name: str,
     lpips_model: LPIPS | None = None,
-    y_channel: bool = True,
+    channels: str = "y",
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> EvalResult:
-    """Upscale every LR image of ``dataset`` and score it against its HR image (border = scale)."""
+    """Upscale every LR image of ``dataset`` and score it against its HR image (border = scale).
+
+    ``channels`` "y" (papers) or "rgb". With "y", images whose HR file is single-channel are scored on
+    their gray values, as MATLAB benchmark scripts do (``if size(im, 3) == 3, rgb2ycbcr``): on Set14
+    (bridge.png) this is what makes the published bicubic numbers come out.
+    """
     scale = upscaler.scale
-    result = EvalResult(upscaler.name, dataset_name, scale, y_channel, crop_border=scale)
+    result = EvalResult(upscaler.name, dataset_name, scale, channels, crop_border=scale)
     for index in tqdm(range(len(dataset)), desc=f"{upscaler.name} on {dataset_name} x{scale}",
                       unit="img", disable=not progress):
         sample = dataset[index]
@@ -85,10 +94,12 @@ def evaluate(
             sr = upscaler.upscale(lr.unsqueeze(0))[0]
         if sr.shape != hr.shape:
             raise ValueError(f"{sample['name']}: the model returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
+        compared = "gray" if channels == "y" and sample.get("gray") else channels
         score = ImageScore(
             name=sample["name"],
-            psnr=float(psnr(sr, hr, crop_border=scale, y_channel=y_channel)),
-            ssim=float(ssim(sr, hr, crop_border=scale, y_channel=y_channel)),
+            psnr=float(psnr(sr, hr, crop_border=scale, channels=compared)),
+            ssim=float(ssim(sr, hr, crop_border=scale, channels=compared)),
+            channels=compared,
         )
         if lpips_model is not None:
             score.lpips = float(lpips_distance(lpips_model, quantize(sr), hr))  # of the saved 8-bit image

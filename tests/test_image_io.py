@@ -177,3 +177,15 @@ def test_no_pillow_warnings_leak_on_corrupt_files(tmp_path, rng):
         warnings.simplefilter("error")
         with pytest.raises(ImageReadError):
             read_image(tmp_path / "t.tif")
+
+
+def test_is_grayscale_file_reads_the_header(tmp_path, rng):
+    from binsr.image import is_grayscale_file
+
+    Image.fromarray(smooth_image(rng, 8, 8)[..., 0]).save(tmp_path / "g.png")
+    Image.fromarray(smooth_image(rng, 8, 8)).save(tmp_path / "c.png")
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "g16.png")
+    gray_as_rgb = np.repeat(smooth_image(rng, 8, 8)[..., :1], 3, -1)  # equal channels, stored as RGB
+    Image.fromarray(gray_as_rgb).save(tmp_path / "rgb_gray.png")
+    assert is_grayscale_file(tmp_path / "g.png") and is_grayscale_file(tmp_path / "g16.png")
+    assert not is_grayscale_file(tmp_path / "c.png") and not is_grayscale_file(tmp_path / "rgb_gray.png")

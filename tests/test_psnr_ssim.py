@@ -54,7 +54,7 @@ def test_psnr_closed_form_on_y_and_rgb():
     assert psnr(sr, hr).item() == pytest.approx(20 * math.log10(255 / (3 * 219 / 255)), abs=1e-9)
     sr_r = hr.clone()
     sr_r[0] += 3 / 255  # one channel only: RGB mse = 9/3
-    assert psnr(sr_r, hr, y_channel=False).item() == pytest.approx(10 * math.log10(255**2 / 3), abs=1e-9)
+    assert psnr(sr_r, hr, channels="rgb").item() == pytest.approx(10 * math.log10(255**2 / 3), abs=1e-9)
 
 
 def test_identical_images_and_sub_level_differences():
@@ -79,7 +79,7 @@ def test_border_crop_ignores_the_border():
 @pytest.mark.parametrize("y_channel", [True, False])
 def test_ssim_matches_numpy_reference(rng, y_channel):
     sr, hr = random_pair(rng)
-    got = ssim(sr, hr, crop_border=2, y_channel=y_channel).item()
+    got = ssim(sr, hr, crop_border=2, channels="y" if y_channel else "rgb").item()
     a, b = (np.round(x.clamp(0, 1).numpy() * 255) / 255 for x in (sr, hr))
     if y_channel:
         expected = ref_ssim_2d(ref_y(a)[2:-2, 2:-2], ref_y(b)[2:-2, 2:-2])
@@ -122,3 +122,15 @@ def test_bad_shapes_are_rejected():
         psnr(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), crop_border=4)
     with pytest.raises(ValueError, match="at least 11x11"):
         ssim(torch.zeros(3, 12, 12), torch.zeros(3, 12, 12), crop_border=1)
+
+
+def test_gray_channel_mode_for_single_channel_sources():
+    gray = torch.rand(1, 24, 24, dtype=torch.float64).expand(3, 24, 24)
+    from binsr.image.color import rgb_to_gray
+
+    assert torch.allclose(rgb_to_gray(gray), gray[:1] * 255, atol=1e-12)  # identity on equal channels
+    hr = torch.full((3, 20, 20), 100 / 255, dtype=torch.float64)
+    sr = hr + 3 / 255  # 3 gray levels off: PSNR on the gray values, not on 16-235 luma
+    assert psnr(sr, hr, channels="gray").item() == pytest.approx(20 * math.log10(255 / 3), abs=1e-9)
+    with pytest.raises(ValueError, match="channels must be one of"):
+        psnr(sr, hr, channels="lab")

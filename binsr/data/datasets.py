@@ -7,7 +7,8 @@
 Both take an HR folder (searched recursively), mod-crop every HR image to the scale and make its
 LR image with MATLAB-style bicubic rounded to the file's bit depth — or, in paired mode, read the
 LR image of the same name from ``lr_dir`` (``name.*`` or ``name`` + ``x{scale}``, the DIV2K naming).
-Samples are dicts ``{"name": str, "lr": (3, h, w), "hr": (3, h·s, w·s)}`` with values in [0, 1].
+Samples are dicts ``{"name": str, "lr": (3, h, w), "hr": (3, h·s, w·s)}`` with values in [0, 1];
+evaluation samples also carry ``"gray"``: the HR file has a single gray channel (scored on it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.utils.data import Dataset
 from binsr.data.degradations import bicubic_downscale
 from binsr.data.transforms import paired_random_crop, random_dihedral
 from binsr.errors import DataError
-from binsr.image.io import IMAGE_EXTENSIONS, array_to_tensor, list_images, read_image_array
+from binsr.image.io import IMAGE_EXTENSIONS, array_to_tensor, is_grayscale_file, list_images, read_image_array
 
 Sample = dict[str, object]
 
@@ -103,7 +104,7 @@ class _ImagePairs:
 
 
 class SREvalDataset(Dataset):
-    """Whole mod-cropped images in sorted name order: ``{"name", "lr", "hr"}``."""
+    """Whole mod-cropped images in sorted name order: ``{"name", "lr", "hr", "gray"}``."""
 
     def __init__(
         self,
@@ -127,6 +128,7 @@ class SREvalDataset(Dataset):
             "name": self.pairs.names[index],
             "lr": array_to_tensor(lr, self.dtype),
             "hr": array_to_tensor(hr, self.dtype),
+            "gray": is_grayscale_file(self.pairs.hr_paths[index]),
         }
 
 

@@ -30,6 +30,16 @@ def rgb_to_y(rgb: torch.Tensor) -> torch.Tensor:
     return y.unsqueeze(-3)
 
 
+def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) RGB in [0, 1] → (..., 1, H, W) full-range gray on the 0..255 scale.
+
+    MATLAB's ``rgb2gray`` weights; exact identity on images whose three channels are equal.
+    """
+    _check_rgb(rgb)
+    r, g, b = rgb.unbind(dim=-3)
+    return (255.0 * (0.298936021293775 * r + 0.587043074451121 * g + 0.114020904255103 * b)).unsqueeze(-3)
+
+
 def quantize(image: torch.Tensor, bits: int = 8) -> torch.Tensor:
     """Clip to [0, 1] and round to the nearest of 2**bits levels; stays in [0, 1] and in its dtype."""
     peak = 2**bits - 1

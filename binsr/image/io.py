@@ -36,6 +36,21 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def is_grayscale_file(path: str | os.PathLike[str]) -> bool:
+    """True when the file stores one gray channel (alpha aside); reads the header only.
+
+    SR benchmark code scores such images on their gray values instead of converting to YCbCr.
+    """
+    try:
+        with Image.open(path) as im:
+            return im.mode in _GRAY_MODES
+    except (OSError, SyntaxError, ValueError):
+        return False  # unreadable files get their clear error when decoded
+
+
 def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file to an (H, W, 3) uint8 or uint16 array (bit depth of the file kept)."""
     path = Path(path)

@@ -3,7 +3,9 @@
 Both take RGB images in [0, 1], shape (3, H, W) or (B, 3, H, W), and:
 
 1. round them to 8-bit levels (the numbers papers publish are for saved 8-bit images);
-2. by default take the Y channel of BT.601 YCbCr (16–235) — ``y_channel=False`` keeps RGB;
+2. compare ``channels``: "y" (default) the Y channel of BT.601 YCbCr (16–235); "rgb" all three
+   channels; "gray" full-range gray values — what benchmark code does for single-channel (grayscale)
+   files, which it does not convert to YCbCr (Set14's bridge.png; see ``is_grayscale_file``);
 3. crop ``crop_border`` pixels on every side (papers use the scale factor);
 4. compute in float64 on the 0..255 scale.
 
@@ -17,9 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from binsr.image.color import quantize, rgb_to_y
+from binsr.image.color import quantize, rgb_to_gray, rgb_to_y
 
 _PEAK = 255.0
+_CHANNELS = {"y": rgb_to_y, "gray": rgb_to_gray, "rgb": lambda rgb: rgb * _PEAK}
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_C1 = (0.01 * _PEAK) ** 2
@@ -30,11 +33,11 @@ def psnr(
     sr: torch.Tensor,
     hr: torch.Tensor,
     crop_border: int = 0,
-    y_channel: bool = True,
+    channels: str = "y",
     quantize_8bit: bool = True,
 ) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB (inf for identical images)."""
-    a, b, single = _prepare(sr, hr, crop_border, y_channel, quantize_8bit)
+    a, b, single = _prepare(sr, hr, crop_border, channels, quantize_8bit)
     mse = (a - b).pow(2).mean(dim=(1, 2, 3))
     value = 10.0 * torch.log10(_PEAK**2 / mse)
     return value[0] if single else value
@@ -44,11 +47,11 @@ def ssim(
     sr: torch.Tensor,
     hr: torch.Tensor,
     crop_border: int = 0,
-    y_channel: bool = True,
+    channels: str = "y",
     quantize_8bit: bool = True,
 ) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004) in [−1, 1]; 1 for identical images."""
-    a, b, single = _prepare(sr, hr, crop_border, y_channel, quantize_8bit)
+    a, b, single = _prepare(sr, hr, crop_border, channels, quantize_8bit)
     if min(a.shape[-2:]) < _SSIM_WINDOW:
         raise ValueError(
             f"SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} after cropping, got {tuple(a.shape[-2:])}"
@@ -79,9 +82,11 @@ def gaussian_kernel_1d(size: int, sigma: float, dtype: torch.dtype, device: torc
 
 
 def _prepare(
-    sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: bool, quantize_8bit: bool
+    sr: torch.Tensor, hr: torch.Tensor, crop_border: int, channels: str, quantize_8bit: bool
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Shared steps 1–4: returns (B, C, H, W) float64 tensors on the 0..255 scale."""
+    if channels not in _CHANNELS:
+        raise ValueError(f"channels must be one of {sorted(_CHANNELS)}, got {channels!r}")
     if sr.shape != hr.shape:
         raise ValueError(f"images differ in shape: {tuple(sr.shape)} vs {tuple(hr.shape)}")
     single = sr.dim() == 3
@@ -96,7 +101,7 @@ def _prepare(
         image = image.detach().to(torch.float64)
         if quantize_8bit:
             image = quantize(image, 8)
-        image = rgb_to_y(image) if y_channel else image * _PEAK
+        image = _CHANNELS[channels](image)
         if crop_border:
             image = image[..., crop_border:-crop_border, crop_border:-crop_border]
         prepared.append(image)
