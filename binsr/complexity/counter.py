@@ -112,6 +112,7 @@ def count_complexity(model: nn.Module, *args: Any, **kwargs: Any) -> ComplexityR
     """Run ``model(*args, **kwargs)`` once without gradients and count what it did."""
     costs: dict[str, LayerCost] = {}
     seen_params: set[int] = set()
+    binary_params: set[int] = set()
     uncounted: set[str] = set()
     handles = []
     for name, module in model.named_modules():
@@ -122,13 +123,15 @@ def count_complexity(model: nn.Module, *args: Any, **kwargs: Any) -> ComplexityR
                 continue
             seen_params.add(id(param))
             if param_name in binary_names:
+                binary_params.add(id(param))
                 cost.params_binary += param.numel()
             else:
                 cost.params_fp += param.numel()
         costs[name] = cost
         custom = getattr(module, "complexity_ops", None)
         rule = rule_for(module)
-        if custom is None and rule is None and cost.params_fp and not any(True for _ in module.children()):
+        is_leaf = next(module.children(), None) is None
+        if custom is None and rule is None and cost.params_fp and is_leaf:
             uncounted.add(type(module).__name__)
         handles.append(module.register_forward_hook(_make_hook(cost, custom, rule), with_kwargs=True))
 
@@ -143,7 +146,7 @@ def count_complexity(model: nn.Module, *args: Any, **kwargs: Any) -> ComplexityR
         model.train(was_training)
 
     layers = [c for c in costs.values() if c.params_fp or c.params_binary or c.flops or c.bops]
-    return ComplexityReport(layers=layers, storage_bytes=_storage_bytes(model), uncounted=sorted(uncounted))
+    return ComplexityReport(layers, _storage_bytes(model, binary_params), sorted(uncounted))
 
 
 def _make_hook(cost: LayerCost, custom: Any, rule: Any):
@@ -159,24 +162,18 @@ def _make_hook(cost: LayerCost, custom: Any, rule: Any):
     return hook
 
 
-def _storage_bytes(model: nn.Module) -> int:
-    """Bytes to store the model: FP tensors at their dtype size, binary weights at 1 bit each."""
-    binary_bits = 0
-    total = 0
+def _storage_bytes(model: nn.Module, binary_params: set[int]) -> int:
+    """Bytes of everything the state dict stores (parameters and persistent buffers, shared ones
+    once): FP tensors at their dtype size, binary weights at 1 bit each."""
+    bits = 0
     seen: set[int] = set()
-    for module in model.modules():
-        binary_names = set(_call_optional(module, "binary_parameter_names", ()))
-        tensors = [(n, p) for n, p in module.named_parameters(recurse=False)]
-        tensors += [(n, b) for n, b in module.named_buffers(recurse=False) if n not in module._non_persistent_buffers_set]
-        for name, tensor in tensors:
-            if id(tensor) in seen:
-                continue
-            seen.add(id(tensor))
-            if name in binary_names:
-                binary_bits += tensor.numel() * BITS_PER_BINARY_WEIGHT
-            else:
-                total += tensor.numel() * tensor.element_size()
-    return total + math.ceil(binary_bits / 8)
+    for tensor in model.state_dict(keep_vars=True).values():
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        per_entry = BITS_PER_BINARY_WEIGHT if id(tensor) in binary_params else 8 * tensor.element_size()
+        bits += tensor.numel() * per_entry
+    return math.ceil(bits / 8)
 
 
 def _call_optional(module: nn.Module, method: str, default: Any) -> Any:

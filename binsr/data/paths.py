@@ -24,6 +24,8 @@ def resolve_data_dir(name_or_path: str | os.PathLike[str], root: str | os.PathLi
     direct = Path(name_or_path)
     if direct.is_dir():
         return direct
+    if direct.is_absolute():
+        raise DataError(f"dataset folder not found: {direct}")
     under_root = data_root(root) / direct
     if under_root.is_dir():
         return under_root

@@ -92,13 +92,16 @@ class LPIPS(nn.Module):
     def load_weights(self, alexnet: dict[str, torch.Tensor], lin: dict[str, torch.Tensor]) -> None:
         """Load torchvision AlexNet (``features.N.*`` keys) and lpips lin (``linK.model.1.weight``) tensors."""
         trunk = {k.removeprefix("features."): v for k, v in alexnet.items() if k.startswith("features.")}
-        heads = {f"{k[3]}.weight": v for k, v in lin.items() if k.startswith("lin") and k.endswith(".weight")}
+        # lpips names its heads "lin{i}.model.1.weight" (model.0 is a dropout)
+        heads = {f"{k.split('.')[0].removeprefix('lin')}.weight": v for k, v in lin.items() if k.startswith("lin")}
         try:
             self.features.load_state_dict(trunk)
             self.lins.load_state_dict(heads)
         except RuntimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise MetricUnavailable(f"LPIPS weights do not fit AlexNet/LPIPS v0.1: {first}") from None
+            # torch's message: a header line, then one line per problem; show the first problem
+            lines = [line.strip() for line in str(err).strip().splitlines()]
+            detail = lines[1] if len(lines) > 1 else lines[0]
+            raise MetricUnavailable(f"LPIPS weights do not fit AlexNet/LPIPS v0.1: {detail}") from None
 
 
 def load_lpips(
