@@ -18,8 +18,8 @@ class ToyBinaryConv(nn.Conv2d):
         super().__init__(cin, cout, 3, padding=1, bias=False)
         self.alpha = nn.Parameter(torch.ones(cout))
 
-    def binary_parameter_names(self):
-        return ("weight",)
+    def binary_parameter_bits(self):
+        return {"weight": 1}
 
     def complexity_ops(self, args, kwargs, output):
         macs = output.numel() * self.in_channels * 9
@@ -116,3 +116,13 @@ def test_counting_leaves_the_model_as_it_was():
     assert model.training and all(not m._forward_hooks for m in model.modules())
     keys = set(report.to_dict())
     assert {"params", "params_fp", "params_binary", "ops", "flops", "bops", "storage_bytes", "layers"} <= keys
+
+
+def test_multi_bit_binary_weights_count_once_per_bit_plane():
+    class TwoPlane(ToyBinaryConv):
+        def binary_parameter_bits(self):
+            return {"weight": 2}  # e.g. HORQ order 2: two sign planes per weight
+
+    report = count_complexity(TwoPlane(8, 8), torch.zeros(1, 8, 4, 4))
+    assert report.params_binary == 2 * 8 * 8 * 9
+    assert report.storage_bytes == 4 * 8 + 2 * 8 * 8 * 9 // 8

@@ -15,6 +15,7 @@ LAYERS = {
     "utils": 0,
     "image": 1,
     "complexity": 1,
+    "binary": 2,
     "metrics": 2,
     "data": 2,
     "pipelines": 5,

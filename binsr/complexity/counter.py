@@ -6,13 +6,14 @@ itself (not those of its children) and its own parameters (``recurse=False``; sh
 A module declares binary parts through two optional methods (duck-typed, so this engine imports no
 layer library):
 
-* ``binary_parameter_names() -> Iterable[str]``: its own parameters stored at 1 bit per entry;
+* ``binary_parameter_bits() -> Mapping[str, int]``: its own parameters stored in binary, with the
+  bits per entry (1 for plain sign weights, N for N-term residual binarization such as HORQ);
 * ``complexity_ops(args, kwargs, output) -> tuple[int, int]``: (FP MACs, binary ops) of one call,
   replacing the rule for its type in :mod:`binsr.complexity.rules`.
 
 Totals follow the papers' convention (BI-DiffSR Table 2, BBCU): Params = FP parameters + binary
-weights / 32, OPs = FLOPs + BOPs / 64. Storage counts FP parameters and buffers at their dtype size
-and binary weights at 1 bit.
+weights / 32, OPs = FLOPs + BOPs / 64, where an N-bit binary weight counts N times. Storage counts FP
+parameters and buffers at their dtype size and binary weights at their bits.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from torch import nn
 from binsr.complexity.rules import rule_for
 from binsr.utils.text import format_table, human_count
 
-BITS_PER_BINARY_WEIGHT = 1
 BINARY_PARAMS_PER_FP = 32  # a 1-bit weight counts as 1/32 of a 32-bit parameter
 BOPS_PER_FLOP = 64  # 64 binary ops (XNOR + popcount on a 64-bit word) count as one FLOP
 
@@ -112,19 +112,19 @@ def count_complexity(model: nn.Module, *args: Any, **kwargs: Any) -> ComplexityR
     """Run ``model(*args, **kwargs)`` once without gradients and count what it did."""
     costs: dict[str, LayerCost] = {}
     seen_params: set[int] = set()
-    binary_params: set[int] = set()
+    binary_params: dict[int, int] = {}  # id -> bits per entry
     uncounted: set[str] = set()
     handles = []
     for name, module in model.named_modules():
         cost = LayerCost(name=name, kind=type(module).__name__)
-        binary_names = set(_call_optional(module, "binary_parameter_names", ()))
+        binary_bits = dict(_call_optional(module, "binary_parameter_bits", {}))
         for param_name, param in module.named_parameters(recurse=False):
             if id(param) in seen_params:
                 continue
             seen_params.add(id(param))
-            if param_name in binary_names:
-                binary_params.add(id(param))
-                cost.params_binary += param.numel()
+            if param_name in binary_bits:
+                binary_params[id(param)] = binary_bits[param_name]
+                cost.params_binary += param.numel() * binary_bits[param_name]
             else:
                 cost.params_fp += param.numel()
         costs[name] = cost
@@ -162,16 +162,16 @@ def _make_hook(cost: LayerCost, custom: Any, rule: Any):
     return hook
 
 
-def _storage_bytes(model: nn.Module, binary_params: set[int]) -> int:
+def _storage_bytes(model: nn.Module, binary_params: dict[int, int]) -> int:
     """Bytes of everything the state dict stores (parameters and persistent buffers, shared ones
-    once): FP tensors at their dtype size, binary weights at 1 bit each."""
+    once): FP tensors at their dtype size, binary weights at their bits per entry."""
     bits = 0
     seen: set[int] = set()
     for tensor in model.state_dict(keep_vars=True).values():
         if id(tensor) in seen:
             continue
         seen.add(id(tensor))
-        per_entry = BITS_PER_BINARY_WEIGHT if id(tensor) in binary_params else 8 * tensor.element_size()
+        per_entry = binary_params.get(id(tensor), 8 * tensor.element_size())
         bits += tensor.numel() * per_entry
     return math.ceil(bits / 8)
 
