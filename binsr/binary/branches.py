@@ -81,12 +81,13 @@ class LowRankBranch(nn.Module):
         super().__init__()
         rank, in_features = down.shape
         out_features = up.shape[0]
+        like = {"device": down.device, "dtype": down.dtype}  # no float32 detour for float64 weights
         if stride is None:
-            self.down: nn.Module = nn.Linear(in_features, rank, bias=False)
-            self.up: nn.Module = nn.Linear(rank, out_features, bias=False)
+            self.down: nn.Module = nn.Linear(in_features, rank, bias=False, **like)
+            self.up: nn.Module = nn.Linear(rank, out_features, bias=False, **like)
         else:
-            self.down = nn.Conv2d(in_features, rank, 1, stride=stride, bias=False)
-            self.up = nn.Conv2d(rank, out_features, 1, bias=False)
+            self.down = nn.Conv2d(in_features, rank, 1, stride=stride, bias=False, **like)
+            self.up = nn.Conv2d(rank, out_features, 1, bias=False, **like)
         with torch.no_grad():
             self.down.weight.copy_(down.view_as(self.down.weight))
             self.up.weight.copy_(up.view_as(self.up.weight))
@@ -185,5 +186,4 @@ def build_three_branch(layer: nn.Module, bmb_factory, rank: int, k: int,  # noqa
     bmb = bmb_factory(layer)
     with torch.no_grad():
         bmb.weight.copy_(parts.remainder)
-    device = layer.weight.device
-    return ThreeBranch(bmb, lrmb.to(device) if lrmb else None, smb.to(device) if smb else None)
+    return ThreeBranch(bmb, lrmb, smb)
