@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"binsr {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_eval(commands)
+    _add_complexity(commands)
     return parser
 
 
@@ -109,6 +110,81 @@ def _run_eval(args: argparse.Namespace) -> int:
         write_json(args.json, result.to_dict())
         print(f"wrote {args.json}")
     return 0
+
+
+def _add_complexity(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "complexity",
+        help="Params / OPs / storage of a model, optionally binarized, per layer and in total",
+        description=(
+            "Run one forward pass of a model on a zero image and count, per layer and in total, full-precision "
+            "and binary parameters, storage, FLOPs (multiply-accumulates) and binary ops, by the papers' "
+            "convention: Params = FP params + binary weights/32, OPs = FLOPs + BOPs/64. With --method the model "
+            "is binarized first (binsr.binary.binarize)."
+        ),
+        epilog="example: binsr complexity --arch mypkg.nets:make_unet --size 256 --method xnor --keep-fp 'conv_first' "
+               "--keep-fp 'conv_last'",
+    )
+    p.add_argument("--arch", required=True, help="architecture name, or package.module:factory returning an nn.Module")
+    p.add_argument("--size", default="256", metavar="H[xW]", help="input image size in pixels [default: 256]")
+    p.add_argument("--channels", type=int, default=3, help="input channels [default: 3]")
+    p.add_argument("--method", help="binarize first with this method (see binsr.binary.METHODS)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, e.g. rank=8 or k=auto (repeatable)")
+    p.add_argument("--keep-fp", action="append", default=[], metavar="PATTERN",
+                   help="glob of layer names to keep full precision (repeatable)")
+    p.add_argument("--json", metavar="PATH", help="also write the counts as JSON to PATH")
+    p.set_defaults(run=_run_complexity)
+
+
+def _run_complexity(args: argparse.Namespace) -> int:
+    from binsr.binary import binarize
+    from binsr.complexity import count_complexity
+    from binsr.models import build
+    from binsr.utils import write_json
+
+    height, width = _size(args.size)
+    model = build(args.arch)
+    summary: dict = {"arch": args.arch, "input": [1, args.channels, height, width], "method": args.method}
+    if args.method:
+        model, report = binarize(model, args.method, keep_fp=args.keep_fp, inplace=True,
+                                 **dict(_option(o) for o in args.option))
+        summary["binarization"] = report.to_dict()
+        print(f"binarized {len(report.replaced)} layers with {args.method}; kept FP: "
+              f"{', '.join(report.kept_fp) or 'none'}; skipped: {len(report.skipped)}")
+    elif args.option or args.keep_fp:
+        raise BinsrError("--option and --keep-fp need --method")
+    counts = count_complexity(model, torch.zeros(1, args.channels, height, width))
+    print(counts.format_table())
+    if args.json:
+        write_json(args.json, {**summary, **counts.to_dict()})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise BinsrError(f"--size must be H or HxW in pixels, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def _option(text: str) -> tuple[str, object]:
+    """'rank=8' → ('rank', 8); values are parsed as int, float, true/false, or kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise BinsrError(f"--option must be KEY=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def _device(name: str) -> torch.device:

@@ -124,3 +124,39 @@ def test_console_script_help_and_version():
     assert version.stdout.startswith("binsr ")
     bare = subprocess.run([exe], capture_output=True, text=True)
     assert bare.returncode == 2 and "usage" in bare.stdout
+
+
+def test_complexity_command_counts_a_binarized_model(tmp_path, capsys, monkeypatch):
+    (tmp_path / "arch_for_test.py").write_text(
+        "from torch import nn\n"
+        "def net():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1),\n"
+        "                         nn.Conv2d(16, 3, 3, padding=1))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out_json = tmp_path / "c.json"
+    code, out, err = run(["complexity", "--arch", "arch_for_test:net", "--size", "32x16", "--method", "xnor",
+                          "--keep-fp", "0", "--keep-fp", "2", "--json", out_json], capsys)
+    assert code == 0, err
+    result = json.loads(out_json.read_text())
+    macs = 32 * 16 * 16 * 16 * 9
+    assert result["input"] == [1, 3, 32, 16] and result["method"] == "xnor"
+    assert result["params_binary"] == 16 * 16 * 9 and result["bops"] == macs
+    assert result["flops"] == 32 * 16 * (16 * 27 + 3 * 144)
+    assert result["ops"] == pytest.approx(result["flops"] + macs / 64)
+    assert result["params"] == pytest.approx(result["params_fp"] + 16 * 16 * 9 / 32)
+    assert "BinaryConv2d" in out and "not counted" not in out
+    code, out, err = run(["complexity", "--arch", "arch_for_test:net", "--size", "32", "--method", "bimacosr",
+                          "--option", "rank=99"], capsys)
+    assert code == 1 and err.startswith("binsr: error: rank 99 is larger than min(C_in, C_out) = 3 of layer '0'")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["complexity", "--arch", "nope"], "unknown architecture 'nope'"),
+    (["complexity", "--arch", "no_such_module:f"], "cannot import architecture"),
+    (["complexity", "--arch", "torch.nn:Identity", "--size", "0"], "--size must be H or HxW"),
+    (["complexity", "--arch", "torch.nn:Identity", "--option", "rank=2"], "--option and --keep-fp need --method"),
+])
+def test_complexity_errors(argv, message, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 1 and message in err and err.count("\n") == 1

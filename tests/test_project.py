@@ -16,6 +16,7 @@ LAYERS = {
     "image": 1,
     "complexity": 1,
     "binary": 2,
+    "models": 3,
     "metrics": 2,
     "data": 2,
     "pipelines": 5,

@@ -139,3 +139,19 @@ def test_bimacosr_auto_rank_and_k_respect_the_budget():
     assert sum(r * (16 + (16 if n == "1" else 32)) for n, r in ranks.items()) <= 0.5 * (8 * 32 + 8 * 48)
     assert sum(ks.values()) == int(0.5 * (32 + 64))
     assert half(torch.randn(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("layer,x", [(nn.Conv2d(32, 24, 3, stride=2, padding=1), torch.randn(2, 32, 9, 7)),
+                                     (nn.Linear(40, 30), torch.randn(2, 5, 40))])
+def test_sparse_branch_equals_its_dense_matrix(layer, x):
+    layer, x = layer.double(), x.double().requires_grad_(True)
+    smb = _fp_three_branch(layer, rank=1, k=17).smb
+    if isinstance(layer, nn.Conv2d):
+        reference = torch.nn.functional.conv2d(x, smb.matrix()[:, :, None, None], stride=2)
+    else:
+        reference = x @ smb.matrix().T
+    out = smb(x)
+    assert torch.allclose(out, reference, atol=1e-12)
+    grads = torch.autograd.grad(out.sum(), (x, smb.values))
+    reference_grads = torch.autograd.grad(reference.sum(), (x, smb.values))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, reference_grads))

@@ -49,6 +49,10 @@ class TimestepGrouped(nn.Module):
         shape[self.channel_dim] = param.shape[1]
         return chosen.view(shape)
 
+    def complexity_ops(self, args: tuple, kwargs: dict, output: torch.Tensor) -> tuple[int, int]:
+        """Elementwise: zero in the MAC convention (as activations and biases are)."""
+        return 0, 0
+
 
 class GroupedBias(TimestepGrouped):
     """x + b: ReActNet's LearnableBias; with K > 1, BI-DiffSR's timestep-aware TaR. b starts at 0."""

@@ -1,0 +1,37 @@
+"""Model architectures by name, built on :mod:`binsr.binary`.
+
+:func:`build` takes a registered architecture name or an import path ``package.module:factory``
+(any callable returning an ``nn.Module``), so tools such as ``binsr complexity`` work on any model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from torch import nn
+
+from binsr.errors import BinsrError
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {}
+
+
+def build(arch: str) -> nn.Module:
+    """The model called ``arch`` (registered name) or made by ``package.module:factory``."""
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch]()
+    if ":" not in arch:
+        known = ", ".join(sorted(ARCHITECTURES)) or "none registered yet"
+        raise BinsrError(f"unknown architecture {arch!r} (names: {known}; or give package.module:factory)")
+    module_name, _, attr = arch.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise BinsrError(f"cannot import architecture {arch!r}: {err}") from None
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise BinsrError(f"{arch!r} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+__all__ = ["ARCHITECTURES", "build"]
