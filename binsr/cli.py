@@ -126,8 +126,11 @@ def _add_complexity(commands: argparse._SubParsersAction) -> None:
                "--keep-fp 'conv_last'",
     )
     p.add_argument("--arch", required=True, help="architecture name, or package.module:factory returning an nn.Module")
-    p.add_argument("--size", default="256", metavar="H[xW]", help="input image size in pixels [default: 256]")
-    p.add_argument("--channels", type=int, default=3, help="input channels [default: 3]")
+    p.add_argument("--size", default="256", metavar="H[xW]", help="output image size in pixels [default: 256]")
+    p.add_argument("--scale", type=int, default=None, help="SR scale, recorded with the counts (SR3-style UNets "
+                   "work at output size, so it does not change them)")
+    p.add_argument("--channels", type=int, default=3, help="input channels of models without example_inputs() "
+                   "[default: 3]")
     p.add_argument("--method", help="binarize first with this method (see binsr.binary.METHODS)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option, e.g. rank=8 or k=auto (repeatable)")
@@ -145,7 +148,7 @@ def _run_complexity(args: argparse.Namespace) -> int:
 
     height, width = _size(args.size)
     model = build(args.arch)
-    summary: dict = {"arch": args.arch, "input": [1, args.channels, height, width], "method": args.method}
+    summary: dict = {"arch": args.arch, "size": [height, width], "scale": args.scale, "method": args.method}
     if args.method:
         model, report = binarize(model, args.method, keep_fp=args.keep_fp, inplace=True,
                                  **dict(_option(o) for o in args.option))
@@ -154,7 +157,9 @@ def _run_complexity(args: argparse.Namespace) -> int:
               f"{', '.join(report.kept_fp) or 'none'}; skipped: {len(report.skipped)}")
     elif args.option or args.keep_fp:
         raise BinsrError("--option and --keep-fp need --method")
-    counts = count_complexity(model, torch.zeros(1, args.channels, height, width))
+    example = getattr(model, "example_inputs", None)
+    inputs = example(height, width) if callable(example) else (torch.zeros(1, args.channels, height, width),)
+    counts = count_complexity(model, *inputs)
     print(counts.format_table())
     if args.json:
         write_json(args.json, {**summary, **counts.to_dict()})

@@ -140,7 +140,7 @@ def test_complexity_command_counts_a_binarized_model(tmp_path, capsys, monkeypat
     assert code == 0, err
     result = json.loads(out_json.read_text())
     macs = 32 * 16 * 16 * 16 * 9
-    assert result["input"] == [1, 3, 32, 16] and result["method"] == "xnor"
+    assert result["size"] == [32, 16] and result["method"] == "xnor"
     assert result["params_binary"] == 16 * 16 * 9 and result["bops"] == macs
     assert result["flops"] == 32 * 16 * (16 * 27 + 3 * 144)
     assert result["ops"] == pytest.approx(result["flops"] + macs / 64)

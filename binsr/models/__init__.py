@@ -12,8 +12,12 @@ from collections.abc import Callable
 from torch import nn
 
 from binsr.errors import BinsrError
+from binsr.models.presets import UNET_PRESETS, unet_preset
+from binsr.models.unet import SRUNet, UNetConfig, build_unet
 
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {}
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    name: (lambda name=name: build_unet(unet_preset(name))) for name in UNET_PRESETS
+}
 
 
 def build(arch: str) -> nn.Module:
@@ -34,4 +38,4 @@ def build(arch: str) -> nn.Module:
     return model
 
 
-__all__ = ["ARCHITECTURES", "build"]
+__all__ = ["ARCHITECTURES", "UNET_PRESETS", "SRUNet", "UNetConfig", "build", "build_unet", "unet_preset"]

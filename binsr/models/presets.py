@@ -1,0 +1,31 @@
+"""Named UNet architectures: the papers' settings and small ones that train on a CPU.
+
+Counted with ``binsr complexity`` at a 3×256×256 output (paper Table 2 in brackets):
+``bidiffsr`` 4.587 M params (4.58: 3.08 M FP + 48.21 M binary weights / 32), 36.41 G OPs (36.67);
+``sr3`` 55.41 M (55.41), 176.06 G (176.41). The remaining −0.7 % / −0.2 % in OPs is below what
+elementwise ops (norms count, activations and biases do not) would add; we count MACs of convs,
+linears and attention, GroupNorm at 2 ops an element, binary MACs / 64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from binsr.models.unet import UNetConfig
+
+UNET_PRESETS: dict[str, UNetConfig] = {
+    # BI-DiffSR paper setting: CP-Down/Up, CS-Fusion, K = 5 TaR/TaA groups, FP up path at 256/128.
+    "bidiffsr": UNetConfig(),
+    # The FP SR3 baseline of BI-DiffSR's Table 2.
+    "sr3": UNetConfig(binary=None, resample="conv", fusion="block", fp_res=()),
+    # CPU-sized: 3 levels of 32/64/128 channels, one res block each; FP up path at the top level.
+    "bidiffsr-small": UNetConfig(inner_channel=32, channel_mults=(1, 2, 4), res_blocks=1, norm_groups=8, dropout=0.0,
+                                 image_size=64, fp_res=(64,)),
+    "sr3-small": UNetConfig(inner_channel=32, channel_mults=(1, 2, 4), res_blocks=1, norm_groups=8, dropout=0.0,
+                            image_size=64, binary=None, resample="conv", fusion="block", fp_res=()),
+}
+
+
+def unet_preset(name: str, **changes: object) -> UNetConfig:
+    """A copy of preset ``name`` with ``changes`` applied."""
+    return replace(UNET_PRESETS[name], **changes)

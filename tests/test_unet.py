@@ -1,0 +1,82 @@
+"""SR3 / BI-DiffSR UNets: the paper's Table 2 counts, which parts stay FP, ablation switches, shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from binsr.binary import BinaryConv2d, BinaryLinear
+from binsr.binary.layers import GroupedBias, IdentityShortcut
+from binsr.complexity import count_complexity
+from binsr.errors import BinsrError
+from binsr.models import build, build_unet, unet_preset
+
+
+@pytest.mark.parametrize(
+    "arch,params,ops,fp,binary",
+    [("bidiffsr", 4.58e6, 36.67e9, 3.07e6, 48.21e6), ("sr3", 55.41e6, 176.41e9, 55.41e6, 0)],
+)
+def test_table2_params_and_ops_at_256(arch, params, ops, fp, binary):
+    model = build(arch)
+    report = count_complexity(model, *model.example_inputs(256, 256))
+    assert report.params == pytest.approx(params, rel=0.02)
+    assert report.ops == pytest.approx(ops, rel=0.03)
+    assert report.params_fp == pytest.approx(fp, rel=0.02)
+    assert report.params_binary == pytest.approx(binary, rel=0.001, abs=1)
+    assert report.uncounted == []
+
+
+def test_bidiffsr_keeps_the_right_parts_full_precision():
+    model = build("bidiffsr")
+    binary = {n for n, m in model.named_modules() if isinstance(m, (BinaryConv2d, BinaryLinear))}
+    fp_convs = {n for n, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)}
+    assert {"head", "tail.2", "mid.0.attn.qkv", "mid.0.attn.out", "time_mlp.1"} <= fp_convs
+    assert all(name.endswith("time_proj") for name in fp_convs if "blocks" in name and "up_levels.2" not in name
+               and "up_levels.3" not in name and "attn" not in name)
+    # up path at 128 and 256 (levels 2 and 3) is FP, but the CP-Up after level 2 is binary
+    assert not any(n.startswith(("up_levels.2.blocks", "up_levels.3.blocks", "up_levels.2.fusions")) for n in binary)
+    assert "up_levels.2.resample.conv1" in binary and "down_levels.0.blocks.0.conv1" in binary
+    for name in binary:  # every BI-Conv keeps its shape, so each has its identity residual and K = 5 groups
+        layer = model.get_submodule(name)
+        assert isinstance(layer.shortcut, IdentityShortcut) and layer.pre_bias.num_groups == 5
+
+
+@pytest.mark.parametrize("changes", [
+    {"fusion": "concat"}, {"fusion": "split"}, {"fusion": "add"}, {"resample": "conv", "fusion": "concat"},
+    {"resample": "conv", "fusion": "block"},
+    {"binary_options": {"timestep_groups": 1, "residual": False}}, {"binary": "xnor", "binary_options": {}},
+    {"binary": "bbcu", "binary_options": {}}, {"binary": None},
+])
+def test_ablation_switches_build_and_run(changes):
+    model = build_unet(unet_preset("bidiffsr-small", **changes))
+    x, t = torch.randn(2, 6, 16, 16), torch.tensor([10, 1990])
+    out = model(x, t)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+    out.mean().backward()
+
+
+def test_timesteps_select_groups_per_sample():
+    torch.manual_seed(0)
+    model = build_unet(unet_preset("bidiffsr-small")).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, GroupedBias):
+                m.bias.normal_()
+    x = torch.randn(2, 6, 16, 16)
+    with torch.no_grad():
+        both = model(x, torch.tensor([100, 1900]))
+        first = model(x[:1], torch.tensor([100]))
+        second = model(x[1:], torch.tensor([1900]))
+        other = model(x[1:], torch.tensor([100]))
+    assert torch.allclose(both[0], first[0], atol=1e-5) and torch.allclose(both[1], second[0], atol=1e-5)
+    assert not torch.allclose(second, other, atol=1e-3)
+
+
+def test_bad_configs_and_sizes():
+    with pytest.raises(BinsrError, match="fusion must be one of"):
+        unet_preset("bidiffsr-small", fusion="mix")
+    with pytest.raises(BinsrError, match="fusion 'cs' needs equal channels"):  # strided convs keep channels
+        build_unet(unet_preset("bidiffsr-small", resample="conv"))
+    with pytest.raises(BinsrError, match="multiple of 4"):
+        build_unet(unet_preset("bidiffsr-small"))(torch.randn(1, 6, 18, 16), torch.zeros(1))
