@@ -1,0 +1,109 @@
+"""Configs are dataclasses; this builds them from YAML-like dicts, strictly.
+
+An unknown key is an error that names it, where it sits and the closest valid key — a typo in a
+training recipe must not silently fall back to a default. ``--set a.b=value`` overrides parse
+``value`` as YAML (numbers, booleans, lists).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from binsr.errors import BinsrError
+
+T = TypeVar("T")
+
+
+class ConfigError(BinsrError):
+    """A config file or override is wrong: unknown key, wrong type, unreadable file."""
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (valid: {', '.join(names)})"
+            raise ConfigError(f"unknown config key '{where}{key}'{hint}")
+    values = {}
+    for name in names:
+        if name in data:
+            values[name] = _convert(hints[name], data[name], f"{where}{name}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
+        return from_dict(hint, value, f"{where}.")
+    origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            if dataclasses.is_dataclass(option) and isinstance(value, dict):
+                return from_dict(option, value, f"{where}.")
+    if hint in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
+    if hint is float and isinstance(value, int):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ConfigError(f"config key '{where}' must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Dataclass → plain dict (tuples as lists), ready for YAML/JSON."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+    return plain(dataclasses.asdict(config))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings to a nested dict (values parsed as YAML)."""
+    data = dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override must be key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data

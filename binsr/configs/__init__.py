@@ -1,0 +1,1 @@
+"""Training recipes shipped as named presets (YAML)."""

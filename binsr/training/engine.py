@@ -1,0 +1,284 @@
+"""The training engine: one loop for every diffusion SR recipe, on one CPU or many GPUs.
+
+Reproducible by construction: data order is a seeded permutation per epoch, each process takes its
+contiguous slice of the global batch, and each sample's noise and timestep come from
+(seed, step, global sample index). Hence ``torchrun --nproc_per_node=N`` with batch B gives the same
+training as one process with batch N·B, and ``--resume`` continues bit-exactly from the last
+checkpoint (which stores optimizer, LR schedule, loss scaler and the RNG state used by dropout).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from binsr.binary import set_training_progress
+from binsr.config import to_dict
+from binsr.data import SREvalDataset, SRTrainDataset, resolve_data_dir
+from binsr.diffusion.sr3 import SR3, sample_generators
+from binsr.errors import BinsrError
+from binsr.image.resize import imresize
+from binsr.metrics.psnr_ssim import psnr
+from binsr.models.files import save_model_file
+from binsr.models.unet import build_unet
+from binsr.pipelines.sr3 import SR3Upscaler
+from binsr.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from binsr.training.config import TrainConfig
+from binsr.utils.fs import atomic_write
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    val_psnr: float | None
+    model_file: Path
+    seconds: float
+
+
+class Trainer:
+    """``Trainer(config).train()``: train, validate, checkpoint, export ``runs/NAME/model.safetensors``."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, data_root: str | None = None,
+                 progress: bool = True) -> None:
+        self.config, self.progress = config, progress
+        self.rank, self.world, local_rank = _init_distributed(config.device)
+        self.device = _device(config.device, local_rank)
+        self.run_dir = Path(config.out_dir) / config.name
+        if not resume and latest_checkpoint(self.run_dir) is not None:
+            raise BinsrError(f"{self.run_dir} already has checkpoints: pass --resume to continue, or use another name")
+        if resume and latest_checkpoint(self.run_dir) is None:
+            raise BinsrError(f"--resume: no checkpoint in {self.run_dir}")
+
+        torch.manual_seed(config.seed)
+        self.model = build_unet(config.model).to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if config.optim.ema_decay else None
+        self.net = DistributedDataParallel(self.model) if self.world > 1 else self.model
+        self.optimizer = _optimizer(self.model, config)
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, config))
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.diffusion = SR3(config.diffusion)
+
+        data = config.data
+        self.dataset = SRTrainDataset(resolve_data_dir(data.train, data_root), data.scale, data.patch_size,
+                                      augment=data.augment, seed=config.seed)
+        self.global_batch = data.batch_size * self.world
+        self.dataset.repeat = max(1, math.ceil(self.global_batch / len(self.dataset.pairs)))
+        self.val_dir = resolve_data_dir(data.val, data_root) if data.val else None
+
+        self.step = 0
+        if resume:
+            state = load_checkpoint(latest_checkpoint(self.run_dir), self.model, self.ema)
+            self.step = int(state["step"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.lr_schedule.load_state_dict(state["lr_schedule"])
+            self.scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng"])
+            if self.device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+    # --- the model file every checkpoint and the final export carry ---------------------------
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "sr3", "name": self.config.name, "scale": self.config.data.scale,
+                "unet": to_dict(self.config.model), "diffusion": to_dict(self.config.diffusion),
+                "trained_steps": self.step}
+
+    def batches(self):
+        """(lr, hr) batches of this process from ``self.step`` on, forever (epoch after epoch)."""
+        batch, count = self.config.data.batch_size, len(self.dataset)
+        per_epoch = count // self.global_batch
+        while True:
+            epoch, position = divmod(self.step, per_epoch)
+            seed = int(np.random.SeedSequence([self.config.seed, epoch, 7]).generate_state(1)[0])
+            order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+            self.dataset.set_epoch(epoch)
+            start = self.rank * batch
+            index_batches = [order[k * self.global_batch + start: k * self.global_batch + start + batch]
+                             for k in range(position, per_epoch)]
+            loader = DataLoader(self.dataset, batch_sampler=index_batches, num_workers=self.config.data.num_workers)
+            for sample in loader:
+                yield sample["lr"].to(self.device), sample["hr"].to(self.device)
+
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> float:
+        self.net.train()
+        batch = lr.shape[0]
+        generators = sample_generators([(self.config.seed, self.step, self.rank * batch + i) for i in range(batch)])
+        condition = imresize(lr, float(self.config.data.scale)).clamp(0, 1)
+        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+            loss = self.diffusion.loss(self.net, hr, condition, generators)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.lr_schedule.step()
+        if self.ema is not None:
+            _ema_update(self.ema, self.model, self.config.optim.ema_decay)
+        return loss.detach().item()
+
+    def validate(self) -> float | None:
+        """Mean PSNR (Y, border = scale) of DDIM samples on the validation folder."""
+        if self.val_dir is None:
+            return None
+        net = self.ema if self.ema is not None else self.model
+        upscaler = SR3Upscaler(net, self.diffusion, self.config.data.scale, steps=self.config.val_steps, seed=0,
+                               multiple=self.config.model.multiple)
+        dataset = SREvalDataset(self.val_dir, self.config.data.scale)
+        count = min(len(dataset), self.config.data.val_limit or len(dataset))
+        scores = []
+        for index in range(count):
+            sample = dataset[index]
+            sr = upscaler.upscale(sample["lr"][None])[0].cpu()
+            scores.append(float(psnr(sr, sample["hr"], crop_border=self.config.data.scale)))
+        self.model.train()
+        return sum(scores) / len(scores)
+
+    def train(self) -> TrainResult:
+        config, main = self.config, self.rank == 0
+        log = _CsvLog(self.run_dir / "log.csv", keep_until=self.step) if main else None
+        board = _tensorboard(self.run_dir) if main else None
+        bar = tqdm(total=config.steps, initial=self.step, desc=config.name, unit="step",
+                   disable=not (self.progress and main))
+        started, loss, val = time.perf_counter(), float("nan"), None
+        for lr_batch, hr_batch in self.batches():
+            if self.step >= config.steps:
+                break
+            loss = self.train_step(lr_batch, hr_batch)
+            self.step += 1
+            set_training_progress(self.model, self.step / config.steps)
+            bar.update(1)
+            if self.step % config.log_every == 0 or self.step == config.steps:
+                loss = _mean_over_processes(loss, self.world)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr_schedule.get_last_lr()[0]:.2e}")
+                if main:
+                    log.write(step=self.step, loss=loss, lr=self.lr_schedule.get_last_lr()[0],
+                              seconds=time.perf_counter() - started)
+                    if board:
+                        board.add_scalar("train/loss", loss, self.step)
+            at_end = self.step == config.steps
+            if main and ((config.val_every and self.step % config.val_every == 0) or at_end):
+                val = self.validate()
+                if val is not None:
+                    log.write(step=self.step, val_psnr=val)
+                    bar.write(f"step {self.step}: validation PSNR {val:.3f} dB")
+                    if board:
+                        board.add_scalar("val/psnr", val, self.step)
+            if (config.ckpt_every and self.step % config.ckpt_every == 0) or at_end:
+                if main:
+                    self._checkpoint()
+                if self.world > 1:
+                    dist.barrier()
+        bar.close()
+        model_file = self.run_dir / "model.safetensors"
+        if main:
+            save_model_file(model_file, self.ema if self.ema is not None else self.model, self.spec())
+        return TrainResult(self.step, loss, val, model_file, time.perf_counter() - started)
+
+    def _checkpoint(self) -> None:
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                 "lr_schedule": self.lr_schedule.state_dict(), "scaler": self.scaler.state_dict(),
+                 "rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(self.run_dir, self.step, self.model, self.ema, self.spec(), state,
+                        self.config.keep_checkpoints)
+
+
+def _init_distributed(device: str) -> tuple[int, int, int]:
+    """(rank, world size, local rank); joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        use_nccl = torch.cuda.is_available() and device != "cpu"
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+    if world > 1:
+        return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BinsrError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    o = config.optim
+    kind = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return kind(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    o = config.optim
+    if o.warmup_steps and step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    if o.schedule == "cosine":
+        progress = (step - o.warmup_steps) / max(1, config.steps - o.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if o.schedule == "multistep":
+        return o.gamma ** sum(step >= m for m in o.milestones)
+    return 1.0
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for average, current in zip(ema.parameters(), model.parameters()):
+        average.lerp_(current, 1 - decay)
+    for average, current in zip(ema.buffers(), model.buffers()):
+        average.copy_(current)
+
+
+def _mean_over_processes(value: float, world: int) -> float:
+    if world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor) / world
+
+
+def _tensorboard(run_dir: Path):  # noqa: ANN202
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the tensorboard package is optional
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+class _CsvLog:
+    """``log.csv`` (step, loss, lr, seconds, val_psnr); on resume, rows after the checkpoint are dropped."""
+
+    FIELDS = ("step", "loss", "lr", "seconds", "val_psnr")
+
+    def __init__(self, path: Path, keep_until: int) -> None:
+        self.path = path
+        rows = []
+        if path.is_file():
+            with open(path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= keep_until]
+        with atomic_write(path, "w") as handle:
+            writer = csv.DictWriter(handle, self.FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, **values: float) -> None:
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, self.FIELDS).writerow(values)
