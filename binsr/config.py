@@ -39,7 +39,10 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     for name in names:
         if name in data:
             values[name] = _convert(hints[name], data[name], f"{where}{name}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as err:  # a dataclass's own validation (__post_init__)
+        raise ConfigError(f"config section '{where.rstrip('.') or cls.__name__}': {err}") from None
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
@@ -56,6 +59,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
                 return from_dict(option, value, f"{where}.")
     if hint in (int, float) and isinstance(value, bool):
         raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
+    if hint in (int, float) and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            value = hint(value)
+        except ValueError:
+            raise ConfigError(f"config key '{where}' must be {hint.__name__}, got {value!r}") from None
     if hint is float and isinstance(value, int):
         return float(value)
     if hint in (int, float, str, bool) and not isinstance(value, hint):

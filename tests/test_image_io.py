@@ -189,3 +189,10 @@ def test_is_grayscale_file_reads_the_header(tmp_path, rng):
     Image.fromarray(gray_as_rgb).save(tmp_path / "rgb_gray.png")
     assert is_grayscale_file(tmp_path / "g.png") and is_grayscale_file(tmp_path / "g16.png")
     assert not is_grayscale_file(tmp_path / "c.png") and not is_grayscale_file(tmp_path / "rgb_gray.png")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    write_png(tmp_path / "p.png", torch.zeros(3, 2, 2))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -25,17 +25,29 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class SR3Schedule:
-    """Noise schedule and objective (BI-DiffSR: linear 1e-6 → 1e-2, 2000 steps, ε-prediction, L1)."""
+    """Noise schedule and objective (BI-DiffSR: linear 1e-6 → 1e-2, 2000 steps, ε-prediction, L1).
+
+    ``prediction_type``: what the network predicts — "epsilon" (the paper), "sample" (x₀) or
+    "v_prediction"; diffusers' samplers convert each back to x₀.
+    """
 
     num_train_timesteps: int = 2000
     beta_start: float = 1e-6
     beta_end: float = 1e-2
     beta_schedule: str = "linear"
     loss: str = "l1"
+    prediction_type: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        if self.prediction_type not in ("epsilon", "sample", "v_prediction"):
+            raise ValueError(f"prediction_type must be epsilon, sample or v_prediction, got {self.prediction_type!r}")
+        if self.loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
 
     def _kwargs(self) -> dict:
         return {"num_train_timesteps": self.num_train_timesteps, "beta_start": self.beta_start,
-                "beta_end": self.beta_end, "beta_schedule": self.beta_schedule, "prediction_type": "epsilon"}
+                "beta_end": self.beta_end, "beta_schedule": self.beta_schedule,
+                "prediction_type": self.prediction_type}
 
     def ddpm(self) -> DDPMScheduler:
         return DDPMScheduler(**self._kwargs())
@@ -56,12 +68,10 @@ class SR3:
     def __init__(self, schedule: SR3Schedule | None = None) -> None:
         self.schedule = schedule or SR3Schedule()
         self.train_scheduler = self.schedule.ddpm()
-        if self.schedule.loss not in ("l1", "l2"):
-            raise ValueError(f"loss must be 'l1' or 'l2', got {self.schedule.loss!r}")
 
     def loss(self, model: Denoiser, hr: torch.Tensor, condition: torch.Tensor,
              generators: Sequence[torch.Generator]) -> torch.Tensor:
-        """Mean L1 (or L2) between predicted and true noise; one timestep and noise draw per sample."""
+        """Mean L1 (or L2) between prediction and target (noise, x₀ or v); one timestep and noise per sample."""
         steps = self.schedule.num_train_timesteps
         timesteps, noises = [], []
         for generator in generators:
@@ -71,9 +81,11 @@ class SR3:
         noise = torch.stack(noises).to(hr.device, hr.dtype)
         noisy = self.train_scheduler.add_noise(hr, noise, t)
         predicted = model(torch.cat([condition, noisy], dim=1), t)
+        kind = self.schedule.prediction_type
+        target = noise if kind == "epsilon" else hr if kind == "sample" else self.train_scheduler.get_velocity(hr, noise, t)
         if self.schedule.loss == "l1":
-            return F.l1_loss(predicted, noise)
-        return F.mse_loss(predicted, noise)
+            return F.l1_loss(predicted, target)
+        return F.mse_loss(predicted, target)
 
     @torch.no_grad()
     def sample(self, model: Denoiser, condition: torch.Tensor, steps: int = 50, seed: int = 0,

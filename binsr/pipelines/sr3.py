@@ -27,8 +27,18 @@ class SR3Upscaler:
         self.model, self.diffusion, self.scale, self.name = model.eval(), diffusion, scale, name
         self.steps, self.seed, self.tile, self.tile_overlap, self.multiple = steps, seed, tile, tile_overlap, multiple
 
+    def check_size(self, height: int, width: int) -> None:
+        """Raise if an LR image of height × width cannot be processed (reflect padding to the
+        network's multiple needs an output of at least half that multiple... and more than the pad)."""
+        out_h, out_w = height * self.scale, width * self.scale
+        if -out_h % self.multiple >= out_h or -out_w % self.multiple >= out_w:
+            raise BinsrError(f"a {width}x{height} image is too small for this model: its x{self.scale} output "
+                             f"{out_w}x{out_h} must be at least {self.multiple // 2 + 1} pixels a side "
+                             f"(the network works on multiples of {self.multiple})")
+
     @torch.no_grad()
     def upscale(self, lr: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        self.check_size(*lr.shape[-2:])
         device = next(self.model.parameters()).device
         condition = imresize(lr.to(device), float(self.scale)).clamp(0, 1)
         height, width = condition.shape[-2:]

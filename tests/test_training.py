@@ -1,0 +1,121 @@
+"""Training engine: bit-exact resume after a kill, DDP = one process with the doubled batch, recipe
+errors, and checkpoints that do not fit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from binsr.config import ConfigError
+from binsr.errors import BinsrError
+from binsr.training import Trainer, load_train_config
+from conftest import smooth_image
+
+
+@pytest.fixture(scope="module")
+def train_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    rng = __import__("numpy").random.default_rng(3)
+    for i in range(5):
+        Image.fromarray(smooth_image(rng, 48, 56)).save(folder / f"img{i}.png")
+    return folder
+
+
+def recipe(out_dir, train_folder, name, *extra):
+    sets = [f"name={name}", f"out_dir={out_dir}", f"data.train={train_folder}", "data.val=null", "data.patch_size=32",
+            "log_every=1", "optim.warmup_steps=3", *extra]
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def binsr_cmd(*args):
+    return [sys.executable, "-m", "binsr", *args]
+
+
+def final_weights(run_dir):
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+def test_resume_after_kill_is_bit_exact(tmp_path, train_folder):
+    common = ["steps=40", "ckpt_every=2", "data.batch_size=2"]
+    subprocess.run(binsr_cmd("train", "bidiffsr-small-x4", "--quiet", *recipe(tmp_path, train_folder, "full", *common)),
+                   check=True, capture_output=True)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(binsr_cmd("train", "bidiffsr-small-x4", "--quiet", *recipe(tmp_path, train_folder, "cut", *common)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        latest = cut / "checkpoints" / "latest"
+        if latest.is_file() and latest.read_text() >= "step_00000006":
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up, as with a power cut
+    proc.wait()
+    killed_at = (cut / "checkpoints" / "latest").read_text()
+    assert killed_at < "step_00000040" and not (cut / "model.safetensors").exists(), "the run finished before the kill"
+    subprocess.run(binsr_cmd("train", "bidiffsr-small-x4", "--quiet", "--resume",
+                             *recipe(tmp_path, train_folder, "cut", *common)), check=True, capture_output=True)
+    full, resumed = final_weights(tmp_path / "full"), final_weights(cut)
+    assert full.keys() == resumed.keys()
+    assert all(torch.equal(full[k], resumed[k]) for k in full), f"resumed from {killed_at} differs"
+    rows = (cut / "log.csv").read_text().splitlines()[1:]
+    steps = [int(r.split(",")[0]) for r in rows]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) == 40  # no duplicated rows after the resume
+
+
+def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, train_folder):
+    common = ["steps=4", "ckpt_every=0", "optim.ema_decay=null"]
+    subprocess.run(binsr_cmd("train", "bidiffsr-small-x4", "--quiet",
+                             *recipe(tmp_path, train_folder, "single", *common, "data.batch_size=4")),
+                   check=True, capture_output=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "binsr",
+                    "train", "bidiffsr-small-x4", "--quiet",
+                    *recipe(tmp_path, train_folder, "ddp", *common, "data.batch_size=2", "device=cpu")],
+                   check=True, capture_output=True, env=env)
+    single, ddp = final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp")
+    worst = max((single[k] - ddp[k]).abs().max().item() for k in single)
+    assert worst < 1e-5, f"largest weight difference {worst}"
+    changed = max((single[k] - Trainer_initial(k)).abs().max().item() for k in ["head.weight"])
+    assert changed > 1e-4  # training did move the weights
+
+
+def Trainer_initial(key):  # noqa: N802 - the weights a run starts from (seeded)
+    torch.manual_seed(0)
+    from binsr.models import build_unet, unet_preset
+
+    return build_unet(unet_preset("bidiffsr-small")).state_dict()[key]
+
+
+def test_recipe_errors_are_clear():
+    with pytest.raises(ConfigError, match="unknown config key 'optim.l_r'; did you mean 'lr'"):
+        load_train_config("bidiffsr-small-x4", ["optim.l_r=1e-3"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim.learning_rate' \(valid: name, lr, betas"):
+        load_train_config("bidiffsr-small-x4", ["optim.learning_rate=1e-3"])
+    assert load_train_config("bidiffsr-small-x4", ["optim.lr=1e-3"]).optim.lr == 1e-3  # YAML 1.1 reads 1e-3 as text
+    with pytest.raises(ConfigError, match="unknown config key 'model.chanels'"):
+        load_train_config("bidiffsr-small-x4", ["model.chanels=3"])
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_train_config("bidiffsr-small-x4", ["steps=true"])
+    with pytest.raises(ConfigError, match="patch_size 30 must be a multiple"):
+        load_train_config("bidiffsr-small-x4", ["data.patch_size=30"])
+    with pytest.raises(ConfigError, match="unknown model preset 'bigger'"):
+        load_train_config("bidiffsr-small-x4", ["model.preset=bigger"])
+    assert load_train_config("bidiffsr-x4").model.inner_channel == 64  # the paper recipe loads
+
+
+def test_resume_rejects_another_architecture_and_fresh_runs_refuse_to_overwrite(tmp_path, train_folder):
+    sets = [s for s in recipe(tmp_path, train_folder, "arch", "steps=2", "ckpt_every=2") if s != "--set"]
+    Trainer(load_train_config("bidiffsr-small-x4", sets), progress=False).train()
+    with pytest.raises(BinsrError, match="already has checkpoints: pass --resume"):
+        Trainer(load_train_config("bidiffsr-small-x4", sets), progress=False)
+    other = load_train_config("bidiffsr-small-x4", [*sets, "model.inner_channel=16", "model.norm_groups=4"])
+    with pytest.raises(BinsrError, match="does not fit this architecture"):
+        Trainer(other, resume=True, progress=False)
