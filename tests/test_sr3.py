@@ -86,3 +86,19 @@ def test_images_smaller_than_the_networks_multiple_are_refused(overfit):
     with pytest.raises(BinsrError, match=r"a 1x1 image is too small for this model: its x2 output 2x2 must be at least 5"):
         upscaler.upscale(torch.rand(1, 3, 1, 1))
     upscaler.check_size(3, 3)  # 6 px: padded to 8 by reflection, fine
+
+
+def test_python_api_and_eval_command_with_a_model_file(overfit, tmp_path):
+    import json
+
+    import binsr
+
+    root, model_file = overfit
+    pipeline = binsr.load(str(model_file), steps=5)
+    image = torch.rand(3, 8, 8)
+    assert pipeline.upscale(image).shape == (3, 32, 32)  # one image in, one image out
+    out_json = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(model_file), "--data", str(root / "hr"), "--scale", "4", "--steps", "10",
+                 "--no-lpips", "--quiet", "--json", str(out_json)]) == 0
+    result = json.loads(out_json.read_text())
+    assert result["model"] == "one" and result["scale"] == 4 and result["mean"]["psnr"] > 25

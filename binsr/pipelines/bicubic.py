@@ -16,4 +16,5 @@ class BicubicUpscaler:
         self.scale = scale
 
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:
+        """(..., 3, h, w) in [0, 1] → (..., 3, h·s, w·s)."""
         return imresize(lr, float(self.scale)).clamp(0, 1)

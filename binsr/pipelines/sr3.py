@@ -38,6 +38,9 @@ class SR3Upscaler:
 
     @torch.no_grad()
     def upscale(self, lr: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        """(B, 3, h, w) or one (3, h, w) image in [0, 1] → the same rank at ×scale."""
+        if lr.dim() == 3:
+            return self.upscale(lr[None], progress)[0]
         self.check_size(*lr.shape[-2:])
         device = next(self.model.parameters()).device
         condition = imresize(lr.to(device), float(self.scale)).clamp(0, 1)
