@@ -55,10 +55,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         ),
         epilog="example: binsr eval --model bicubic --data Set5 --scale 4 --json set5_x4.json",
     )
-    p.add_argument("--model", default="bicubic", help="model name (bicubic) or a .safetensors model file "
-                   "[default: bicubic]")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps for diffusion models [default: 50]")
-    p.add_argument("--seed", type=int, default=0, help="seed of the start noise [default: 0]")
+    _add_model_arguments(p, required=False)
     p.add_argument(
         "--data",
         required=True,
@@ -73,13 +70,11 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     p.add_argument("--lpips-alexnet", metavar="PATH", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
     p.add_argument("--lpips-lin", metavar="PATH", help="lpips v0.1 linear weights (default: from the lpips package)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from binsr import pipelines
     from binsr.data import SREvalDataset, resolve_data_dir
     from binsr.errors import MetricUnavailable
     from binsr.evaluation import evaluate
@@ -87,8 +82,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from binsr.utils import format_table, write_json
 
     device = _device(args.device)
-    options = {} if args.model == "bicubic" else {"steps": args.steps, "seed": args.seed}
-    upscaler = pipelines.load(args.model, args.scale, device=device, **options)
+    upscaler = _load_upscaler(args, device)
     hr_dir = resolve_data_dir(args.data, args.data_root)
     dataset = SREvalDataset(hr_dir, args.scale, lr_dir=args.lr_data, dtype=torch.float32)
     lpips_model = None
@@ -118,6 +112,23 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+    """--model, --steps, --seed, --device: how eval and upscale pick and run a model."""
+    p.add_argument("--model", required=required, default=None if required else "bicubic",
+                   help="model name (bicubic) or a .safetensors model file" + ("" if required else " [default: bicubic]"))
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps for diffusion models [default: 50]")
+    p.add_argument("--seed", type=int, default=0, help="seed of the start noise [default: 0]")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
+
+
+def _load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object):  # noqa: ANN202
+    from binsr import pipelines
+
+    if args.model == "bicubic":
+        return pipelines.load("bicubic", args.scale)
+    return pipelines.load(args.model, args.scale, device=device, steps=args.steps, seed=args.seed, **sampling)
+
+
 def _add_upscale(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "upscale",
@@ -128,13 +139,10 @@ def _add_upscale(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
-    p.add_argument("--model", required=True, help="model name (bicubic) or a .safetensors model file")
+    _add_model_arguments(p, required=True)
     p.add_argument("--scale", type=int, help="upscaling factor (model files know theirs; must agree)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps [default: 50]")
-    p.add_argument("--seed", type=int, default=0, help="seed of the start noise [default: 0]")
     p.add_argument("--tile", type=int, help="process in tiles of N output pixels (bounded memory)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles in pixels [default: 32]")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_upscale)
 
@@ -144,14 +152,10 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from binsr import pipelines
     from binsr.image import list_images, read_image, write_png
 
     device = _device(args.device)
-    options = {}
-    if args.model != "bicubic":
-        options = {"steps": args.steps, "seed": args.seed, "tile": args.tile, "tile_overlap": args.tile_overlap}
-    upscaler = pipelines.load(args.model, args.scale, device=device, **options)
+    upscaler = _load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap)
     files = []
     for item in map(Path, args.inputs):
         if item.is_dir():

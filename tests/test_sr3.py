@@ -26,7 +26,7 @@ def overfit(tmp_path_factory, shared_data):
     (root / "hr").mkdir()
     crop = read_image(shared_data / "Set5" / "butterfly.png")[:, 112:144, 112:144]
     write_png(root / "hr" / "crop.png", crop)
-    sets = [f"name=one", f"out_dir={root}", f"steps={STEPS}", "ckpt_every=0", "log_every=50",
+    sets = ["name=one", f"out_dir={root}", f"steps={STEPS}", "ckpt_every=0", "log_every=50",
             f"data.train={root / 'hr'}", "data.val=null", "data.batch_size=4", "data.patch_size=32",
             "data.augment=false", "optim.lr=2e-3", "optim.warmup_steps=20", "optim.ema_decay=null",
             "diffusion.prediction_type=sample"]
