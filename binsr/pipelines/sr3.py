@@ -28,8 +28,8 @@ class SR3Upscaler:
         self.steps, self.seed, self.tile, self.tile_overlap, self.multiple = steps, seed, tile, tile_overlap, multiple
 
     def check_size(self, height: int, width: int) -> None:
-        """Raise if an LR image of height × width cannot be processed (reflect padding to the
-        network's multiple needs an output of at least half that multiple... and more than the pad)."""
+        """Raise if an LR image of height × width is too small: its output is reflect-padded up to the
+        network's multiple, and reflection needs the padding to be smaller than the image."""
         out_h, out_w = height * self.scale, width * self.scale
         if -out_h % self.multiple >= out_h or -out_w % self.multiple >= out_w:
             raise BinsrError(f"a {width}x{height} image is too small for this model: its x{self.scale} output "
