@@ -116,7 +116,8 @@ def _add_model_arguments(p: argparse.ArgumentParser, required: bool) -> None:
     """--model, --steps, --seed, --device: how eval and upscale pick and run a model."""
     p.add_argument("--model", required=required, default=None if required else "bicubic",
                    help="model name (bicubic) or a .safetensors model file" + ("" if required else " [default: bicubic]"))
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps for diffusion models [default: 50]")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps for SR3-style models [default: 50]; ResShift "
+                   "teachers run their own T steps and one-step students one network call")
     p.add_argument("--seed", type=int, default=0, help="seed of the start noise [default: 0]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
 
@@ -236,6 +237,9 @@ def _add_complexity(commands: argparse._SubParsersAction) -> None:
                    help="a method option, e.g. rank=8 or k=auto (repeatable)")
     p.add_argument("--keep-fp", action="append", default=[], metavar="PATTERN",
                    help="glob of layer names to keep full precision (repeatable)")
+    p.add_argument("--compare", metavar="ARCH", help="also count ARCH and print the compression ratio (its "
+                   "parameter bits / ours) and OPs speedup (its OPs / ours); with --method the default is the "
+                   "same architecture unbinarized")
     p.add_argument("--json", metavar="PATH", help="also write the counts as JSON to PATH")
     p.set_defaults(run=_run_complexity)
 
@@ -245,26 +249,39 @@ def _run_complexity(args: argparse.Namespace) -> int:
     from binsr.complexity import count_complexity
     from binsr.models import build
     from binsr.utils import write_json
+    from binsr.utils.text import human_count
 
     height, width = _size(args.size)
     model = build(args.arch)
+    reference = build(args.compare) if args.compare else (model if args.method else None)
     summary: dict = {"arch": args.arch, "size": [height, width], "scale": args.scale, "method": args.method}
     if args.method:
-        model, report = binarize(model, args.method, keep_fp=args.keep_fp, inplace=True,
+        model, report = binarize(model, args.method, keep_fp=args.keep_fp, inplace=False,
                                  **dict(_option(o) for o in args.option))
         summary["binarization"] = report.to_dict()
         print(f"binarized {len(report.replaced)} layers with {args.method}; kept FP: "
               f"{', '.join(report.kept_fp) or 'none'}; skipped: {len(report.skipped)}")
     elif args.option or args.keep_fp:
         raise BinsrError("--option and --keep-fp need --method")
-    example = getattr(model, "example_inputs", None)
-    inputs = example(height, width) if callable(example) else (torch.zeros(1, args.channels, height, width),)
-    counts = count_complexity(model, *inputs)
+    counts = count_complexity(model, *_example_inputs(model, height, width, args.channels))
     print(counts.format_table())
+    if reference is not None:
+        base = count_complexity(reference, *_example_inputs(reference, height, width, args.channels))
+        ratios = counts.compared_to(base)
+        summary["compared_to"] = {"arch": args.compare or f"{args.arch} (full precision)", **ratios,
+                                  "reference_params": base.params, "reference_ops": base.ops}
+        print(f"vs {summary['compared_to']['arch']} (Params {human_count(base.params)}, OPs {human_count(base.ops)}): "
+              f"compression ratio {ratios['compression_ratio']:.2f}x (parameter bits), "
+              f"OPs speedup {ratios['ops_speedup']:.2f}x, Params ratio {ratios['params_ratio']:.2f}x")
     if args.json:
         write_json(args.json, {**summary, **counts.to_dict()})
         print(f"wrote {args.json}")
     return 0
+
+
+def _example_inputs(model: torch.nn.Module, height: int, width: int, channels: int) -> tuple:
+    example = getattr(model, "example_inputs", None)
+    return example(height, width) if callable(example) else (torch.zeros(1, channels, height, width),)
 
 
 def _size(text: str) -> tuple[int, int]:

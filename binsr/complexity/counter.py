@@ -79,9 +79,22 @@ class ComplexityReport:
         """Papers' OPs: FLOPs (MACs) + binary ops / 64."""
         return self.flops + self.bops / BOPS_PER_FLOP
 
+    @property
+    def parameter_bits(self) -> int:
+        """Bits of all parameters: FP ones at 32 bits, binary ones at their bits per entry."""
+        return self.params_fp * BINARY_PARAMS_PER_FP + self.params_binary
+
+    def compared_to(self, reference: ComplexityReport) -> dict[str, float]:
+        """BiMaCoSR's accounting against a reference (usually the FP model): compression ratio =
+        reference parameter bits / these bits; OPs speedup = reference OPs / these OPs."""
+        return {"compression_ratio": reference.parameter_bits / self.parameter_bits,
+                "ops_speedup": reference.ops / self.ops,
+                "params_ratio": reference.params / self.params}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "params": self.params,
+            "parameter_bits": self.parameter_bits,
             "params_fp": self.params_fp,
             "params_binary": self.params_binary,
             "ops": self.ops,

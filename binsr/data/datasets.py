@@ -14,6 +14,7 @@ evaluation samples also carry ``"gray"``: the HR file has a single gray channel 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,8 @@ class SRTrainDataset(Dataset):
     """Random aligned patches: LR ``patch_size/scale`` and HR ``patch_size`` squares, optionally
     flipped/rotated together. ``repeat`` walks the folder that many times per epoch; call
     :meth:`set_epoch` each epoch (as with ``DistributedSampler``) to draw new patches.
+    With ``degradation`` (e.g. :class:`~binsr.data.realesrgan.RealESRGANDegradation`), LR is made from
+    the HR patch by ``degradation(hr, generator)`` with the sample's own generator instead.
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class SRTrainDataset(Dataset):
         repeat: int = 1,
         dtype: torch.dtype = torch.float32,
         cache: bool = True,
+        degradation: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
         if patch_size < scale or patch_size % scale:
             raise DataError(f"patch size {patch_size} must be a positive multiple of the scale {scale}")
@@ -156,7 +160,7 @@ class SRTrainDataset(Dataset):
             raise DataError(f"repeat must be at least 1, got {repeat}")
         self.pairs = _ImagePairs(hr_dir, scale, lr_dir, cache)
         self.scale, self.patch_size, self.augment = scale, patch_size, augment
-        self.seed, self.repeat, self.dtype = seed, repeat, dtype
+        self.seed, self.repeat, self.dtype, self.degradation = seed, repeat, dtype, degradation
         self.epoch = 0
         for index in range(len(self.pairs)):
             width, height = self.pairs.hr_size(index)
@@ -186,11 +190,12 @@ class SRTrainDataset(Dataset):
         )
         if self.augment:
             lr, hr = random_dihedral((lr, hr), generator)
-        return {
-            "name": self.pairs.names[image_index],
-            "lr": array_to_tensor(lr.numpy().transpose(1, 2, 0), self.dtype),
-            "hr": array_to_tensor(hr.numpy().transpose(1, 2, 0), self.dtype),
-        }
+        hr_tensor = array_to_tensor(hr.numpy().transpose(1, 2, 0), self.dtype)
+        if self.degradation is not None:  # LR made from the HR patch, seeded by the same generator
+            lr_tensor = self.degradation(hr_tensor, generator)
+        else:
+            lr_tensor = array_to_tensor(lr.numpy().transpose(1, 2, 0), self.dtype)
+        return {"name": self.pairs.names[image_index], "lr": lr_tensor, "hr": hr_tensor}
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -12,11 +12,17 @@ from collections.abc import Callable
 from torch import nn
 
 from binsr.errors import BinsrError
-from binsr.models.presets import UNET_PRESETS, unet_preset
+from binsr.models.networks import apply_binarization, build_network, describe_network
+from binsr.models.presets import BIMACOSR_BINARIZATION, RESSHIFT_PRESETS, UNET_PRESETS, unet_preset
+from binsr.models.resshift_unet import ResShiftUNet, ResShiftUNetConfig
 from binsr.models.unet import SRUNet, UNetConfig, build_unet
 
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
-    name: (lambda name=name: build_unet(unet_preset(name))) for name in UNET_PRESETS
+    **{name: (lambda name=name: build_unet(unet_preset(name))) for name in UNET_PRESETS},
+    **{name: (lambda name=name: ResShiftUNet(RESSHIFT_PRESETS[name])) for name in RESSHIFT_PRESETS},
+    # BiMaCoSR students: the ResShift networks binarized the BiMaCoSR way.
+    **{name.replace("resshift", "bimacosr"): (lambda name=name: apply_binarization(
+        ResShiftUNet(RESSHIFT_PRESETS[name]), BIMACOSR_BINARIZATION)[0]) for name in RESSHIFT_PRESETS},
 }
 
 
@@ -38,4 +44,6 @@ def build(arch: str) -> nn.Module:
     return model
 
 
-__all__ = ["ARCHITECTURES", "UNET_PRESETS", "SRUNet", "UNetConfig", "build", "build_unet", "unet_preset"]
+__all__ = ["ARCHITECTURES", "RESSHIFT_PRESETS", "UNET_PRESETS", "ResShiftUNet", "ResShiftUNetConfig", "SRUNet",
+           "UNetConfig", "apply_binarization", "build", "build_network", "build_unet", "describe_network",
+           "unet_preset"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from binsr.models.resshift_unet import ResShiftUNetConfig
 from binsr.models.unet import UNetConfig
 
 UNET_PRESETS: dict[str, UNetConfig] = {
@@ -24,6 +25,21 @@ UNET_PRESETS: dict[str, UNetConfig] = {
     "sr3-small": UNetConfig(inner_channel=32, channel_mults=(1, 2, 4), res_blocks=1, norm_groups=8, dropout=0.0,
                             image_size=64, binary=None, resample="conv", fusion="block", fp_res=()),
 }
+
+
+# ResShift / SinSR / BiMaCoSR networks (REFERENCE.md §3). Counted at a 64×64 latent (a 256×256 output
+# through the VQ-f4 autoencoder, which is not counted): see ``binsr complexity --arch bimacosr --size 64``.
+RESSHIFT_PRESETS: dict[str, ResShiftUNetConfig] = {
+    # The paper's latent-space UNet: 160 channels, (1, 2, 2, 4), Swin layers at every level.
+    "resshift": ResShiftUNetConfig(),
+    # CPU-sized, pixel space: 32/64/64 channels, one res block a level, Swin layers at the lowest level.
+    "resshift-small": ResShiftUNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, norm_groups=8,
+                                         image_size=64, attn_res=(16,), swin_embed_dim=64, window_size=8),
+}
+
+# BiMaCoSR's binarization of the student (REFERENCE.md §4): three branches, r = 8, k = 2·max(C_in, C_out),
+# everything but the first and last conv binarized.
+BIMACOSR_BINARIZATION: dict[str, object] = {"method": "bimacosr", "options": {"rank": 8, "k": "2max"}}
 
 
 def unet_preset(name: str, **changes: object) -> UNetConfig:

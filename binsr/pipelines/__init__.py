@@ -5,14 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from binsr.config import from_dict
+from binsr.diffusion.resshift import ResShift, ResShiftSchedule
 from binsr.diffusion.sr3 import SR3, SR3Schedule
 from binsr.errors import BinsrError
 from binsr.models.files import load_weights, read_spec
+from binsr.models.networks import build_network
 from binsr.models.unet import UNetConfig, build_unet
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
-from binsr.pipelines.sr3 import SR3Upscaler
+from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
 
 NAMES = ("bicubic",)
 
@@ -25,8 +29,8 @@ def available() -> list[str]:
 def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **options: Any) -> Upscaler:
     """The upscaler called ``name_or_path``, or the one stored in that model file.
 
-    ``options`` go to the pipeline (SR3 models: steps, seed, tile, tile_overlap). A ``scale`` that
-    differs from a model file's own scale is an error.
+    ``options`` go to the pipeline (all diffusion models: seed, tile, tile_overlap; SR3: steps;
+    ResShift: stochastic). A ``scale`` that differs from a model file's own scale is an error.
     """
     if name_or_path == "bicubic":
         if scale is None:
@@ -39,14 +43,33 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
     spec = read_spec(path)
     if scale is not None and scale != spec["scale"]:
         raise BinsrError(f"{path} is a x{spec['scale']} model; x{scale} was requested")
-    if spec.get("kind") != "sr3":
-        raise BinsrError(f"{path}: unsupported model kind {spec.get('kind')!r}")
-    unet = from_dict(UNetConfig, spec["unet"])
-    model = build_unet(unet)
+    kind, name = spec.get("kind"), spec.get("name", path.stem)
+    if kind == "sr3":
+        unet = from_dict(UNetConfig, spec["unet"])
+        model = build_unet(unet)
+        load_weights(model, path)
+        diffusion = SR3(from_dict(SR3Schedule, spec["diffusion"]))
+        return SR3Upscaler(model.to(device), diffusion, spec["scale"], name=name, multiple=unet.multiple, **options)
+    if kind in ("resshift", "onestep"):
+        model, process = load_resshift_model(path, spec)
+        multiple = model.config.multiple
+        options.pop("steps", None)  # ResShift runs its own T steps; a one-step student one network call
+        if kind == "resshift":
+            return ResShiftUpscaler(model.to(device), process, spec["scale"], name=name, multiple=multiple, **options)
+        return OneStepUpscaler(model.to(device), process, spec["scale"], name=name, multiple=multiple, **options)
+    raise BinsrError(f"{path}: unsupported model kind {kind!r}")
+
+
+def load_resshift_model(path: str | Path, spec: dict[str, Any] | None = None) -> tuple[nn.Module, ResShift]:
+    """The network and ResShift process of a ResShift teacher or one-step student model file."""
+    spec = spec or read_spec(path)
+    if spec.get("kind") not in ("resshift", "onestep"):
+        raise BinsrError(f"{path} is not a ResShift model (kind {spec.get('kind')!r}); a ResShift teacher "
+                         f"or one-step student is needed")
+    model = build_network(spec["network"])
     load_weights(model, path)
-    diffusion = SR3(from_dict(SR3Schedule, spec["diffusion"]))
-    return SR3Upscaler(model.to(device), diffusion, spec["scale"], name=spec.get("name", path.stem),
-                       multiple=max(unet.multiple, 1), **options)
+    return model, ResShift(from_dict(ResShiftSchedule, spec["diffusion"]))
 
 
-__all__ = ["BicubicUpscaler", "SR3Upscaler", "Upscaler", "available", "load"]
+__all__ = ["BicubicUpscaler", "DiffusionUpscaler", "OneStepUpscaler", "ResShiftUpscaler", "SR3Upscaler", "Upscaler",
+           "available", "load", "load_resshift_model"]

@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from binsr.config import ConfigError, apply_overrides, from_dict, load_yaml
+from binsr.data.realesrgan import RealESRGANConfig
+from binsr.diffusion.distill import DistillConfig
+from binsr.diffusion.resshift import ResShiftSchedule
 from binsr.diffusion.sr3 import SR3Schedule
-from binsr.models.presets import UNET_PRESETS
+from binsr.models.presets import RESSHIFT_PRESETS, UNET_PRESETS
+from binsr.models.resshift_unet import ResShiftUNetConfig
 from binsr.models.unet import UNetConfig
+
+TASKS = ("sr3", "resshift", "distill")
 
 
 @dataclass
@@ -24,6 +30,17 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True
     val_limit: int | None = None          # validate on the first N images only
+    degradation: str = "bicubic"          # bicubic (MATLAB) | realesrgan (two-stage, seeded per sample)
+    realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
+
+
+@dataclass
+class BinarizeConfig:
+    """Binarize the trained network (after loading ``init`` weights): binsr.binary method and options."""
+
+    method: str = "bimacosr"
+    options: dict[str, Any] = field(default_factory=dict)
+    keep_fp: list[str] | None = None      # None: the network's own FP parts (BiMaCoSR: first and last conv)
 
 
 @dataclass
@@ -42,9 +59,17 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    """A training recipe. ``task``: "sr3" (SR3/BI-DiffSR, DDPM), "resshift" (a ResShift teacher) or
+    "distill" (SinSR one-step distillation of ``teacher``, optionally binarized: BiMaCoSR)."""
+
     name: str = "run"
-    model: UNetConfig = field(default_factory=UNetConfig)
-    diffusion: SR3Schedule = field(default_factory=SR3Schedule)
+    task: str = "sr3"
+    model: UNetConfig | ResShiftUNetConfig = field(default_factory=UNetConfig)
+    diffusion: SR3Schedule | ResShiftSchedule = field(default_factory=SR3Schedule)
+    teacher: str | None = None            # distill: the ResShift teacher's model file
+    init: str | None = None               # distill: student weights to start from (default: the teacher)
+    binarize: BinarizeConfig | None = None
+    distill: DistillConfig = field(default_factory=DistillConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 1000
@@ -75,18 +100,41 @@ def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     data = dict(data)
+    task = data.get("task", "sr3")
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     model = dict(data.pop("model", {}) or {})
-    preset = model.pop("preset", "bidiffsr-small")
-    if preset not in UNET_PRESETS:
-        raise ConfigError(f"unknown model preset {preset!r} (presets: {', '.join(sorted(UNET_PRESETS))})")
-    base = dataclasses.asdict(UNET_PRESETS[preset])
+    diffusion = data.pop("diffusion", {}) or {}
     config = from_dict(TrainConfig, data)
-    config.model = from_dict(UNetConfig, {**base, **model}, "model.")
+    if task == "distill":
+        if model or diffusion:
+            raise ConfigError("a distill recipe takes its model and diffusion from the teacher: remove "
+                              "'model' and 'diffusion'")
+        if not config.teacher:
+            raise ConfigError("task 'distill' needs 'teacher': the model file of a ResShift teacher")
+    else:
+        presets, config_cls = ((UNET_PRESETS, UNetConfig) if task == "sr3" else (RESSHIFT_PRESETS, ResShiftUNetConfig))
+        preset = model.pop("preset", next(iter(presets)) if task == "resshift" else "bidiffsr-small")
+        if preset not in presets:
+            raise ConfigError(f"unknown model preset {preset!r} for task {task} (presets: {', '.join(sorted(presets))})")
+        config.model = from_dict(config_cls, {**dataclasses.asdict(presets[preset]), **model}, "model.")
+        config.diffusion = from_dict(SR3Schedule if task == "sr3" else ResShiftSchedule, diffusion, "diffusion.")
+        if config.teacher or config.init or config.binarize:
+            raise ConfigError(f"teacher, init and binarize belong to task 'distill', not {task!r}")
+    if config.data.degradation not in ("bicubic", "realesrgan"):
+        raise ConfigError(f"data.degradation must be 'bicubic' or 'realesrgan', got {config.data.degradation!r}")
+    if config.data.degradation == "realesrgan":
+        realesrgan = data.get("data", {}).get("realesrgan", {}) or {}
+        if "scale" in realesrgan and realesrgan["scale"] != config.data.scale:
+            raise ConfigError(f"data.realesrgan.scale {realesrgan['scale']} differs from data.scale {config.data.scale}")
+        config.data.realesrgan = dataclasses.replace(config.data.realesrgan, scale=config.data.scale)
     if config.optim.name not in ("adam", "adamw"):
         raise ConfigError(f"optim.name must be 'adam' or 'adamw', got {config.optim.name!r}")
     if config.optim.schedule not in ("constant", "cosine", "multistep"):
         raise ConfigError(f"optim.schedule must be constant, cosine or multistep, got {config.optim.schedule!r}")
-    if config.data.patch_size % (config.data.scale * config.model.multiple):
-        raise ConfigError(f"data.patch_size {config.data.patch_size} must be a multiple of scale x "
+    if task != "distill" and config.data.patch_size % config.model.multiple:
+        raise ConfigError(f"data.patch_size {config.data.patch_size} must be a multiple of "
                           f"{config.model.multiple} (the UNet's multiple)")
+    if config.data.patch_size % config.data.scale:
+        raise ConfigError(f"data.patch_size {config.data.patch_size} must be a multiple of the scale {config.data.scale}")
     return config

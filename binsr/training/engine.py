@@ -29,15 +29,14 @@ from tqdm.auto import tqdm
 from binsr.binary import set_training_progress
 from binsr.config import to_dict
 from binsr.data import SREvalDataset, SRTrainDataset, resolve_data_dir
-from binsr.diffusion.sr3 import SR3, sample_generators
+from binsr.data.realesrgan import RealESRGANDegradation
+from binsr.diffusion.sr3 import sample_generators
 from binsr.errors import BinsrError
-from binsr.image.resize import imresize
 from binsr.metrics.psnr_ssim import psnr
 from binsr.models.files import save_model_file
-from binsr.models.unet import build_unet
-from binsr.pipelines.sr3 import SR3Upscaler
 from binsr.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from binsr.training.config import TrainConfig
+from binsr.training.tasks import make_task
 from binsr.utils.fs import atomic_write
 
 
@@ -65,18 +64,19 @@ class Trainer:
             raise BinsrError(f"--resume: no checkpoint in {self.run_dir}")
 
         torch.manual_seed(config.seed)
-        self.model = build_unet(config.model).to(self.device)
+        self.task = make_task(config).to(self.device)
+        self.model = self.task.model
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if config.optim.ema_decay else None
         self.net = DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.optimizer = _optimizer(self.model, config)
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, config))
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.diffusion = SR3(config.diffusion)
 
         data = config.data
+        degradation = RealESRGANDegradation(data.realesrgan) if data.degradation == "realesrgan" else None
         self.dataset = SRTrainDataset(resolve_data_dir(data.train, data_root), data.scale, data.patch_size,
-                                      augment=data.augment, seed=config.seed)
+                                      augment=data.augment, seed=config.seed, degradation=degradation)
         self.global_batch = data.batch_size * self.world
         self.dataset.repeat = max(1, math.ceil(self.global_batch / len(self.dataset.pairs)))
         self.val_dir = resolve_data_dir(data.val, data_root) if data.val else None
@@ -94,9 +94,8 @@ class Trainer:
 
     # --- the model file every checkpoint and the final export carry ---------------------------
     def spec(self) -> dict[str, Any]:
-        return {"kind": "sr3", "name": self.config.name, "scale": self.config.data.scale,
-                "unet": to_dict(self.config.model), "diffusion": to_dict(self.config.diffusion),
-                "trained_steps": self.step}
+        return {**self.task.spec(), "name": self.config.name, "scale": self.config.data.scale,
+                "trained_steps": self.step, "recipe": to_dict(self.config)}
 
     def batches(self):
         """(lr, hr) batches of this process from ``self.step`` on, forever (epoch after epoch)."""
@@ -118,9 +117,8 @@ class Trainer:
         self.net.train()
         batch = lr.shape[0]
         generators = sample_generators([(self.config.seed, self.step, self.rank * batch + i) for i in range(batch)])
-        condition = imresize(lr, float(self.config.data.scale)).clamp(0, 1)
         with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
-            loss = self.diffusion.loss(self.net, hr, condition, generators)
+            loss, _ = self.task.loss(self.net, lr, hr, generators)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.optim.grad_clip:
@@ -134,12 +132,11 @@ class Trainer:
         return loss.detach().item()
 
     def validate(self) -> float | None:
-        """Mean PSNR (Y, border = scale) of DDIM samples on the validation folder."""
+        """Mean PSNR (Y, border = scale) of the model's outputs on the validation folder."""
         if self.val_dir is None:
             return None
         net = self.ema if self.ema is not None else self.model
-        upscaler = SR3Upscaler(net, self.diffusion, self.config.data.scale, steps=self.config.val_steps, seed=0,
-                               multiple=self.config.model.multiple)
+        upscaler = self.task.upscaler(net)
         dataset = SREvalDataset(self.val_dir, self.config.data.scale)
         count = min(len(dataset), self.config.data.val_limit or len(dataset))
         scores = []

@@ -1,4 +1,6 @@
-"""Upscaling with a conditional SR3 model (FP or binary): bicubic condition, DDIM, padding, tiling."""
+"""Upscaling with diffusion SR models (FP or binary): bicubic condition, padding to the network's
+multiple, tiling. :class:`DiffusionUpscaler` does the image handling; subclasses say how one padded
+tile is generated (SR3: DDIM; ResShift: its T-step chain; one-step students: one network call)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from binsr.diffusion.resshift import ResShift, from_model_range, to_model_range
 from binsr.diffusion.sr3 import SR3
 from binsr.errors import BinsrError
 from binsr.image.resize import imresize
 
 
-class SR3Upscaler:
-    """``upscale(lr)``: LR (B, 3, h, w) in [0, 1] → SR (B, 3, h·s, w·s), DDIM with ``steps`` steps.
+class DiffusionUpscaler:
+    """``upscale(lr)``: LR (B, 3, h, w) in [0, 1] → SR (B, 3, h·s, w·s) by :meth:`generate`.
 
     Inputs are reflect-padded to the network's multiple and cropped back. With ``tile`` (HR pixels),
     the image is processed in overlapping tiles blended with linear ramps, so any size runs in
@@ -20,12 +23,16 @@ class SR3Upscaler:
     matches the untiled one up to the blending near tile borders.
     """
 
-    def __init__(self, model: nn.Module, diffusion: SR3, scale: int, name: str = "sr3", steps: int = 50,
-                 seed: int = 0, tile: int | None = None, tile_overlap: int = 32, multiple: int = 8) -> None:
+    def __init__(self, model: nn.Module, scale: int, name: str, seed: int = 0, tile: int | None = None,
+                 tile_overlap: int = 32, multiple: int = 8) -> None:
         if tile is not None and (tile <= 2 * tile_overlap or tile % multiple):
             raise BinsrError(f"--tile must exceed twice the overlap ({tile_overlap}) and be a multiple of {multiple}")
-        self.model, self.diffusion, self.scale, self.name = model.eval(), diffusion, scale, name
-        self.steps, self.seed, self.tile, self.tile_overlap, self.multiple = steps, seed, tile, tile_overlap, multiple
+        self.model, self.scale, self.name = model.eval(), scale, name
+        self.seed, self.tile, self.tile_overlap, self.multiple = seed, tile, tile_overlap, multiple
+
+    def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
+        """SR (B, 3, H, W) in [0, 1] from the upsampled LR and start noise of the same shape."""
+        raise NotImplementedError
 
     def check_size(self, height: int, width: int) -> None:
         """Raise if an LR image of height × width is too small: its output is reflect-padded up to the
@@ -56,8 +63,7 @@ class SR3Upscaler:
         if pad_h or pad_w:
             condition = F.pad(condition, (0, pad_w, 0, pad_h), mode="reflect")
             noise = F.pad(noise, (0, pad_w, 0, pad_h), mode="reflect")
-        out = self.diffusion.sample(self.model, condition, self.steps, noise=noise, progress=progress)
-        return out[..., :height, :width]
+        return self.generate(condition, noise, progress)[..., :height, :width]
 
     def _tiled(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
         height, width = condition.shape[-2:]
@@ -71,6 +77,46 @@ class SR3Upscaler:
                 out[window] += tile * ramp.to(tile)
                 weight[window] += ramp.to(tile)
         return out / weight
+
+
+class SR3Upscaler(DiffusionUpscaler):
+    """SR3 / BI-DiffSR: DDIM with ``steps`` steps from N(0, I)."""
+
+    def __init__(self, model: nn.Module, diffusion: SR3, scale: int, name: str = "sr3", steps: int = 50,
+                 **options: object) -> None:
+        super().__init__(model, scale, name, **options)
+        self.diffusion, self.steps = diffusion, steps
+
+    def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
+        return self.diffusion.sample(self.model, condition, self.steps, noise=noise, progress=progress)
+
+
+class ResShiftUpscaler(DiffusionUpscaler):
+    """ResShift teacher: the deterministic T-step sampler (``stochastic`` for the posterior sampler)
+    from x_T = y + κ√η_T ε, in [-1, 1]."""
+
+    def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str = "resshift",
+                 stochastic: bool = False, **options: object) -> None:
+        super().__init__(model, scale, name, **options)
+        self.process, self.stochastic = process, stochastic
+
+    def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
+        y = to_model_range(condition)
+        x_T = self.process.prior_sample(y, noise)
+        return from_model_range(self.process.run_chain(self.model, x_T, y, self.stochastic, self.seed, progress))
+
+
+class OneStepUpscaler(DiffusionUpscaler):
+    """A distilled one-step student (SinSR / BiMaCoSR): x̂₀ = f̂(x_T, y, T), one network call."""
+
+    def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str = "onestep",
+                 **options: object) -> None:
+        super().__init__(model, scale, name, **options)
+        self.process = process
+
+    def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
+        y = to_model_range(condition)
+        return from_model_range(self.process.one_step(self.model, self.process.prior_sample(y, noise), y))
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -1,0 +1,96 @@
+"""SinSR one-step distillation of a ResShift teacher (REFERENCE.md §3, BiMaCoSR eq. 5).
+
+The student f̂ — a network of the teacher's kind, usually initialised from it — learns the teacher's
+deterministic map in one call: L = MSE(f̂(x_T, y, T), F_θ(x_T, y)). SinSR's two extra terms are options:
+
+* inverse (``inverse_weight``): f̂ at index 0 applied to the teacher's output must give back x_T;
+* ground-truth consistency (``consistency_weight``, SinSR uses 1.0): x̂_T = f̂(x_gt, y, 0), then
+  f̂(x̂_T, y, T) ≈ x_gt (gradients flow through both calls).
+
+The teacher runs without gradients, on the fly; with ``cache_size`` its outputs are kept per sample
+(keyed by the exact contents of x_T and y), so repeated inputs cost no teacher calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from binsr.diffusion.resshift import Denoiser, ResShift
+
+
+@dataclass
+class DistillConfig:
+    inverse_weight: float = 0.0
+    consistency_weight: float = 0.0
+    cache_size: int = 0  # teacher outputs kept in memory (0: none)
+
+    def __post_init__(self) -> None:
+        if self.inverse_weight < 0 or self.consistency_weight < 0 or self.cache_size < 0:
+            raise ValueError("distill weights and cache_size must be non-negative")
+
+
+class SinSRDistillation:
+    """``loss(student, x0, y, generators) -> (total, {"distill": …, "inverse": …, "consistency": …})``."""
+
+    def __init__(self, process: ResShift, teacher: Denoiser, config: DistillConfig | None = None) -> None:
+        self.process, self.teacher = process, teacher
+        self.config = config or DistillConfig()
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.teacher_calls = 0  # samples the teacher has mapped (cache misses)
+
+    def start_states(self, y: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """x_T = y + κ√η_T ε with one seeded ε per sample."""
+        noise = torch.stack([torch.randn(y.shape[1:], generator=g) for g in generators])
+        return self.process.prior_sample(y, noise)
+
+    @torch.no_grad()
+    def teacher_outputs(self, x_T: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """F_θ(x_T, y) per sample, from the cache where the same (x_T, y) was seen before."""
+        if not self.config.cache_size:
+            self.teacher_calls += x_T.shape[0]
+            return self.process.teacher_map(self.teacher, x_T, y)
+        keys = [_key(x_T[i], y[i]) for i in range(x_T.shape[0])]
+        missing = [i for i, key in enumerate(keys) if key not in self.cache]
+        if missing:
+            self.teacher_calls += len(missing)
+            fresh = self.process.teacher_map(self.teacher, x_T[missing], y[missing])
+            for i, out in zip(missing, fresh):
+                self.cache[keys[i]] = out.detach().cpu()
+                while len(self.cache) > self.config.cache_size:
+                    self.cache.popitem(last=False)
+        out = []
+        for key in keys:
+            self.cache.move_to_end(key)
+            out.append(self.cache[key])
+        return torch.stack(out).to(x_T)
+
+    def loss(self, student: Denoiser, x0: torch.Tensor, y: torch.Tensor,
+             generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, dict[str, float]]:
+        x_T = self.start_states(y, generators).to(y)
+        target = self.teacher_outputs(x_T, y)
+        total = F.mse_loss(self.process.one_step(student, x_T, y), target)
+        parts = {"distill": float(total.detach())}
+        first = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
+        if self.config.inverse_weight:
+            inverse = F.mse_loss(self.process.predict_x0(student, target, y, first), x_T)
+            total = total + self.config.inverse_weight * inverse
+            parts["inverse"] = float(inverse.detach())
+        if self.config.consistency_weight:
+            x_T_gt = self.process.predict_x0(student, x0, y, first)
+            consistency = F.mse_loss(self.process.one_step(student, x_T_gt, y), x0)
+            total = total + self.config.consistency_weight * consistency
+            parts["consistency"] = float(consistency.detach())
+        return total, parts
+
+
+def _key(*tensors: torch.Tensor) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
