@@ -31,3 +31,15 @@ def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     base = np.stack([np.sin(6 * x + 1), np.cos(5 * y), np.sin(4 * (x + y))], axis=-1) * 0.35 + 0.5
     noisy = base + rng.normal(0, 0.05, base.shape)
     return np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def train_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five small synthetic training images."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(3)
+    for i in range(5):
+        Image.fromarray(smooth_image(rng, 48, 56)).save(folder / f"img{i}.png")
+    return folder

@@ -11,22 +11,11 @@ import time
 
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from binsr.config import ConfigError
 from binsr.errors import BinsrError
 from binsr.training import Trainer, load_train_config
-from conftest import smooth_image
-
-
-@pytest.fixture(scope="module")
-def train_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("train")
-    rng = __import__("numpy").random.default_rng(3)
-    for i in range(5):
-        Image.fromarray(smooth_image(rng, 48, 56)).save(folder / f"img{i}.png")
-    return folder
 
 
 def recipe(out_dir, train_folder, name, *extra):

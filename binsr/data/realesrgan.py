@@ -204,7 +204,10 @@ def random_blur_kernel(draw: _Draw, max_size: int, kinds: tuple[str, ...], probs
 # --- image operations on (3, H, W) in [0, 1] ----------------------------------------------------------
 
 def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    return filter2d(image[None], kernel[None].to(image), border_type="reflect")[0]
+    """Filter with reflected borders (Real-ESRGAN); images smaller than the kernel's half width
+    (tiny patches after a strong downscale) replicate their borders instead."""
+    border = "reflect" if min(image.shape[-2:]) > kernel.shape[-1] // 2 else "replicate"
+    return filter2d(image[None], kernel[None].to(image), border_type=border)[0]
 
 
 def resize(image: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:

@@ -1,0 +1,163 @@
+"""ResShift teacher → SinSR one-step student → BiMaCoSR 1-bit student, end to end on tiny sizes."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from binsr import pipelines
+from binsr.binary import ThreeBranch
+from binsr.cli import main
+from binsr.config import ConfigError
+from binsr.diffusion import DistillConfig, ResShift, SinSRDistillation, to_model_range
+from binsr.errors import BinsrError
+from binsr.models import ResShiftUNet, ResShiftUNetConfig, build
+from binsr.models.files import read_spec, save_model_file
+from binsr.training import Trainer
+from binsr.training.config import load_train_config
+
+TINY = ["model.model_channels=16", "model.channel_mult=[1,2]", "model.num_res_blocks=1", "model.norm_groups=8",
+        "model.image_size=32", "model.attn_res=[16]", "model.swin_embed_dim=32", "model.head_channels=16",
+        "model.window_size=4"]
+
+
+def tiny_network() -> ResShiftUNet:
+    torch.manual_seed(0)
+    return ResShiftUNet(ResShiftUNetConfig(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, norm_groups=8,
+                                           image_size=32, attn_res=(16,), swin_embed_dim=32, head_channels=16,
+                                           window_size=4))
+
+
+def common(name: str, out_dir: Path, train_folder: Path) -> list[str]:
+    return [f"name={name}", f"out_dir={out_dir}", f"data.train={train_folder}", "data.val=null",
+            "data.patch_size=32", "data.batch_size=2", "ckpt_every=0", "log_every=1", "optim.warmup_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory, train_folder: Path) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("bimacosr")
+    teacher = Trainer(load_train_config("resshift-small-x4", common("teacher", out, train_folder) + TINY + ["steps=3"]),
+                      progress=False).train().model_file
+    student = Trainer(load_train_config("sinsr-small-x4", common("student", out, train_folder) + [
+        f"teacher={teacher}", "steps=2"]), progress=False).train().model_file
+    binary = Trainer(load_train_config("bimacosr-small-x4", common("binary", out, train_folder) + [
+        f"teacher={teacher}", f"init={student}", "steps=2", "data.degradation=realesrgan"]),
+        progress=False).train().model_file
+    return {"teacher": teacher, "student": student, "binary": binary, "out": out}
+
+
+def count_calls(upscaler: pipelines.DiffusionUpscaler) -> list[int]:
+    calls = [0]
+    upscaler.model.register_forward_hook(lambda *args: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_teacher_student_binary_chain(chain: dict[str, Path]) -> None:
+    specs = {name: read_spec(chain[name]) for name in ("teacher", "student", "binary")}
+    assert [s["kind"] for s in specs.values()] == ["resshift", "onestep", "onestep"]
+    assert specs["student"]["network"]["binarize"] is None
+    binarization = specs["binary"]["network"]["binarize"]
+    assert binarization["method"] == "bimacosr" and binarization["keep_fp"] == ["head", "tail.2"]
+    lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    expected_calls = {"teacher": 15, "student": 1, "binary": 1}
+    outputs = {}
+    for name, calls_wanted in expected_calls.items():
+        upscaler = pipelines.load(str(chain[name]), scale=4, steps=50)
+        calls = count_calls(upscaler)
+        outputs[name] = upscaler.upscale(lr)
+        assert outputs[name].shape == (1, 3, 48, 48) and calls[0] == calls_wanted
+        assert 0 <= outputs[name].min() and outputs[name].max() <= 1
+    binary = pipelines.load(str(chain["binary"]))
+    layers = [m for m in binary.model.modules() if isinstance(m, ThreeBranch)]
+    assert len(layers) > 20
+    # the binary student differs from its FP initialisation only through binarization and training
+    assert not torch.equal(outputs["binary"], outputs["student"])
+
+
+def test_one_distillation_step_lowers_the_student_teacher_mse() -> None:
+    teacher = tiny_network().eval()
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    process = ResShift()
+    distillation = SinSRDistillation(process, teacher, DistillConfig(cache_size=8))
+    generator = torch.Generator().manual_seed(0)
+    x0 = to_model_range(torch.rand(2, 3, 16, 16, generator=generator))
+    y = to_model_range(torch.rand(2, 3, 16, 16, generator=generator))
+    seeds = lambda: [torch.Generator().manual_seed(i) for i in range(2)]  # noqa: E731 - the same batch each time
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    before, _ = distillation.loss(student, x0, y, seeds())
+    assert distillation.teacher_calls == 2
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    after, parts = distillation.loss(student, x0, y, seeds())
+    assert after.item() < before.item()
+    assert distillation.teacher_calls == 2  # the cached teacher outputs were reused
+    # the loss is the MSE to the teacher's 15-step deterministic map
+    x_T = distillation.start_states(y, seeds())
+    target = process.teacher_map(teacher, x_T, y)
+    with torch.no_grad():
+        direct = torch.nn.functional.mse_loss(process.one_step(student, x_T, y), target)
+    assert parts["distill"] == pytest.approx(direct.item(), rel=1e-5)
+
+
+def test_sinsr_extra_terms() -> None:
+    teacher = tiny_network().eval()
+    process = ResShift()
+    x0 = torch.rand(1, 3, 16, 16) * 2 - 1
+    y = torch.rand(1, 3, 16, 16) * 2 - 1
+    seeds = [torch.Generator().manual_seed(0)]
+    total, parts = SinSRDistillation(process, teacher, DistillConfig(inverse_weight=0.5, consistency_weight=2.0)).loss(
+        teacher, x0, y, seeds)
+    x_T = SinSRDistillation(process, teacher).start_states(y, [torch.Generator().manual_seed(0)])
+    with torch.no_grad():
+        target = process.teacher_map(teacher, x_T, y)
+        zero = torch.zeros(1, dtype=torch.long)
+        inverse = torch.nn.functional.mse_loss(process.predict_x0(teacher, target, y, zero), x_T)
+        consistency = torch.nn.functional.mse_loss(process.one_step(teacher, process.predict_x0(teacher, x0, y, zero), y), x0)
+    assert parts["inverse"] == pytest.approx(inverse.item(), rel=1e-5)
+    assert parts["consistency"] == pytest.approx(consistency.item(), rel=1e-5)
+    assert total.item() == pytest.approx(parts["distill"] + 0.5 * inverse.item() + 2.0 * consistency.item(), rel=1e-5)
+
+
+def test_bad_inputs_are_one_clear_error(chain: dict[str, Path], train_folder: Path, tmp_path: Path) -> None:
+    base = common("bad", tmp_path, train_folder)
+    with pytest.raises(BinsrError, match=r"teacher .* is a x4 model but the student is trained for x2"):
+        Trainer(load_train_config("sinsr-small-x4", base + [f"teacher={chain['teacher']}", "data.scale=2"]),
+                progress=False)
+    with pytest.raises(BinsrError, match="is not a ResShift teacher"):
+        Trainer(load_train_config("sinsr-small-x4", base + [f"teacher={chain['student']}"]), progress=False)
+    with pytest.raises(ConfigError, match="jpeg_range must lie in"):
+        load_train_config("bimacosr-small-x4", ["data.degradation=realesrgan", "data.realesrgan.jpeg_range=[10,300]"])
+    with pytest.raises(ConfigError, match="unknown config key 'data.realesrgan.sinc_probb'"):
+        load_train_config("bimacosr-small-x4", ["data.realesrgan.sinc_probb=0.2"])
+    with pytest.raises(BinsrError, match="is a x4 model; x2 was requested"):
+        pipelines.load(str(chain["binary"]), scale=2)
+
+
+def test_sr3_file_is_not_a_teacher(train_folder: Path, tmp_path: Path) -> None:
+    sr3_file = tmp_path / "sr3.safetensors"
+    save_model_file(sr3_file, torch.nn.Linear(1, 1), {"kind": "sr3", "scale": 4})
+    config = load_train_config("sinsr-small-x4", common("bad", tmp_path, train_folder) + [f"teacher={sr3_file}"])
+    with pytest.raises(BinsrError, match="not a ResShift teacher"):
+        Trainer(config, progress=False)
+
+
+def test_compression_accounting_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["complexity", "--arch", "bimacosr-small", "--size", "64", "--compare", "resshift-small"]) == 0
+    text = capsys.readouterr().out
+    ratio = float(re.search(r"compression ratio ([\d.]+)x", text).group(1))
+    speedup = float(re.search(r"OPs speedup ([\d.]+)x", text).group(1))
+    from binsr.complexity import count_complexity
+    fp, binary = build("resshift-small"), build("bimacosr-small")
+    counts = [count_complexity(m, *m.example_inputs(64, 64)) for m in (fp, binary)]
+    bits = [c.params_fp * 32 + c.params_binary for c in counts]
+    assert ratio == pytest.approx(bits[0] / bits[1], abs=0.01)
+    assert speedup == pytest.approx(counts[0].ops / counts[1].ops, abs=0.01)
+    assert ratio > 3 and speedup > 3
