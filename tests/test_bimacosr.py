@@ -161,3 +161,28 @@ def test_compression_accounting_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert ratio == pytest.approx(bits[0] / bits[1], abs=0.01)
     assert speedup == pytest.approx(counts[0].ops / counts[1].ops, abs=0.01)
     assert ratio > 3 and speedup > 3
+
+
+def test_latent_space_through_the_autoencoder_interface() -> None:
+    """Teacher training and sampling in a 4x latent (a lossless space-to-depth autoencoder)."""
+    from binsr.models.autoencoder import Autoencoder, SpaceToDepth
+    from binsr.pipelines import OneStepUpscaler, ResShiftUpscaler
+
+    autoencoder = SpaceToDepth(4)
+    assert isinstance(autoencoder, Autoencoder)
+    torch.manual_seed(0)
+    config = ResShiftUNetConfig(in_channels=96, out_channels=48, model_channels=16, channel_mult=(1, 2),
+                                num_res_blocks=1, norm_groups=8, image_size=8, attn_res=(8,), swin_embed_dim=32,
+                                head_channels=16, window_size=4)
+    model, process = ResShiftUNet(config), ResShift()
+    hr = torch.rand(2, 3, 32, 32)
+    x0, y = autoencoder.encode(to_model_range(hr)), autoencoder.encode(to_model_range(hr.flip(-1)))
+    assert x0.shape == (2, 48, 8, 8)
+    loss = process.loss(model, x0, y, [torch.Generator().manual_seed(i) for i in range(2)])
+    loss.backward()
+    assert loss.item() > 0 and model.head.weight.grad is not None
+    lr = torch.rand(1, 3, 8, 8)
+    for upscaler in (ResShiftUpscaler(model, process, 4, autoencoder=autoencoder, multiple=32),
+                     OneStepUpscaler(model, process, 4, autoencoder=autoencoder, multiple=32)):
+        out = upscaler.upscale(lr)
+        assert out.shape == (1, 3, 32, 32) and 0 <= out.min() and out.max() <= 1

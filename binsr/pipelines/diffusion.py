@@ -12,6 +12,7 @@ from binsr.diffusion.resshift import ResShift, from_model_range, to_model_range
 from binsr.diffusion.sr3 import SR3
 from binsr.errors import BinsrError
 from binsr.image.resize import imresize
+from binsr.models.autoencoder import Autoencoder
 
 
 class DiffusionUpscaler:
@@ -91,32 +92,48 @@ class SR3Upscaler(DiffusionUpscaler):
         return self.diffusion.sample(self.model, condition, self.steps, noise=noise, progress=progress)
 
 
-class ResShiftUpscaler(DiffusionUpscaler):
-    """ResShift teacher: the deterministic T-step sampler (``stochastic`` for the posterior sampler)
-    from x_T = y + κ√η_T ε, in [-1, 1]."""
+class _ResShiftBase(DiffusionUpscaler):
+    """ResShift-family upscaling in [-1, 1] pixel space, or in ``autoencoder``'s latent space when one
+    is given (y and x_T are latents then, the start noise is drawn at latent size from ``seed``)."""
 
-    def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str = "resshift",
-                 stochastic: bool = False, **options: object) -> None:
+    def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str,
+                 autoencoder: Autoencoder | None = None, **options: object) -> None:
         super().__init__(model, scale, name, **options)
-        self.process, self.stochastic = process, stochastic
+        self.process, self.autoencoder = process, autoencoder
 
     def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
         y = to_model_range(condition)
-        x_T = self.process.prior_sample(y, noise)
-        return from_model_range(self.process.run_chain(self.model, x_T, y, self.stochastic, self.seed, progress))
+        if self.autoencoder is not None:
+            y = self.autoencoder.encode(y)
+            noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(self.seed))
+        x0 = self.denoise(self.process.prior_sample(y, noise), y, progress)
+        return from_model_range(self.autoencoder.decode(x0) if self.autoencoder is not None else x0)
+
+    def denoise(self, x_T: torch.Tensor, y: torch.Tensor, progress: bool) -> torch.Tensor:
+        raise NotImplementedError
 
 
-class OneStepUpscaler(DiffusionUpscaler):
+class ResShiftUpscaler(_ResShiftBase):
+    """ResShift teacher: the deterministic T-step sampler (``stochastic``: the posterior sampler)."""
+
+    def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str = "resshift",
+                 stochastic: bool = False, **options: object) -> None:
+        super().__init__(model, process, scale, name, **options)
+        self.stochastic = stochastic
+
+    def denoise(self, x_T: torch.Tensor, y: torch.Tensor, progress: bool) -> torch.Tensor:
+        return self.process.run_chain(self.model, x_T, y, self.stochastic, self.seed, progress)
+
+
+class OneStepUpscaler(_ResShiftBase):
     """A distilled one-step student (SinSR / BiMaCoSR): x̂₀ = f̂(x_T, y, T), one network call."""
 
     def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str = "onestep",
                  **options: object) -> None:
-        super().__init__(model, scale, name, **options)
-        self.process = process
+        super().__init__(model, process, scale, name, **options)
 
-    def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
-        y = to_model_range(condition)
-        return from_model_range(self.process.one_step(self.model, self.process.prior_sample(y, noise), y))
+    def denoise(self, x_T: torch.Tensor, y: torch.Tensor, progress: bool) -> torch.Tensor:
+        return self.process.one_step(self.model, x_T, y)
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
