@@ -186,3 +186,25 @@ def test_latent_space_through_the_autoencoder_interface() -> None:
                      OneStepUpscaler(model, process, 4, autoencoder=autoencoder, multiple=32)):
         out = upscaler.upscale(lr)
         assert out.shape == (1, 3, 32, 32) and 0 <= out.min() and out.max() <= 1
+
+
+@pytest.mark.parametrize("method, options", [
+    ("xnor", {}), ("reactnet", {}), ("bbcu", {}), ("reste", {}), ("bidm", {}),
+    ("bimacosr", {"use_lrmb": False, "use_smb": False}), ("bimacosr", {"use_smb": False}),
+    ("bimacosr", {"use_lrmb": False}), ("bimacosr", {"rank": 4, "k": 64}),
+])
+def test_baselines_and_ablations_train_on_the_resshift_unet(method: str, options: dict) -> None:
+    from binsr.models.networks import apply_binarization
+
+    model, description = apply_binarization(tiny_network(), {"method": method, "options": options})
+    assert description["keep_fp"] == ["head", "tail.2"]
+    out = model(torch.randn(2, 6, 32, 32), torch.tensor([14, 3]))
+    out.square().mean().backward()
+    binary = [m for name, m in model.named_modules() if name and type(m).__name__ in ("ThreeBranch", "BinaryConv2d",
+                                                                                      "BinaryLinear")]
+    assert len(binary) > 20
+    assert all(p.grad is not None for m in binary for p in m.parameters() if p.requires_grad)
+    branches = {type(m).__name__ for m in model.modules()}
+    if method == "bimacosr":
+        assert ("LowRankBranch" in branches) == options.get("use_lrmb", True)
+        assert ("SparseBranch" in branches) == options.get("use_smb", True)
