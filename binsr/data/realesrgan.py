@@ -288,8 +288,9 @@ class RealESRGANDegradation:
                 image = jpeg(image, quality)
         # Final stage: resize to the LR size with a sinc (or no) filter, and JPEG, in random order.
         final = draw.record.setdefault("final", {})
-        final_quality = draw.record["second"]["jpeg_quality"] if "second" in draw.record else None
-        final_quality = final_quality or round(draw.uniform(*c.jpeg_range2))
+        # the second stage's JPEG is this one (Real-ESRGAN); without a second stage, draw it from jpeg_range2
+        final_quality = (draw.record["second"]["jpeg_quality"] if "second" in draw.record
+                         else round(draw.uniform(*c.jpeg_range2)))
         final.update(jpeg_quality=final_quality)
         if draw.chance(c.final_sinc_prob):
             size = draw.choice(tuple(range(7, c.blur_kernel_size + 1, 2)))
