@@ -208,3 +208,22 @@ def test_baselines_and_ablations_train_on_the_resshift_unet(method: str, options
     if method == "bimacosr":
         assert ("LowRankBranch" in branches) == options.get("use_lrmb", True)
         assert ("SparseBranch" in branches) == options.get("use_smb", True)
+
+
+def test_latent_teacher_and_student_train_and_load(train_folder: Path, tmp_path: Path) -> None:
+    latent = ["model.in_channels=96", "model.out_channels=48", "model.model_channels=16", "model.channel_mult=[1,2]",
+              "model.num_res_blocks=1", "model.norm_groups=8", "model.image_size=8", "model.attn_res=[8]",
+              "model.swin_embed_dim=32", "model.head_channels=16", "model.window_size=4",
+              "autoencoder=binsr.models.autoencoder:SpaceToDepth"]
+    teacher = Trainer(load_train_config("resshift-small-x4", common("lt", tmp_path, train_folder) + latent + ["steps=2"]),
+                      progress=False).train().model_file
+    student = Trainer(load_train_config("sinsr-small-x4", common("ls", tmp_path, train_folder) + [
+        f"teacher={teacher}", "steps=1"]), progress=False).train().model_file
+    assert read_spec(student)["autoencoder"] == "binsr.models.autoencoder:SpaceToDepth"
+    for path in (teacher, student):
+        upscaler = pipelines.load(str(path))
+        assert upscaler.autoencoder is not None and upscaler.multiple == 16
+        assert upscaler.upscale(torch.rand(3, 5, 6)).shape == (3, 20, 24)
+    with pytest.raises(BinsrError, match="model.in_channels / out_channels must be 96 / 48"):
+        Trainer(load_train_config("resshift-small-x4", common("bad", tmp_path, train_folder) + latent[2:]),
+                progress=False)

@@ -38,3 +38,14 @@ class SpaceToDepth(nn.Module):
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(latent, self.factor)
+
+
+def load_autoencoder(arch: str) -> nn.Module:
+    """The autoencoder made by ``package.module:factory`` (or a registered name), frozen in eval mode."""
+    from binsr.errors import BinsrError
+    from binsr.models import build
+
+    autoencoder = build(arch)
+    if not isinstance(autoencoder, Autoencoder):
+        raise BinsrError(f"{arch!r} is not an autoencoder: it needs factor, latent_channels, encode and decode")
+    return autoencoder.eval().requires_grad_(False)

@@ -11,6 +11,7 @@ from binsr.config import from_dict
 from binsr.diffusion.resshift import ResShift, ResShiftSchedule
 from binsr.diffusion.sr3 import SR3, SR3Schedule
 from binsr.errors import BinsrError
+from binsr.models.autoencoder import load_autoencoder
 from binsr.models.files import load_weights, read_spec
 from binsr.models.networks import build_network
 from binsr.models.unet import UNetConfig, build_unet
@@ -52,11 +53,12 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
         return SR3Upscaler(model.to(device), diffusion, spec["scale"], name=name, multiple=unet.multiple, **options)
     if kind in ("resshift", "onestep"):
         model, process = load_resshift_model(path, spec)
-        multiple = model.config.multiple
+        autoencoder = load_autoencoder(spec["autoencoder"]).to(device) if spec.get("autoencoder") else None
+        multiple = model.config.multiple * (autoencoder.factor if autoencoder is not None else 1)
         options.pop("steps", None)  # ResShift runs its own T steps; a one-step student one network call
-        if kind == "resshift":
-            return ResShiftUpscaler(model.to(device), process, spec["scale"], name=name, multiple=multiple, **options)
-        return OneStepUpscaler(model.to(device), process, spec["scale"], name=name, multiple=multiple, **options)
+        upscaler = ResShiftUpscaler if kind == "resshift" else OneStepUpscaler
+        return upscaler(model.to(device), process, spec["scale"], name=name, multiple=multiple,
+                        autoencoder=autoencoder, **options)
     raise BinsrError(f"{path}: unsupported model kind {kind!r}")
 
 

@@ -66,6 +66,7 @@ class TrainConfig:
     task: str = "sr3"
     model: UNetConfig | ResShiftUNetConfig = field(default_factory=UNetConfig)
     diffusion: SR3Schedule | ResShiftSchedule = field(default_factory=SR3Schedule)
+    autoencoder: str | None = None        # resshift: latent space of package.module:factory (an Autoencoder)
     teacher: str | None = None            # distill: the ResShift teacher's model file
     init: str | None = None               # distill: student weights to start from (default: the teacher)
     binarize: BinarizeConfig | None = None
@@ -119,6 +120,8 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
             raise ConfigError(f"unknown model preset {preset!r} for task {task} (presets: {', '.join(sorted(presets))})")
         config.model = from_dict(config_cls, {**dataclasses.asdict(presets[preset]), **model}, "model.")
         config.diffusion = from_dict(SR3Schedule if task == "sr3" else ResShiftSchedule, diffusion, "diffusion.")
+        if config.autoencoder and task != "resshift":
+            raise ConfigError("autoencoder belongs to task 'resshift' (distillation takes the teacher's)")
         if config.teacher or config.init or config.binarize:
             raise ConfigError(f"teacher, init and binarize belong to task 'distill', not {task!r}")
     if config.data.degradation not in ("bicubic", "realesrgan"):

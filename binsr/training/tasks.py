@@ -22,6 +22,7 @@ from binsr.diffusion.resshift import ResShift, to_model_range
 from binsr.diffusion.sr3 import SR3
 from binsr.errors import BinsrError
 from binsr.image.resize import imresize
+from binsr.models.autoencoder import load_autoencoder
 from binsr.models.files import load_weights, read_spec
 from binsr.models.networks import apply_binarization, build_network, describe_network
 from binsr.models.resshift_unet import ResShiftUNet
@@ -61,30 +62,55 @@ class SR3Task:
         return {"kind": "sr3", "unet": to_dict(self.config.model), "diffusion": to_dict(self.config.diffusion)}
 
 
-class ResShiftTask:
+class _LatentStates:
+    """x₀ and y of a ResShift task: [-1, 1] pixels, or an autoencoder's latents of them."""
+
+    autoencoder: nn.Module | None
+    config: TrainConfig
+
+    def states(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x0, y = to_model_range(hr), to_model_range(upsampled(lr, self.config.data.scale))
+        if self.autoencoder is None:
+            return x0, y
+        with torch.no_grad():
+            return self.autoencoder.encode(x0), self.autoencoder.encode(y)
+
+    def upscaler_options(self, multiple: int) -> dict[str, Any]:
+        factor = self.autoencoder.factor if self.autoencoder is not None else 1
+        return {"autoencoder": self.autoencoder, "multiple": multiple * factor}
+
+
+class ResShiftTask(_LatentStates):
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.model = ResShiftUNet(config.model)
         self.process = ResShift(config.diffusion)
         self.multiple = config.model.multiple
+        self.autoencoder = load_autoencoder(config.autoencoder) if config.autoencoder else None
+        channels = self.autoencoder.latent_channels if self.autoencoder is not None else 3
+        if (config.model.in_channels, config.model.out_channels) != (2 * channels, channels):
+            raise BinsrError(f"model.in_channels / out_channels must be {2 * channels} / {channels} for "
+                             f"{channels}-channel states, got {config.model.in_channels} / {config.model.out_channels}")
 
     def to(self, device: torch.device) -> ResShiftTask:
         self.model.to(device)
+        if self.autoencoder is not None:
+            self.autoencoder.to(device)
         return self
 
     def loss(self, net: nn.Module, lr: torch.Tensor, hr: torch.Tensor, generators: Sequence[torch.Generator]) -> Losses:
-        y = to_model_range(upsampled(lr, self.config.data.scale))
-        return self.process.loss(net, to_model_range(hr), y, generators), {}
+        x0, y = self.states(lr, hr)
+        return self.process.loss(net, x0, y, generators), {}
 
     def upscaler(self, net: nn.Module) -> DiffusionUpscaler:
-        return ResShiftUpscaler(net, self.process, self.config.data.scale, multiple=self.multiple)
+        return ResShiftUpscaler(net, self.process, self.config.data.scale, **self.upscaler_options(self.multiple))
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "resshift", "network": describe_network(self.config.model),
-                "diffusion": to_dict(self.config.diffusion)}
+                "diffusion": to_dict(self.config.diffusion), "autoencoder": self.config.autoencoder}
 
 
-class DistillTask:
+class DistillTask(_LatentStates):
     """Student = the teacher's network with the teacher's (or ``init``'s) weights, binarized if asked."""
 
     def __init__(self, config: TrainConfig) -> None:
@@ -99,6 +125,8 @@ class DistillTask:
         self.teacher, self.process = load_resshift_model(config.teacher, teacher_spec)
         self.teacher.requires_grad_(False).eval()
         self.teacher_spec = teacher_spec
+        arch = teacher_spec.get("autoencoder")
+        self.autoencoder = load_autoencoder(arch) if arch else None
         init = config.init or config.teacher
         init_spec = teacher_spec if init == config.teacher else read_spec(init)
         if init_spec.get("kind") not in ("resshift", "onestep") or init_spec["scale"] != config.data.scale:
@@ -116,21 +144,22 @@ class DistillTask:
         self.multiple = self.model.config.multiple
 
     def to(self, device: torch.device) -> DistillTask:
-        self.model.to(device)
-        self.teacher.to(device)
+        for part in (self.model, self.teacher, self.autoencoder):
+            if part is not None:
+                part.to(device)
         return self
 
     def loss(self, net: nn.Module, lr: torch.Tensor, hr: torch.Tensor, generators: Sequence[torch.Generator]) -> Losses:
-        y = to_model_range(upsampled(lr, self.config.data.scale))
-        return self.distillation.loss(net, to_model_range(hr), y, generators)
+        x0, y = self.states(lr, hr)
+        return self.distillation.loss(net, x0, y, generators)
 
     def upscaler(self, net: nn.Module) -> DiffusionUpscaler:
-        return OneStepUpscaler(net, self.process, self.config.data.scale, multiple=self.multiple)
+        return OneStepUpscaler(net, self.process, self.config.data.scale, **self.upscaler_options(self.multiple))
 
     def spec(self) -> dict[str, Any]:
         network = {**self.teacher_spec["network"], "binarize": self.binarization}
         return {"kind": "onestep", "network": network, "diffusion": self.teacher_spec["diffusion"],
-                "teacher": Path(self.config.teacher).name}
+                "teacher": Path(self.config.teacher).name, "autoencoder": self.teacher_spec.get("autoencoder")}
 
 
 def make_task(config: TrainConfig) -> SR3Task | ResShiftTask | DistillTask:
