@@ -22,6 +22,7 @@ LAYERS = {
     "diffusion": 4,
     "metrics": 2,
     "data": 2,
+    "deploy": 4,
     "pipelines": 5,
     "evaluation": 6,
     "training": 7,

@@ -116,7 +116,7 @@ def binarize(
     for name, layer in chosen.items():
         per_layer = {**plan.get(name, {}), **(layer_options or {}).get(name, {})}
         replacement = spec.build(layer, {**resolved, **per_layer})
-        _set_submodule(model, name, replacement)
+        set_submodule(model, name, replacement)
         report.replaced.append(LayerChange(name, describe(layer), type(replacement).__name__, per_layer))
     return model, report
 
@@ -138,7 +138,8 @@ def _targets(model: nn.Module, report: BinarizationReport) -> dict[str, nn.Modul
     return targets
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at dotted ``name`` inside ``model`` (replacing what is there)."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)

@@ -138,6 +138,28 @@ def set_training_progress(model: nn.Module, progress: float) -> None:
             setter(progress)
 
 
+def finish_binary_output(layer: nn.Module, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The pipeline after the binary op: × output_scale(x), + bias, activation, + shortcut(x).
+
+    Shared by the simulated layers here and the bit-packed ones of :mod:`binsr.deploy`; ``layer``
+    has ``channel_dim``, ``bias``, ``output_scale``, ``activation`` and ``shortcut``.
+    """
+    if layer.output_scale is not None:
+        out = out * layer.output_scale(x)
+    if layer.bias is not None:
+        shape = [1] * out.dim()
+        shape[layer.channel_dim] = -1
+        out = out + layer.bias.view(shape)
+    if layer.activation is not None:
+        out = layer.activation(out)
+    if layer.shortcut is not None:
+        skip = layer.shortcut(x)
+        if skip.shape != out.shape:
+            raise ValueError(f"shortcut of shape {tuple(skip.shape)} cannot be added to output {tuple(out.shape)}")
+        out = out + skip
+    return out
+
+
 class _BinaryLayer:
     """The shared pipeline of :class:`BinaryConv2d` and :class:`BinaryLinear` (a mixin)."""
 
@@ -171,21 +193,7 @@ class _BinaryLayer:
         h = self.pre_bias(x) if self.pre_bias is not None else x
         q = self.input_quantizer(h) if self.input_quantizer is not None else h
         w = self.weight_quantizer(self.weight) if self.weight_quantizer is not None else self.weight
-        out = self._op(q, w)
-        if self.output_scale is not None:
-            out = out * self.output_scale(x)
-        if self.bias is not None:
-            shape = [1] * out.dim()
-            shape[self.channel_dim] = -1
-            out = out + self.bias.view(shape)
-        if self.activation is not None:
-            out = self.activation(out)
-        if self.shortcut is not None:
-            skip = self.shortcut(x)
-            if skip.shape != out.shape:
-                raise ValueError(f"shortcut of shape {tuple(skip.shape)} cannot be added to output {tuple(out.shape)}")
-            out = out + skip
-        return out
+        return finish_binary_output(self, self._op(q, w), x)
 
     def binary_parameter_bits(self) -> Mapping[str, int]:
         """The latent weight is stored as sign bit-planes (one per HORQ order) when quantized."""

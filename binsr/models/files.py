@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import safe_open
 from safetensors.torch import load_model, save
 from torch import nn
@@ -19,9 +20,13 @@ METADATA_KEY = "binsr"
 FORMAT_VERSION = 1
 
 
-def save_model_file(path: str | os.PathLike[str], model: nn.Module, spec: dict[str, Any]) -> None:
-    """Write ``model``'s weights and ``spec`` (JSON-able: kind, architecture, scale, ...) atomically."""
+def save_model_file(path: str | os.PathLike[str], model: nn.Module, spec: dict[str, Any],
+                    float_dtype: torch.dtype | None = None) -> None:
+    """Write ``model``'s weights and ``spec`` (JSON-able: kind, architecture, scale, ...) atomically;
+    ``float_dtype`` (e.g. float16) stores every floating-point tensor in that type."""
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if float_dtype is not None:
+        state = {k: v.to(float_dtype) if v.is_floating_point() else v for k, v in state.items()}
     metadata = {METADATA_KEY: json.dumps({"format": FORMAT_VERSION, **spec})}
     with atomic_write(path, "wb") as handle:
         handle.write(save(state, metadata=metadata))

@@ -15,7 +15,7 @@ from binsr.binary import binarize
 from binsr.config import from_dict, to_dict
 from binsr.errors import BinsrError
 from binsr.models.resshift_unet import ResShiftUNet, ResShiftUNetConfig
-from binsr.models.unet import SRUNet, UNetConfig
+from binsr.models.unet import SRUNet, UNetConfig, build_unet
 
 NETWORK_TYPES: dict[str, tuple[type, type]] = {
     "resshift_unet": (ResShiftUNetConfig, ResShiftUNet),
@@ -57,3 +57,14 @@ def apply_binarization(model: nn.Module, binarization: dict[str, Any] | None) ->
     complete = {"method": binarization["method"], "options": dict(binarization.get("options") or {}),
                 "keep_fp": list(keep_fp), "layer_options": report.layer_options()}
     return model, complete
+
+
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """The (untrained) network a model file's spec describes: kind "sr3" (``unet``) or "resshift" /
+    "onestep" (``network``)."""
+    kind = spec.get("kind")
+    if kind == "sr3":
+        return build_unet(from_dict(UNetConfig, spec["unet"]))
+    if kind in ("resshift", "onestep"):
+        return build_network(spec["network"])
+    raise BinsrError(f"unsupported model kind {kind!r}")

@@ -8,13 +8,13 @@ from typing import Any
 from torch import nn
 
 from binsr.config import from_dict
+from binsr.deploy.files import load_packed_network
 from binsr.diffusion.resshift import ResShift, ResShiftSchedule
 from binsr.diffusion.sr3 import SR3, SR3Schedule
 from binsr.errors import BinsrError
 from binsr.models.autoencoder import load_autoencoder
 from binsr.models.files import load_weights, read_spec
-from binsr.models.networks import build_network
-from binsr.models.unet import UNetConfig, build_unet
+from binsr.models.networks import build_from_spec
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
@@ -46,11 +46,10 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
         raise BinsrError(f"{path} is a x{spec['scale']} model; x{scale} was requested")
     kind, name = spec.get("kind"), spec.get("name", path.stem)
     if kind == "sr3":
-        unet = from_dict(UNetConfig, spec["unet"])
-        model = build_unet(unet)
-        load_weights(model, path)
+        model = load_network(path, spec)
         diffusion = SR3(from_dict(SR3Schedule, spec["diffusion"]))
-        return SR3Upscaler(model.to(device), diffusion, spec["scale"], name=name, multiple=unet.multiple, **options)
+        return SR3Upscaler(model.to(device), diffusion, spec["scale"], name=name, multiple=model.config.multiple,
+                           **options)
     if kind in ("resshift", "onestep"):
         model, process = load_resshift_model(path, spec)
         autoencoder = load_autoencoder(spec["autoencoder"]).to(device) if spec.get("autoencoder") else None
@@ -68,10 +67,19 @@ def load_resshift_model(path: str | Path, spec: dict[str, Any] | None = None) ->
     if spec.get("kind") not in ("resshift", "onestep"):
         raise BinsrError(f"{path} is not a ResShift model (kind {spec.get('kind')!r}); a ResShift teacher "
                          f"or one-step student is needed")
-    model = build_network(spec["network"])
+    return load_network(path, spec), ResShift(from_dict(ResShiftSchedule, spec["diffusion"]))
+
+
+def load_network(path: str | Path, spec: dict[str, Any] | None = None) -> nn.Module:
+    """The network stored in model file ``path``: trained weights, or — for a file made by
+    ``binsr export`` — the inference-only bit-packed form."""
+    spec = spec or read_spec(path)
+    if spec.get("packed"):
+        return load_packed_network(path, spec)
+    model = build_from_spec(spec)
     load_weights(model, path)
-    return model, ResShift(from_dict(ResShiftSchedule, spec["diffusion"]))
+    return model
 
 
 __all__ = ["BicubicUpscaler", "DiffusionUpscaler", "OneStepUpscaler", "ResShiftUpscaler", "SR3Upscaler", "Upscaler",
-           "available", "load", "load_resshift_model"]
+           "available", "load", "load_network", "load_resshift_model"]

@@ -1,0 +1,45 @@
+"""Real 1-bit inference: bit-packed weights, XNOR-popcount CPU kernels, packed model files.
+
+    from binsr.deploy import export_packed, pack_model
+    export_packed("run/model.safetensors", "model.packed.safetensors")
+    upscaler = binsr.load("model.packed.safetensors")      # runs the packed kernels
+
+Sits above ``binary`` and ``models`` (it packs their layers) and below ``pipelines``.
+"""
+
+from binsr.deploy.convert import PackReport, pack_model, packed_layers
+from binsr.deploy.files import ExportReport, export_packed, load_packed_network
+from binsr.deploy.kernels import (
+    PackedWeight,
+    backend,
+    binary_conv2d,
+    binary_linear,
+    instruction_sets,
+    native_available,
+    pack_signs,
+    set_backend,
+    unpack_signs,
+    using_backend,
+)
+from binsr.deploy.layers import PackedBinaryConv2d, PackedBinaryLinear
+
+__all__ = [
+    "ExportReport",
+    "PackReport",
+    "PackedBinaryConv2d",
+    "PackedBinaryLinear",
+    "PackedWeight",
+    "backend",
+    "binary_conv2d",
+    "binary_linear",
+    "export_packed",
+    "instruction_sets",
+    "load_packed_network",
+    "native_available",
+    "pack_model",
+    "pack_signs",
+    "packed_layers",
+    "set_backend",
+    "unpack_signs",
+    "using_backend",
+]

@@ -1,0 +1,197 @@
+"""``binsr bench``: measured speed and size of real 1-bit inference on this CPU.
+
+Three parts, each measured side by side in one run:
+
+* layers — PyTorch fp32 ``conv2d`` (oneDNN) against the packed XNOR-popcount conv on the binary layer
+  shapes of BI-DiffSR and BiMaCoSR (C ∈ {64, 128, 256}, 3×3 and 1×1, 32²–256², batch 1);
+* model — one network call of a 1-bit model for a 256×256 output: the FP network, the simulated
+  binary network (float ±1 arithmetic, what training uses) and the packed one;
+* size — the model file as training writes it (FP latent weights) against ``binsr export``'s file.
+
+Timings are medians of repeated runs after warm-up; the contenders run round-robin, so a slow
+moment of the machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from binsr.config import to_dict
+from binsr.deploy.convert import pack_model
+from binsr.deploy.files import export_packed
+from binsr.deploy.kernels import PackedWeight, backend, binary_conv2d, pack_signs
+from binsr.errors import BinsrError
+from binsr.models.autoencoder import load_autoencoder
+from binsr.models.files import load_weights, read_spec, save_model_file
+from binsr.models.networks import apply_binarization, build_from_spec, describe_network
+from binsr.models.presets import BIMACOSR_BINARIZATION, RESSHIFT_PRESETS, unet_preset
+from binsr.models.resshift_unet import ResShiftUNet
+from binsr.utils.text import format_table
+
+CHANNELS = (64, 128, 256)
+KERNELS = (3, 1)
+SIZES = (32, 64, 128, 256)
+OUTPUT_SIZE = 256
+
+
+def median_ms(contenders: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median wall time in ms of each callable, run round-robin ``warmup + repeats`` times."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for index in range(warmup + repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            if index >= warmup:
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def layer_shapes(quick: bool = False) -> Iterator[tuple[int, int, int]]:
+    """(channels, kernel, size) of the benchmark grid; ``quick`` keeps two small shapes."""
+    if quick:
+        yield from ((64, 3, 32), (128, 1, 32))
+        return
+    for size, channels, kernel in product(SIZES, CHANNELS, KERNELS):
+        yield channels, kernel, size
+
+
+def bench_layer(channels: int, kernel: int, size: int, repeats: int, seed: int = 0) -> dict[str, Any]:
+    """fp32 conv2d vs the packed binary conv on one (1, C, S, S) input, C → C channels, stride 1."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, channels, size, size, generator=generator)
+    weight = torch.randn(channels, channels, kernel, kernel, generator=generator)
+    packed = PackedWeight(pack_signs((weight < 0).permute(0, 2, 3, 1)), channels, weight.abs().mean((1, 2, 3)))
+    pad = kernel // 2
+    with torch.no_grad():
+        ms = median_ms({"fp32": lambda: F.conv2d(x, weight, padding=pad),
+                        "binary": lambda: binary_conv2d(x, packed, (1, 1), (pad, pad))}, repeats)
+    return {"shape": f"{channels}x{channels} {kernel}x{kernel} @ {size}x{size}", "channels": channels,
+            "kernel": kernel, "size": size, "fp32_ms": round(ms["fp32"], 4), "binary_ms": round(ms["binary"], 4),
+            "speedup": round(ms["fp32"] / ms["binary"], 3)}
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+
+def _bidiffsr(name: str) -> tuple[dict[str, Any], int]:
+    return {"kind": "sr3", "unet": to_dict(unet_preset(name)), "scale": 4, "name": name}, 1
+
+
+def _bimacosr(preset: str, latent: int) -> Callable[[str], tuple[dict[str, Any], int]]:
+    def make(name: str) -> tuple[dict[str, Any], int]:
+        network = ResShiftUNet(RESSHIFT_PRESETS[preset])
+        _, binarization = apply_binarization(network, BIMACOSR_BINARIZATION)
+        return {"kind": "onestep", "network": describe_network(network.config, binarization), "scale": 4,
+                "name": name}, latent
+    return make
+
+
+# name → (spec, spatial factor between the 256² output and the network input)
+MODELS: dict[str, Callable[[str], tuple[dict[str, Any], int]]] = {
+    "bidiffsr": _bidiffsr,
+    "bidiffsr-small": _bidiffsr,
+    "bimacosr": _bimacosr("resshift", 4),  # the paper works in a VQ-f4 latent: 64² for a 256² output
+    "bimacosr-small": _bimacosr("resshift-small", 1),
+}
+
+
+def _fp_twin(spec: dict[str, Any]) -> nn.Module:
+    """The full-precision network of the same architecture (BI-DiffSR without binary, ResShift)."""
+    if spec["kind"] == "sr3":
+        return build_from_spec({**spec, "unet": {**spec["unet"], "binary": None}})
+    return build_from_spec({**spec, "network": {**spec["network"], "binarize": None}})
+
+
+def _network_input(model: nn.Module, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (1, in_channels, size, size) input and a mid-chain timestep."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, model.config.in_channels, size, size, generator=generator), torch.tensor([500])
+
+
+def bench_model(model_ref: str, repeats: int, workdir: Path, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Latency (FP / simulated / packed, one network call) and file sizes of a model name or file."""
+    path = Path(model_ref)
+    if path.is_file():
+        spec = read_spec(path)
+        if spec.get("packed"):
+            raise BinsrError(f"{path} is already packed; give the model file it was exported from")
+        factor = load_autoencoder(spec["autoencoder"]).factor if spec.get("autoencoder") else 1
+        source = path
+    elif model_ref in MODELS:
+        spec, factor = MODELS[model_ref](model_ref)
+        source = workdir / f"{model_ref}.safetensors"
+        model = build_from_spec(spec)
+        save_model_file(source, model, spec)  # latent FP weights, as training writes them
+    else:
+        raise BinsrError(f"unknown model {model_ref!r} (names: {', '.join(MODELS)}, or a model file)")
+    simulated = build_from_spec(spec)
+    load_weights(simulated, source)
+    simulated.eval()
+    packed = copy.deepcopy(simulated)
+    layers = pack_model(packed)
+    if not layers.layers:
+        raise BinsrError(f"{model_ref} has no binary layers to pack")
+    target = workdir / "packed.safetensors"
+    export = export_packed(source, target)
+    fp = _fp_twin(spec).eval()
+    size = OUTPUT_SIZE // factor
+    x, t = _network_input(simulated, size, seed)
+    with torch.no_grad():
+        ms = median_ms({"fp": lambda: fp(x, t), "simulated": lambda: simulated(x, t), "packed": lambda: packed(x, t)},
+                       repeats, warmup=1)
+        reference, output = simulated(x, t), packed(x, t)
+    model = {"name": spec.get("name", model_ref), "input": list(x.shape), "output": [OUTPUT_SIZE, OUTPUT_SIZE],
+             "binary_layers": len(layers.layers), "fp_ms": round(ms["fp"], 2),
+             "simulated_ms": round(ms["simulated"], 2), "packed_ms": round(ms["packed"], 2),
+             "packed_vs_simulated": round(ms["simulated"] / ms["packed"], 3),
+             "packed_vs_fp": round(ms["fp"] / ms["packed"], 3),
+             "max_abs_difference": float((output - reference).abs().max())}
+    sizes = {"fp_bytes": export.source_bytes, "packed_bytes": export.packed_bytes, "ratio": round(export.ratio, 3),
+             "binary_fp32_bytes": layers.fp32_bytes, "binary_packed_bytes": layers.packed_bytes,
+             "binary_ratio": round(layers.ratio, 3)}
+    return model, sizes
+
+
+def run_bench(model: str = "bidiffsr", repeats: int = 10, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """The whole benchmark as a JSON-able dict (see the module doc)."""
+    shapes = list(layer_shapes(quick))
+    rows = [bench_layer(c, k, s, repeats) for c, k, s in tqdm(shapes, desc="layers", disable=not progress)]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_result, sizes = bench_model(model, max(1, repeats // 3), Path(tmp))
+    return {"machine": {"threads": torch.get_num_threads(), "backend": backend(), "torch": torch.__version__},
+            "layers": rows, "model": model_result, "size": sizes}
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    """Human-readable tables of :func:`run_bench`'s result."""
+    machine = result["machine"]
+    lines = [f"binary kernels: {machine['backend']}, {machine['threads']} threads, torch {machine['torch']}", ""]
+    rows = [(r["shape"], f"{r['fp32_ms']:.3f}", f"{r['binary_ms']:.3f}", f"{r['speedup']:.2f}x")
+            for r in result["layers"]]
+    lines += [format_table(["layer (batch 1)", "fp32 conv2d ms", "packed 1-bit ms", "speedup"], rows, "lrrr"), ""]
+    m = result["model"]
+    lines += [f"model {m['name']}: one network call, input {'x'.join(map(str, m['input']))} "
+              f"for a {m['output'][0]}x{m['output'][1]} output, {m['binary_layers']} binary layers",
+              format_table(["network", "ms", "packed speedup"],
+                           [("full precision", f"{m['fp_ms']:.1f}", f"{m['packed_vs_fp']:.2f}x"),
+                            ("1-bit simulated (float)", f"{m['simulated_ms']:.1f}", f"{m['packed_vs_simulated']:.2f}x"),
+                            ("1-bit packed", f"{m['packed_ms']:.1f}", "1.00x")], "lrr"),
+              f"max |packed - simulated| on the output: {m['max_abs_difference']:.3g}", ""]
+    s = result["size"]
+    lines += [format_table(["file / part", "fp32 bytes", "packed bytes", "ratio"],
+                           [("whole model file", s["fp_bytes"], s["packed_bytes"], f"{s['ratio']:.2f}x"),
+                            ("binary layer weights", s["binary_fp32_bytes"], s["binary_packed_bytes"],
+                             f"{s['binary_ratio']:.2f}x")], "lrrr")]
+    return "\n".join(lines)

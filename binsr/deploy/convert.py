@@ -1,0 +1,59 @@
+"""``pack_model(model)``: swap every simulated binary layer of a model for its bit-packed form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from binsr.binary.convert import set_submodule
+from binsr.binary.layers import BinaryConv2d, BinaryLinear
+from binsr.deploy.layers import PackedBinaryConv2d, PackedBinaryLinear, _PackedBinaryLayer
+from binsr.errors import BinsrError
+
+
+@dataclass
+class PackReport:
+    """What :func:`pack_model` replaced and how many bytes the binary weights take."""
+
+    layers: list[str] = field(default_factory=list)
+    binary_weights: int = 0  # ±1 weight entries
+    packed_bytes: int = 0  # their bit words plus one float32 α per output channel
+
+    @property
+    def fp32_bytes(self) -> int:
+        """What the same weights take as float32."""
+        return 4 * self.binary_weights
+
+    @property
+    def ratio(self) -> float:
+        return self.fp32_bytes / self.packed_bytes if self.packed_bytes else float("nan")
+
+
+def packed_layers(model: nn.Module) -> dict[str, _PackedBinaryLayer]:
+    """The packed binary layers of ``model`` by name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, _PackedBinaryLayer)}
+
+
+def pack_model(model: nn.Module, fill: bool = True) -> PackReport:
+    """Replace each :class:`BinaryConv2d`/:class:`BinaryLinear` in place by its packed counterpart.
+
+    ``fill=False`` only builds the structure (zero bits), to load a packed file into. A layer that has
+    no packed form (e.g. HORQ order 2, dilated conv) is one clear error naming it.
+    """
+    report = PackReport()
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, (BinaryConv2d, BinaryLinear)):
+            continue
+        cls = PackedBinaryConv2d if isinstance(module, BinaryConv2d) else PackedBinaryLinear
+        try:
+            packed = cls.from_binary(module, fill)
+        except BinsrError as err:
+            raise BinsrError(f"layer {name!r} cannot be packed: {err}") from None
+        set_submodule(model, name, packed.to(module.weight.device))
+        report.layers.append(name)
+        report.binary_weights += module.weight.numel()
+        report.packed_bytes += packed.weight_bits.numel() * 8 + packed.weight_scale.numel() * 4
+    model.eval()
+    model.requires_grad_(False)
+    return report

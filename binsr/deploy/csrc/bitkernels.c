@@ -1,0 +1,538 @@
+/*
+ * binsr bit kernels: sign-pack activations and XNOR-popcount conv2d / linear on CPUs.
+ *
+ * Why a C extension: PyTorch has no popcount on packed words, and numba would add a ~50 MB LLVM
+ * dependency plus a JIT pause on first use. Plain C99 builds with the compiler a Linux/macOS machine
+ * already has, needs no torch headers (so pip's isolated build stays light), and is compiled for
+ * baseline x86-64: the fast routines carry __attribute__((target(...))) and one is picked at run time
+ * from what the CPU reports (AVX-512 VPOPCNTDQ > AVX2 > POPCNT > portable C), so one build runs
+ * everywhere. The build is optional: without a compiler binsr falls back to PyTorch (deploy/kernels.py).
+ *
+ * Conventions (the Python side, binsr/deploy/kernels.py, owns the tensors):
+ *   bit 1 means -1, bit 0 means +1, so sign(0) = +1 as in the simulated layers and an all-zero word
+ *   is +1 everywhere (what the zero-padding correction below relies on).
+ *   activations: (N, Hp, Cw, Wp) uint64, Hp = H + 2 ph, Wp = W + 2 pw; word g of a pixel holds input
+ *     channels 64g .. 64g+63 (bit b = channel 64g+b); padded pixels are all-zero words.
+ *   weights:     (O, kh, kw, Cw) uint64, same packing along input channels; unused high bits are 0.
+ *   output:      (N, O, Hout, Wout) float32, contiguous.
+ *
+ * For one output and one tap, the +-1 dot product over C channels is C - 2 popcount(a XOR w).
+ * A padded input position is 0 in the float conv, not +-1: without a per-pixel scale the kernels
+ * subtract, at border outputs, sum_c sign(w) of every tap that fell into the padding (`corr`); with a
+ * per-pixel scale (BiMaCoSR's BMB) the scale of a padded pixel is 0, which removes the tap exactly.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define BINSR_X86 1
+#endif
+
+enum { ISA_PORTABLE = 0, ISA_POPCNT = 1, ISA_AVX2 = 2, ISA_AVX512 = 3 };
+static const char *ISA_NAMES[] = {"portable", "popcnt", "avx2", "avx512-vpopcntdq"};
+static int isa_best = ISA_PORTABLE; /* what the CPU supports */
+static int isa_used = ISA_PORTABLE; /* what the kernels use (<= isa_best; lowered for tests) */
+
+typedef struct {
+    const uint64_t *act;  /* (N, Hp, Cw, Wp) */
+    const uint64_t *wts;  /* (O, kh, kw, Cw) */
+    const float *alpha;   /* (O,) or NULL: output scale per channel */
+    const float *pscale;  /* (N, Hp, Wp) or NULL: per-input-pixel scale, 0 on padding */
+    const int32_t *corr;  /* (O, kh*kw): sum_c sign(w) per tap (used without pscale) */
+    float *out;           /* (N, O, Hout, Wout) */
+    int64_t N, C, Cw, O, Hp, Wp, Hout, Wout, kh, kw, sh, sw, ph, pw;
+} conv_args;
+
+/* --- shared pieces --------------------------------------------------------------------------- */
+
+static inline int tap_row_valid(const conv_args *a, int64_t oy, int64_t ky) {
+    int64_t iy = oy * a->sh + ky;
+    return iy >= a->ph && iy < a->Hp - a->ph;
+}
+
+static inline int tap_col_valid(const conv_args *a, int64_t ox, int64_t kx) {
+    int64_t ix = ox * a->sw + kx;
+    return ix >= a->pw && ix < a->Wp - a->pw;
+}
+
+/* sum_c sign(w[o]) over the taps of output (oy, ox) that fall into the zero padding */
+static int64_t padding_correction(const conv_args *a, int64_t o, int64_t oy, int64_t ox) {
+    int64_t total = 0;
+    for (int64_t ky = 0; ky < a->kh; ky++)
+        for (int64_t kx = 0; kx < a->kw; kx++)
+            if (!tap_row_valid(a, oy, ky) || !tap_col_valid(a, ox, kx))
+                total += a->corr[o * a->kh * a->kw + ky * a->kw + kx];
+    return total;
+}
+
+static int tile_touches_border(const conv_args *a, int64_t oy, int64_t ox0, int64_t ox1) {
+    if (!tap_row_valid(a, oy, 0) || !tap_row_valid(a, oy, a->kh - 1)) return 1;
+    return !tap_col_valid(a, ox0, 0) || !tap_col_valid(a, ox1 - 1, a->kw - 1);
+}
+
+static inline void store(const conv_args *a, int64_t n, int64_t o, int64_t oy, int64_t ox, float v) {
+    a->out[((n * a->O + o) * a->Hout + oy) * a->Wout + ox] = a->alpha ? v * a->alpha[o] : v;
+}
+
+/* --- portable path: one output at a time, padded taps skipped (exact by construction) ---------- */
+
+#define DEFINE_PORTABLE(NAME, ATTR)                                                                      \
+    ATTR static void NAME(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0,  \
+                          int64_t o1) {                                                                  \
+        for (int64_t o = o0; o < o1; o++)                                                                \
+            for (int64_t ox = x0; ox < x1; ox++) {                                                       \
+                int64_t dot = 0;                                                                         \
+                float acc = 0.0f;                                                                        \
+                for (int64_t ky = 0; ky < a->kh; ky++) {                                                 \
+                    if (!tap_row_valid(a, oy, ky)) continue;                                             \
+                    int64_t iy = oy * a->sh + ky;                                                        \
+                    const uint64_t *row = a->act + (n * a->Hp + iy) * a->Cw * a->Wp;                      \
+                    for (int64_t kx = 0; kx < a->kw; kx++) {                                             \
+                        if (!tap_col_valid(a, ox, kx)) continue;                                         \
+                        int64_t ix = ox * a->sw + kx;                                                    \
+                        const uint64_t *w = a->wts + ((o * a->kh + ky) * a->kw + kx) * a->Cw;             \
+                        int64_t pop = 0;                                                                 \
+                        for (int64_t g = 0; g < a->Cw; g++)                                              \
+                            pop += __builtin_popcountll(row[g * a->Wp + ix] ^ w[g]);                     \
+                        int64_t d = a->C - 2 * pop;                                                      \
+                        if (a->pscale)                                                                   \
+                            acc += a->pscale[(n * a->Hp + iy) * a->Wp + ix] * (float)d;                  \
+                        else                                                                             \
+                            dot += d;                                                                    \
+                    }                                                                                    \
+                }                                                                                        \
+                store(a, n, o, oy, ox, a->pscale ? acc : (float)dot);                                    \
+            }                                                                                            \
+    }
+
+DEFINE_PORTABLE(conv_portable, )
+#ifdef BINSR_X86
+DEFINE_PORTABLE(conv_popcnt, __attribute__((target("popcnt"))))
+
+/* --- AVX2: 4 output pixels per vector (stride 1), popcount by nibble lookup (vpshufb + vpsadbw) -- */
+
+#define AVX2_ATTR __attribute__((target("avx2,fma,popcnt")))
+#define CB_MAX 8 /* output channels per AVX-512 tile */
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* per-byte popcounts of v (each byte 0..8): summed with vpaddb for up to 31 words before vpsadbw */
+AVX2_ATTR static inline __m256i byte_counts(__m256i v) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i lo = _mm256_and_si256(v, low);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+AVX2_ATTR static inline __m256i sum_bytes(__m256i bytes) { /* 4 x 64-bit sums of 8 bytes */
+    return _mm256_sad_epu8(bytes, _mm256_setzero_si256());
+}
+
+AVX2_ATTR static inline __m128 low_dwords_to_ps(__m256i v) { /* 4 small int64 -> 4 floats */
+    __m256i packed = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    return _mm_cvtepi32_ps(_mm256_castsi256_si128(packed));
+}
+
+/* padding_correction() for the 4 pixels ox .. ox+3 (stride 1) */
+AVX2_ATTR static __m256i padding_correction_avx2(const conv_args *a, int64_t o, int64_t oy, int64_t ox) {
+    const __m256i ix0 = _mm256_add_epi64(_mm256_set1_epi64x(ox), _mm256_setr_epi64x(0, 1, 2, 3));
+    const __m256i lo = _mm256_set1_epi64x(a->pw), hi = _mm256_set1_epi64x(a->Wp - a->pw - 1);
+    const int32_t *corr = a->corr + o * a->kh * a->kw;
+    __m256i fix = _mm256_setzero_si256();
+    for (int64_t kx = 0; kx < a->kw; kx++) {
+        __m256i ix = _mm256_add_epi64(ix0, _mm256_set1_epi64x(kx));
+        __m256i outside = _mm256_or_si256(_mm256_cmpgt_epi64(lo, ix), _mm256_cmpgt_epi64(ix, hi));
+        for (int64_t ky = 0; ky < a->kh; ky++) {
+            __m256i padded = tap_row_valid(a, oy, ky) ? outside : _mm256_set1_epi64x(-1);
+            fix = _mm256_add_epi64(fix, _mm256_and_si256(padded, _mm256_set1_epi64x(corr[ky * a->kw + kx])));
+        }
+    }
+    return fix;
+}
+
+/* 4 pixels (ox .. ox+3) x CB channels (o .. o+CB-1); cb and scaled are compile-time constants */
+AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv_args *a, int64_t n, int64_t oy,
+                                                                     int64_t ox, int64_t o, const int cb,
+                                                                     const int scaled) {
+    const int64_t Cw = a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
+    const uint64_t *wbase = a->wts + o * wstride;
+    __m256i acc[4], bytes[4];
+    __m128 facc[4];
+    int pending = 0; /* words summed into `bytes` since the last flush (at most 31: 31 x 8 < 256) */
+    UNROLL for (int c = 0; c < cb; c++) {
+        acc[c] = bytes[c] = _mm256_setzero_si256();
+        facc[c] = _mm_setzero_ps();
+    }
+    for (int64_t ky = 0; ky < kh; ky++) {
+        int64_t iy = oy + ky;
+        const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp + ox;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            const uint64_t *w = wbase + (ky * kw + kx) * Cw;
+            for (int64_t g = 0; g < Cw; g++) {
+                __m256i av = _mm256_loadu_si256((const __m256i *)(row + g * Wp + kx));
+                UNROLL for (int c = 0; c < cb; c++)
+                    bytes[c] = _mm256_add_epi8(bytes[c], byte_counts(_mm256_xor_si256(
+                                                              av, _mm256_set1_epi64x((long long)w[c * wstride + g]))));
+                if (++pending == 31 || scaled) {
+                    UNROLL for (int c = 0; c < cb; c++) {
+                        acc[c] = _mm256_add_epi64(acc[c], sum_bytes(bytes[c]));
+                        bytes[c] = _mm256_setzero_si256();
+                    }
+                    pending = 0;
+                }
+            }
+            if (scaled) { /* acc holds this tap's popcounts */
+                __m128 s = _mm_loadu_ps(a->pscale + (n * a->Hp + iy) * Wp + ox + kx);
+                __m256i cc = _mm256_set1_epi64x(a->C);
+                UNROLL for (int c = 0; c < cb; c++) {
+                    facc[c] = _mm_fmadd_ps(low_dwords_to_ps(_mm256_sub_epi64(cc, _mm256_slli_epi64(acc[c], 1))), s,
+                                           facc[c]);
+                    acc[c] = _mm256_setzero_si256();
+                }
+            }
+        }
+    }
+    int border = !scaled && tile_touches_border(a, oy, ox, ox + 4);
+    const __m256i k = _mm256_set1_epi64x(a->C * kh * kw);
+    UNROLL for (int c = 0; c < cb; c++) {
+        __m128 v = facc[c];
+        if (!scaled) {
+            __m256i total = _mm256_add_epi64(acc[c], sum_bytes(bytes[c]));
+            __m256i d = _mm256_sub_epi64(k, _mm256_slli_epi64(total, 1));
+            if (border) d = _mm256_sub_epi64(d, padding_correction_avx2(a, o + c, oy, ox));
+            v = low_dwords_to_ps(d);
+        }
+        if (a->alpha) v = _mm_mul_ps(v, _mm_set1_ps(a->alpha[o + c]));
+        _mm_storeu_ps(a->out + ((n * a->O + o + c) * a->Hout + oy) * a->Wout + ox, v);
+    }
+}
+
+#define AVX2_ROW(SCALED)                                                                                 \
+    for (; ox + 4 <= x1; ox += 4) {                                                                      \
+        int64_t o = o0;                                                                                  \
+        for (; o + 4 <= o1; o += 4) tile_avx2(a, n, oy, ox, o, 4, SCALED);                               \
+        for (; o < o1; o++) tile_avx2(a, n, oy, ox, o, 1, SCALED);                                       \
+    }
+
+AVX2_ATTR static void conv_avx2(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0,
+                                int64_t o1) {
+    if (a->sh != 1 || a->sw != 1) { conv_popcnt(a, n, oy, x0, x1, o0, o1); return; }
+    int64_t ox = x0;
+    if (a->pscale) { AVX2_ROW(1) } else { AVX2_ROW(0) }
+    if (ox < x1) conv_popcnt(a, n, oy, ox, x1, o0, o1);
+}
+
+/* --- AVX-512 VPOPCNTDQ: 8 output pixels per vector, any stride (gathers), masked tails ------------ */
+
+#define AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,avx2,fma")))
+
+/* padding_correction() for the 8 pixels ox .. ox+7 (lanes outside m are 0) */
+AVX512_ATTR static __m512i padding_correction_avx512(const conv_args *a, int64_t o, int64_t oy, int64_t ox,
+                                                     __mmask8 m) {
+    const __m512i ix0 = _mm512_add_epi64(_mm512_set1_epi64(ox * a->sw),
+                                         _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+                                                            _mm512_set1_epi64(a->sw)));
+    const __m512i lo = _mm512_set1_epi64(a->pw), hi = _mm512_set1_epi64(a->Wp - a->pw);
+    const int32_t *corr = a->corr + o * a->kh * a->kw;
+    __m512i fix = _mm512_setzero_si512();
+    for (int64_t kx = 0; kx < a->kw; kx++) {
+        __m512i ix = _mm512_add_epi64(ix0, _mm512_set1_epi64(kx));
+        __mmask8 outside = _mm512_cmplt_epi64_mask(ix, lo) | _mm512_cmpge_epi64_mask(ix, hi);
+        for (int64_t ky = 0; ky < a->kh; ky++) {
+            __mmask8 padded = (tap_row_valid(a, oy, ky) ? outside : 0xff) & m;
+            fix = _mm512_mask_add_epi64(fix, padded, fix, _mm512_set1_epi64(corr[ky * a->kw + kx]));
+        }
+    }
+    return fix;
+}
+
+/* 8 pixels (ox .. ox+rem-1) x CB channels; cb, strided and scaled are compile-time constants */
+AVX512_ATTR static inline __attribute__((always_inline)) void tile_avx512(const conv_args *a, int64_t n, int64_t oy,
+                                                                         int64_t ox, int64_t rem, int64_t o,
+                                                                         const int cb, const int strided,
+                                                                         const int scaled) {
+    const int64_t Cw = a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
+    const int64_t sw = strided ? a->sw : 1;
+    const __mmask8 m = (__mmask8)((1u << rem) - 1u);
+    const __m512i lanes = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(sw));
+    const uint64_t *wbase = a->wts + o * wstride;
+    __m512i acc[CB_MAX], tap[CB_MAX];
+    __m256 facc[CB_MAX];
+    UNROLL for (int c = 0; c < cb; c++) { acc[c] = _mm512_setzero_si512(); facc[c] = _mm256_setzero_ps(); }
+    for (int64_t ky = 0; ky < kh; ky++) {
+        int64_t iy = oy * a->sh + ky;
+        const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp + ox * sw;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            const uint64_t *w = wbase + (ky * kw + kx) * Cw;
+            if (scaled)
+                UNROLL for (int c = 0; c < cb; c++) tap[c] = _mm512_setzero_si512();
+            for (int64_t g = 0; g < Cw; g++) {
+                const uint64_t *p = row + g * Wp + kx;
+                __m512i av = strided ? _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), m, lanes, p, 8)
+                                     : _mm512_maskz_loadu_epi64(m, p);
+                UNROLL for (int c = 0; c < cb; c++) {
+                    __m512i count = _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_set1_epi64((long long)w[c * wstride + g])));
+                    if (scaled) tap[c] = _mm512_add_epi64(tap[c], count);
+                    else acc[c] = _mm512_add_epi64(acc[c], count);
+                }
+            }
+            if (scaled) {
+                const float *sp = a->pscale + (n * a->Hp + iy) * Wp + ox * sw + kx;
+                __m256 s = strided ? _mm512_mask_i64gather_ps(_mm256_setzero_ps(), m, lanes, sp, 4)
+                                   : _mm256_maskz_loadu_ps(m, sp);
+                __m512i cc = _mm512_set1_epi64(a->C);
+                UNROLL for (int c = 0; c < cb; c++)
+                    facc[c] = _mm256_fmadd_ps(_mm512_cvtepi64_ps(_mm512_sub_epi64(cc, _mm512_slli_epi64(tap[c], 1))),
+                                              s, facc[c]);
+            }
+        }
+    }
+    int border = !scaled && tile_touches_border(a, oy, ox, ox + rem);
+    const __m512i k = _mm512_set1_epi64(a->C * kh * kw);
+    UNROLL for (int c = 0; c < cb; c++) {
+        __m256 v = facc[c];
+        if (!scaled) {
+            __m512i d = _mm512_sub_epi64(k, _mm512_slli_epi64(acc[c], 1));
+            if (border) d = _mm512_sub_epi64(d, padding_correction_avx512(a, o + c, oy, ox, m));
+            v = _mm512_cvtepi64_ps(d);
+        }
+        if (a->alpha) v = _mm256_mul_ps(v, _mm256_set1_ps(a->alpha[o + c]));
+        _mm256_mask_storeu_ps(a->out + ((n * a->O + o + c) * a->Hout + oy) * a->Wout + ox, m, v);
+    }
+}
+
+#define AVX512_ROW(STRIDED, SCALED)                                                                      \
+    for (int64_t ox = x0; ox < x1; ox += 8) {                                                            \
+        int64_t rem = x1 - ox < 8 ? x1 - ox : 8;                                                         \
+        int64_t o = o0;                                                                                  \
+        for (; o + CB_MAX <= o1; o += CB_MAX) tile_avx512(a, n, oy, ox, rem, o, CB_MAX, STRIDED, SCALED); \
+        for (; o < o1; o++) tile_avx512(a, n, oy, ox, rem, o, 1, STRIDED, SCALED);                       \
+    }
+
+AVX512_ATTR static void conv_avx512(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0,
+                                    int64_t o1) {
+    int strided = a->sw != 1;
+    if (strided && a->pscale) { AVX512_ROW(1, 1) }
+    else if (strided) { AVX512_ROW(1, 0) }
+    else if (a->pscale) { AVX512_ROW(0, 1) }
+    else { AVX512_ROW(0, 0) }
+}
+
+/* 64 channels (one word) of 16 pixels from an NCHW plane set: one compare per channel and vector */
+AVX512_ATTR static void pack_nchw_row_avx512(const float *x, const float *thr, int64_t C, int64_t HW, int64_t W,
+                                             uint64_t *dst, int64_t Wp) {
+    int64_t Cw = (C + 63) / 64;
+    for (int64_t g = 0; g < Cw; g++) {
+        int64_t cn = C - 64 * g < 64 ? C - 64 * g : 64;
+        for (int64_t xx = 0; xx < W; xx += 16) {
+            __mmask16 m = (__mmask16)(W - xx >= 16 ? 0xffffu : (1u << (W - xx)) - 1u);
+            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+            for (int64_t b = 0; b < cn; b++) {
+                int64_t c = 64 * g + b;
+                __m512 v = _mm512_maskz_loadu_ps(m, x + c * HW + xx);
+                __mmask16 neg = _mm512_mask_cmp_ps_mask(m, v, _mm512_set1_ps(thr ? thr[c] : 0.0f), _CMP_NGE_UQ);
+                __m512i bit = _mm512_set1_epi64((long long)(1ull << b));
+                lo = _mm512_mask_or_epi64(lo, (__mmask8)(neg & 0xff), lo, bit);
+                hi = _mm512_mask_or_epi64(hi, (__mmask8)(neg >> 8), hi, bit);
+            }
+            uint64_t *d = dst + g * Wp + xx;
+            _mm512_mask_storeu_epi64(d, (__mmask8)(m & 0xff), lo);
+            _mm512_mask_storeu_epi64(d + 8, (__mmask8)(m >> 8), hi);
+        }
+    }
+}
+
+/* one pixel's C values (contiguous) -> Cw words written with stride `stride` */
+AVX512_ATTR static void pack_rows_avx512(const float *x, const float *thr, int64_t C, uint64_t *dst,
+                                         int64_t stride) {
+    for (int64_t g = 0; g * 64 < C; g++) {
+        uint64_t word = 0;
+        for (int q = 0; q < 4; q++) {
+            int64_t c0 = 64 * g + 16 * q;
+            if (c0 >= C) break;
+            __mmask16 m = (__mmask16)(C - c0 >= 16 ? 0xffffu : (1u << (C - c0)) - 1u);
+            __m512 v = _mm512_maskz_loadu_ps(m, x + c0);
+            __m512 t = thr ? _mm512_maskz_loadu_ps(m, thr + c0) : _mm512_setzero_ps();
+            word |= (uint64_t)_mm512_mask_cmp_ps_mask(m, v, t, _CMP_NGE_UQ) << (16 * q);
+        }
+        dst[g * stride] = word;
+    }
+}
+#endif /* BINSR_X86 */
+
+/* --- portable packing ------------------------------------------------------------------------ */
+
+static void pack_nchw_row_portable(const float *x, const float *thr, int64_t C, int64_t HW, int64_t W,
+                                   uint64_t *dst, int64_t Wp) {
+    for (int64_t g = 0; g * 64 < C; g++) {
+        uint64_t *d = dst + g * Wp;
+        memset(d, 0, (size_t)W * sizeof(uint64_t));
+        for (int64_t b = 0; b < 64 && 64 * g + b < C; b++) {
+            int64_t c = 64 * g + b;
+            const float *src = x + c * HW;
+            float t = thr ? thr[c] : 0.0f;
+            for (int64_t xx = 0; xx < W; xx++) d[xx] |= (uint64_t)!(src[xx] >= t) << b; /* NaN -> -1 */
+        }
+    }
+}
+
+static void pack_rows_portable(const float *x, const float *thr, int64_t C, uint64_t *dst, int64_t stride) {
+    for (int64_t g = 0; g * 64 < C; g++) {
+        uint64_t word = 0;
+        for (int64_t b = 0; b < 64 && 64 * g + b < C; b++) {
+            int64_t c = 64 * g + b;
+            word |= (uint64_t)!(x[c] >= (thr ? thr[c] : 0.0f)) << b;
+        }
+        dst[g * stride] = word;
+    }
+}
+
+/* --- drivers (OpenMP over independent tiles) ------------------------------------------------- */
+
+static void run_conv(const conv_args *a, int threads) {
+    /* work items: (n, oy, 64-pixel chunk, 32-channel group), so both big maps and linears split */
+    const int64_t xc = 64, oc = 32;
+    const int64_t nx = (a->Wout + xc - 1) / xc, no = (a->O + oc - 1) / oc;
+    const int64_t items = a->N * a->Hout * nx * no;
+    const int isa = isa_used;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t item = 0; item < items; item++) {
+        int64_t io = item % no, rest = item / no;
+        int64_t ix = rest % nx;
+        rest /= nx;
+        int64_t oy = rest % a->Hout, n = rest / a->Hout;
+        int64_t x0 = ix * xc, x1 = x0 + xc < a->Wout ? x0 + xc : a->Wout;
+        int64_t o0 = io * oc, o1 = o0 + oc < a->O ? o0 + oc : a->O;
+#ifdef BINSR_X86
+        if (isa == ISA_AVX512) conv_avx512(a, n, oy, x0, x1, o0, o1);
+        else if (isa == ISA_AVX2) conv_avx2(a, n, oy, x0, x1, o0, o1);
+        else if (isa == ISA_POPCNT) conv_popcnt(a, n, oy, x0, x1, o0, o1);
+        else
+#endif
+            conv_portable(a, n, oy, x0, x1, o0, o1);
+    }
+}
+
+static void run_pack_nchw(const float *x, const float *thr, uint64_t *out, int64_t N, int64_t C, int64_t H,
+                          int64_t W, int64_t ph, int64_t pw, int threads) {
+    const int64_t Cw = (C + 63) / 64, Hp = H + 2 * ph, Wp = W + 2 * pw;
+    const int isa = isa_used;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t r = 0; r < N * Hp; r++) {
+        int64_t n = r / Hp, yp = r % Hp;
+        uint64_t *row = out + r * Cw * Wp;
+        if (yp < ph || yp >= H + ph) { memset(row, 0, (size_t)(Cw * Wp) * sizeof(uint64_t)); continue; }
+        for (int64_t g = 0; g < Cw; g++) { /* zero the padding columns */
+            memset(row + g * Wp, 0, (size_t)pw * sizeof(uint64_t));
+            memset(row + g * Wp + pw + W, 0, (size_t)pw * sizeof(uint64_t));
+        }
+        const float *src = x + n * C * H * W + (yp - ph) * W;
+#ifdef BINSR_X86
+        if (isa == ISA_AVX512) { pack_nchw_row_avx512(src, thr, C, H * W, W, row + pw, Wp); continue; }
+#endif
+        pack_nchw_row_portable(src, thr, C, H * W, W, row + pw, Wp);
+    }
+}
+
+static void run_pack_rows(const float *x, const float *thr, uint64_t *out, int64_t P, int64_t C, int threads) {
+    const int isa = isa_used;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t p = 0; p < P; p++) {
+#ifdef BINSR_X86
+        if (isa == ISA_AVX512) { pack_rows_avx512(x + p * C, thr, C, out + p, P); continue; }
+#endif
+        pack_rows_portable(x + p * C, thr, C, out + p, P);
+    }
+}
+
+/* --- Python bindings: plain integers (data pointers and sizes); binsr/deploy/kernels.py checks
+ * shapes, dtypes and contiguity before calling. ---------------------------------------------- */
+
+#define PTR(v) ((void *)(intptr_t)(v))
+
+static PyObject *py_pack_nchw(PyObject *self, PyObject *args) {
+    Py_ssize_t x, thr, out, N, C, H, W, ph, pw;
+    int threads;
+    if (!PyArg_ParseTuple(args, "nnnnnnnnni", &x, &thr, &out, &N, &C, &H, &W, &ph, &pw, &threads)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    run_pack_nchw(PTR(x), PTR(thr), PTR(out), N, C, H, W, ph, pw, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_pack_rows(PyObject *self, PyObject *args) {
+    Py_ssize_t x, thr, out, P, C;
+    int threads;
+    if (!PyArg_ParseTuple(args, "nnnnni", &x, &thr, &out, &P, &C, &threads)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    run_pack_rows(PTR(x), PTR(thr), PTR(out), P, C, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_conv(PyObject *self, PyObject *args) {
+    Py_ssize_t act, wts, alpha, pscale, corr, out, N, C, O, Hp, Wp, Hout, Wout, kh, kw, sh, sw, ph, pw;
+    int threads;
+    if (!PyArg_ParseTuple(args, "nnnnnnnnnnnnnnnnnnni", &act, &wts, &alpha, &pscale, &corr, &out, &N, &C, &O, &Hp,
+                          &Wp, &Hout, &Wout, &kh, &kw, &sh, &sw, &ph, &pw, &threads))
+        return NULL;
+    conv_args a = {PTR(act), PTR(wts), PTR(alpha), PTR(pscale), PTR(corr), PTR(out),
+                   N, C, (C + 63) / 64, O, Hp, Wp, Hout, Wout, kh, kw, sh, sw, ph, pw};
+    Py_BEGIN_ALLOW_THREADS
+    run_conv(&a, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_isa(PyObject *self, PyObject *noargs) { return PyUnicode_FromString(ISA_NAMES[isa_used]); }
+
+static PyObject *py_isas(PyObject *self, PyObject *noargs) {
+    PyObject *names = PyList_New(0);
+    for (int i = isa_best; i >= 0 && names; i--) {
+        PyObject *s = PyUnicode_FromString(ISA_NAMES[i]);
+        if (!s || PyList_Append(names, s) < 0) { Py_XDECREF(s); Py_DECREF(names); return NULL; }
+        Py_DECREF(s);
+    }
+    return names;
+}
+
+static PyObject *py_set_isa(PyObject *self, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    for (int i = 0; i <= isa_best; i++)
+        if (strcmp(name, ISA_NAMES[i]) == 0) { isa_used = i; Py_RETURN_NONE; }
+    PyErr_Format(PyExc_ValueError, "instruction set %s is not available on this CPU", name);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"pack_nchw", py_pack_nchw, METH_VARARGS, "sign-pack an NCHW float32 tensor into padded (N, Hp, Cw, Wp) words"},
+    {"pack_rows", py_pack_rows, METH_VARARGS, "sign-pack (P, C) float32 rows into (Cw, P) words"},
+    {"conv", py_conv, METH_VARARGS, "XNOR-popcount convolution of packed activations and weights"},
+    {"isa", py_isa, METH_NOARGS, "the instruction set the kernels use"},
+    {"isas", py_isas, METH_NOARGS, "instruction sets this CPU supports, fastest first"},
+    {"set_isa", py_set_isa, METH_VARARGS, "use a (slower) supported instruction set, e.g. for tests"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_bitkernels", .m_doc = "XNOR-popcount CPU kernels", .m_size = -1, .m_methods = methods};
+
+PyMODINIT_FUNC PyInit__bitkernels(void) {
+#ifdef BINSR_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("popcnt")) isa_best = ISA_POPCNT;
+    if (isa_best == ISA_POPCNT && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa_best = ISA_AVX2;
+    if (isa_best == ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq"))
+        isa_best = ISA_AVX512;
+#endif
+    isa_used = isa_best;
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,235 @@
+"""XNOR-popcount conv2d and linear on bit-packed ±1 values, with a PyTorch fallback.
+
+Bit layout (shared with ``csrc/bitkernels.c``): a bit 1 means −1 and a bit 0 means +1, so
+sign(0) = +1 as in the simulated layers; 64 input channels per word (bit b of word g is channel
+64g + b); bits past the last channel are 0. Weights are ``(C_out, kh, kw, C_words)`` (convs) or
+``(C_out, C_words)`` (linears), stored as ``torch.uint64``.
+
+The native kernels (``binsr.deploy._bitkernels``, built by ``pip install`` when a C compiler is there)
+sign-pack the activations, compute each ±1 dot product as K − 2·popcount(a XOR w) and scale the
+result; with none built, or with ``set_backend("torch")``, the same numbers come from unpacked ±1
+floats and ``F.conv2d``/``F.linear`` (exact while |dot| < 2²⁴).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from binsr.binary.estimators import sign
+from binsr.errors import BinsrError
+
+try:  # built from csrc/bitkernels.c by setup.py; optional
+    from binsr.deploy import _bitkernels as _native
+except ImportError:  # pragma: no cover - depends on the machine's compiler
+    _native = None
+
+WORD_BITS = 64
+_state = {"backend": "native" if _native is not None else "torch"}
+
+
+def words(channels: int) -> int:
+    """Number of 64-bit words that hold ``channels`` bits."""
+    return (channels + WORD_BITS - 1) // WORD_BITS
+
+
+# --- backend choice --------------------------------------------------------------------------------
+
+
+def native_available() -> bool:
+    """True when the compiled kernels were built and import."""
+    return _native is not None
+
+
+def instruction_sets() -> list[str]:
+    """Instruction sets the native kernels can use on this CPU, fastest first ([] without them)."""
+    return list(_native.isas()) if _native is not None else []
+
+
+def backend() -> str:
+    """What runs the packed layers: 'native (avx512-vpopcntdq)', 'native (avx2)', ... or 'torch'."""
+    if _state["backend"] == "native":
+        return f"native ({_native.isa()})"
+    return "torch"
+
+
+def set_backend(name: str) -> None:
+    """'torch' (fallback), 'native' (fastest instruction set) or one of :func:`instruction_sets`."""
+    if name == "torch":
+        _state["backend"] = "torch"
+        return
+    if _native is None:
+        raise BinsrError("the native bit kernels are not built (no C compiler at install time?); "
+                         "only the 'torch' backend is available")
+    if name == "native":
+        name = _native.isas()[0]
+    if name not in _native.isas():
+        raise BinsrError(f"instruction set {name!r} is not available here (available: "
+                         f"{', '.join(['torch', 'native', *_native.isas()])})")
+    _native.set_isa(name)
+    _state["backend"] = "native"
+
+
+@contextmanager
+def using_backend(name: str) -> Iterator[None]:
+    """Run a block with another backend, then restore the previous one."""
+    previous = _state["backend"], (_native.isa() if _native is not None else None)
+    set_backend(name)
+    try:
+        yield
+    finally:
+        _state["backend"] = previous[0]
+        if previous[1] is not None:
+            _native.set_isa(previous[1])
+
+
+def _native_on(x: torch.Tensor) -> bool:
+    return _state["backend"] == "native" and x.device.type == "cpu"
+
+
+# --- packing (PyTorch; used for weights at export and by the fallback) ---------------------------------
+
+
+def pack_signs(negative: torch.Tensor) -> torch.Tensor:
+    """(..., C) bool, True where the value is −1 → (..., ceil(C/64)) uint64 words."""
+    channels = negative.shape[-1]
+    padded = F.pad(negative.to(torch.int64), (0, words(channels) * WORD_BITS - channels))
+    bits = padded.view(*negative.shape[:-1], -1, WORD_BITS)
+    powers = torch.ones(WORD_BITS, dtype=torch.int64, device=negative.device) << torch.arange(
+        WORD_BITS, device=negative.device)  # bit 63 is int64's sign bit: wraps to -2**63, which is the right bit
+    return (bits * powers).sum(-1).view(torch.uint64)  # distinct powers of two: the sum is a bitwise or
+
+
+def unpack_signs(packed: torch.Tensor, channels: int) -> torch.Tensor:
+    """(..., C_words) uint64 → (..., channels) bool, True where −1."""
+    shifts = torch.arange(WORD_BITS, device=packed.device)
+    bits = (packed.view(torch.int64).unsqueeze(-1) >> shifts) & 1
+    return bits.flatten(-2)[..., :channels].bool()
+
+
+def stray_bits(packed: torch.Tensor, channels: int) -> int:
+    """How many bits are set past the last of ``channels`` (0 in every valid file)."""
+    return int(unpack_signs(packed, packed.shape[-1] * WORD_BITS)[..., channels:].sum())
+
+
+# --- packed weights ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PackedWeight:
+    """One binary layer's weights: bits (C_out, kh, kw, C_words) or (C_out, C_words), the number of
+    input channels, and the per-output-channel scale α (None: 1). Derived tables are cached."""
+
+    bits: torch.Tensor
+    channels: int
+    alpha: torch.Tensor | None = None
+    _tap_sums: torch.Tensor | None = field(default=None, repr=False)
+    _signs: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def out_channels(self) -> int:
+        return self.bits.shape[0]
+
+    def signs(self) -> torch.Tensor:
+        """±1 float weights, (C_out, C_in, kh, kw) or (C_out, C_in), for the fallback."""
+        if self._signs is None:
+            negative = unpack_signs(self.bits, self.channels)
+            values = 1.0 - 2.0 * negative.float()
+            self._signs = values.permute(0, 3, 1, 2).contiguous() if values.dim() == 4 else values
+        return self._signs
+
+    def tap_sums(self) -> torch.Tensor:
+        """(C_out, kh·kw) int32: Σ_c sign(w) per tap = C − 2·popcount, the zero-padding correction."""
+        if self._tap_sums is None:
+            negative = unpack_signs(self.bits, self.channels).flatten(1, -2) if self.bits.dim() == 4 else \
+                unpack_signs(self.bits, self.channels).unsqueeze(1)
+            self._tap_sums = (self.channels - 2 * negative.sum(-1)).to(torch.int32).contiguous()
+        return self._tap_sums
+
+
+def _alpha_ptr(weight: PackedWeight) -> int:
+    if weight.alpha is None:
+        return 0
+    if weight.alpha.dtype != torch.float32 or not weight.alpha.is_contiguous():
+        raise BinsrError("weight scales must be a contiguous float32 tensor")
+    return weight.alpha.data_ptr()
+
+
+def _float_input(x: torch.Tensor, what: str) -> torch.Tensor:
+    if x.dtype != torch.float32:
+        raise BinsrError(f"packed binary layers compute in float32; got a {x.dtype} {what}")
+    return x.contiguous()
+
+
+# --- the two operations --------------------------------------------------------------------------------------
+
+
+def binary_conv2d(x: torch.Tensor, weight: PackedWeight, stride: tuple[int, int] = (1, 1),
+                  padding: tuple[int, int] = (0, 0), threshold: torch.Tensor | None = None,
+                  pixel_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """α_o · Σ_taps [s(p)] · ⟨sign(x − threshold), sign(w_o)⟩ with zero padding: (N, C, H, W) → (N, O, H', W').
+
+    ``threshold`` (C,) shifts the sign per input channel; ``pixel_scale`` (N, H, W) multiplies each
+    input pixel's ±1 vector (BiMaCoSR's per-pixel activation scale). Equal to ``F.conv2d`` of the
+    ±1 tensors; bit-identical integers without scales.
+    """
+    batch, channels, height, width = x.shape
+    if channels != weight.channels:
+        raise BinsrError(f"packed conv expects {weight.channels} input channels, got {channels}")
+    kh, kw = weight.bits.shape[1:3]
+    (sh, sw), (ph, pw) = stride, padding
+    out_h, out_w = (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+    if not _native_on(x):
+        q = sign(x - threshold.view(1, -1, 1, 1) if threshold is not None else x)
+        if pixel_scale is not None:
+            q = q * pixel_scale.unsqueeze(1)
+        out = F.conv2d(q, weight.signs().to(q.device), stride=stride, padding=padding)
+        return out * weight.alpha.view(1, -1, 1, 1) if weight.alpha is not None else out
+    x = _float_input(x, "input")
+    threads = torch.get_num_threads()
+    hp, wp = height + 2 * ph, width + 2 * pw
+    packed = torch.empty(batch, hp, words(channels), wp, dtype=torch.uint64)
+    thr = _float_input(threshold, "threshold").data_ptr() if threshold is not None else 0
+    _native.pack_nchw(x.data_ptr(), thr, packed.data_ptr(), batch, channels, height, width, ph, pw, threads)
+    scale = _float_input(F.pad(pixel_scale, (pw, pw, ph, ph)), "pixel scale") if pixel_scale is not None else None
+    out = torch.empty(batch, weight.out_channels, out_h, out_w)
+    bits = weight.bits.contiguous()
+    _native.conv(packed.data_ptr(), bits.data_ptr(), _alpha_ptr(weight), scale.data_ptr() if scale is not None else 0,
+                 weight.tap_sums().data_ptr(), out.data_ptr(), batch, channels, weight.out_channels, hp, wp, out_h,
+                 out_w, kh, kw, sh, sw, ph, pw, threads)
+    return out
+
+
+def binary_linear(x: torch.Tensor, weight: PackedWeight, threshold: torch.Tensor | None = None,
+                  token_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """α_o · [s(token)] · ⟨sign(x − threshold), sign(w_o)⟩: (..., C) → (..., O).
+
+    The native result is a transposed view (the kernel writes channel-major), which PyTorch ops accept.
+    """
+    channels = x.shape[-1]
+    if channels != weight.channels:
+        raise BinsrError(f"packed linear expects {weight.channels} input features, got {channels}")
+    if not _native_on(x):
+        q = sign(x - threshold if threshold is not None else x)
+        if token_scale is not None:
+            q = q * token_scale.unsqueeze(-1)
+        out = F.linear(q, weight.signs().to(q.device))
+        return out * weight.alpha if weight.alpha is not None else out
+    lead = x.shape[:-1]
+    rows = _float_input(x.reshape(-1, channels), "input")
+    tokens = rows.shape[0]
+    threads = torch.get_num_threads()
+    packed = torch.empty(words(channels), tokens, dtype=torch.uint64)
+    thr = _float_input(threshold, "threshold").data_ptr() if threshold is not None else 0
+    _native.pack_rows(rows.data_ptr(), thr, packed.data_ptr(), tokens, channels, threads)
+    scale = _float_input(token_scale.reshape(-1), "token scale") if token_scale is not None else None
+    out = torch.empty(weight.out_channels, tokens)
+    bits = weight.bits.contiguous()
+    _native.conv(packed.data_ptr(), bits.data_ptr(), _alpha_ptr(weight), scale.data_ptr() if scale is not None else 0,
+                 weight.tap_sums().data_ptr(), out.data_ptr(), 1, channels, weight.out_channels, 1, tokens, 1, tokens,
+                 1, 1, 1, 1, 0, 0, threads)
+    return out.T.reshape(*lead, weight.out_channels)

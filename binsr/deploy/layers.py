@@ -1,0 +1,176 @@
+"""Inference-only binary layers whose weights are bits: :class:`PackedBinaryConv2d`, :class:`PackedBinaryLinear`.
+
+Built from a trained :class:`~binsr.binary.BinaryConv2d` / :class:`~binsr.binary.BinaryLinear`: the
+quantized weight α·sign(W) becomes 64-per-word bits plus α (``weight_scale``, one per output channel);
+the input rule becomes a per-channel threshold (sign(x − β): BNN, XNOR, ReActNet, BBCU, BI-DiffSR, ...)
+or a per-pixel scale (BiMaCoSR's BMB, HORQ order 1). Every FP part of the layer — TaR/learnable bias,
+XNOR's K, bias, RPReLU/TaA, shortcut — is the same module as in the simulated layer, and the pipeline
+after the binary op is the same function (:func:`~binsr.binary.layers.finish_binary_output`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from binsr.binary.layers import BinaryConv2d, BinaryLinear, finish_binary_output
+from binsr.binary.quantizers import ResidualSignActivation, SignActivation, weight_bits
+from binsr.deploy.kernels import PackedWeight, binary_conv2d, binary_linear, pack_signs, stray_bits, words
+from binsr.errors import BinsrError
+
+PARTS = ("pre_bias", "output_scale", "activation", "shortcut")
+
+
+def quantized_signs(layer: BinaryConv2d | BinaryLinear) -> tuple[torch.Tensor, torch.Tensor]:
+    """(negative, α): where the quantized weight is −1 (weight-shaped bool) and its (C_out,) scale.
+
+    Any 1-bit weight quantizer qualifies whose output is α_o·(±1) per output channel (sign with or
+    without per-channel/per-layer scale, Libra-PB, HORQ order 1); anything else is refused.
+    """
+    quantizer = layer.weight_quantizer
+    if quantizer is None:
+        raise BinsrError("its weights are full precision (no weight quantizer)")
+    if weight_bits(quantizer) != 1:
+        raise BinsrError(f"its weights have {weight_bits(quantizer)} bit-planes; packing supports 1")
+    with torch.no_grad():
+        quantized = quantizer(layer.weight).float()
+    magnitude = quantized.abs().flatten(1)
+    alpha = magnitude.amax(1)
+    if not torch.equal(magnitude, alpha[:, None].expand_as(magnitude)):
+        raise BinsrError(f"{type(quantizer).__name__} does not give one ±α per output channel")
+    return quantized < 0, alpha.contiguous()
+
+
+def input_rule(layer: BinaryConv2d | BinaryLinear) -> tuple[torch.Tensor | None, bool]:
+    """(threshold or None, per-pixel scale?) of the layer's activation quantizer."""
+    quantizer = layer.input_quantizer
+    if isinstance(quantizer, SignActivation):
+        threshold = quantizer.threshold
+        return (threshold.detach().float().clone() if threshold is not None else None), False
+    if isinstance(quantizer, ResidualSignActivation) and quantizer.order == 1:
+        return None, True
+    what = type(quantizer).__name__ if quantizer is not None else "full-precision input"
+    order = getattr(quantizer, "order", None)
+    raise BinsrError(f"its input quantizer ({what}{f', order {order}' if order else ''}) has no 1-bit packed form")
+
+
+class _PackedBinaryLayer(nn.Module):
+    """Shared state: ``weight_bits`` (uint64), ``weight_scale`` α (C_out,), optional ``input_threshold``
+    (C_in,) and ``bias``; the FP parts as child modules. Holds no latent FP weight."""
+
+    channel_dim: int
+
+    def _init_state(self, bits_shape: tuple[int, ...], in_features: int, out_features: int, bias: bool,
+                    threshold: bool, pixel_scale: bool, parts: dict[str, nn.Module | None]) -> None:
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight_bits", torch.zeros(bits_shape, dtype=torch.uint64))
+        self.register_buffer("weight_scale", torch.ones(out_features))
+        self.register_buffer("input_threshold", torch.zeros(in_features) if threshold else None)
+        self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
+        self.pixel_scale = pixel_scale
+        for name in PARTS:
+            setattr(self, name, parts.get(name))
+        self._cache: tuple[tuple[int, ...], PackedWeight] | None = None
+
+    def _fill_from(self, layer: BinaryConv2d | BinaryLinear) -> None:
+        negative, alpha = quantized_signs(layer)
+        if negative.dim() == 4:
+            negative = negative.permute(0, 2, 3, 1)  # (O, kh, kw, C): pack along input channels
+        with torch.no_grad():
+            self.weight_bits.copy_(pack_signs(negative.cpu()))
+            self.weight_scale.copy_(alpha)
+            if self.input_threshold is not None:
+                self.input_threshold.copy_(input_rule(layer)[0])
+            if self.bias is not None:
+                self.bias.copy_(layer.bias.detach())
+
+    def packed_weight(self) -> PackedWeight:
+        """The weights for the kernels (derived tables cached until the buffers change)."""
+        key = (self.weight_bits._version, self.weight_scale._version, self.weight_bits.data_ptr(),
+               self.weight_scale.data_ptr())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = key, PackedWeight(self.weight_bits, self.in_features, self.weight_scale)
+        return self._cache[1]
+
+    def check(self) -> None:
+        """Raise if the bits cannot belong to this layer (wrong dtype, bits past the last channel)."""
+        if self.weight_bits.dtype != torch.uint64:
+            raise BinsrError(f"weight bits are {self.weight_bits.dtype}, not uint64 words")
+        stray = stray_bits(self.weight_bits, self.in_features)
+        if stray:
+            raise BinsrError(f"{stray} weight bits are set past input channel {self.in_features} "
+                             f"(packed for a wider layer?)")
+
+    def _input_scale(self, h: torch.Tensor) -> torch.Tensor | None:
+        """BiMaCoSR's β = mean over channels of |h| per pixel/token (as ResidualSignActivation order 1)."""
+        return h.abs().mean(dim=self.channel_dim) if self.pixel_scale else None
+
+
+class PackedBinaryConv2d(_PackedBinaryLayer):
+    """Bit-packed binary conv (zero padding, any stride; no dilation or groups)."""
+
+    channel_dim = 1
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int], bias: bool = True, threshold: bool = False, pixel_scale: bool = False,
+                 **parts: nn.Module | None) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = tuple(kernel_size), tuple(stride), tuple(padding)
+        self._init_state((out_channels, *self.kernel_size, words(in_channels)), in_channels, out_channels, bias,
+                         threshold, pixel_scale, parts)
+
+    @classmethod
+    def from_binary(cls, layer: BinaryConv2d, fill: bool = True) -> PackedBinaryConv2d:
+        """The packed form of ``layer`` (``fill=False``: right shapes, zero bits — for loading a file)."""
+        if layer.groups != 1 or tuple(layer.dilation) != (1, 1) or layer.padding_mode != "zeros":
+            raise BinsrError(f"groups={layer.groups}, dilation={tuple(layer.dilation)}, padding_mode="
+                             f"{layer.padding_mode!r}: packed convs support groups 1, dilation 1, zero padding")
+        if isinstance(layer.padding, str):
+            raise BinsrError(f"padding={layer.padding!r}: packed convs need explicit integer padding")
+        threshold, pixel_scale = input_rule(layer)
+        packed = cls(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                     layer.bias is not None, threshold is not None, pixel_scale,
+                     **{name: getattr(layer, name) for name in PARTS})
+        if fill:
+            packed._fill_from(layer)
+        return packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pre_bias(x) if self.pre_bias is not None else x
+        out = binary_conv2d(h, self.packed_weight(), self.stride, self.padding, self.input_threshold,
+                            self._input_scale(h))
+        return finish_binary_output(self, out, x)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, threshold={self.input_threshold is not None}, pixel_scale={self.pixel_scale}")
+
+
+class PackedBinaryLinear(_PackedBinaryLayer):
+    """Bit-packed binary linear (channels last)."""
+
+    channel_dim = -1
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, threshold: bool = False,
+                 pixel_scale: bool = False, **parts: nn.Module | None) -> None:
+        super().__init__()
+        self._init_state((out_features, words(in_features)), in_features, out_features, bias, threshold,
+                         pixel_scale, parts)
+
+    @classmethod
+    def from_binary(cls, layer: BinaryLinear, fill: bool = True) -> PackedBinaryLinear:
+        threshold, pixel_scale = input_rule(layer)
+        packed = cls(layer.in_features, layer.out_features, layer.bias is not None, threshold is not None,
+                     pixel_scale, **{name: getattr(layer, name) for name in PARTS})
+        if fill:
+            packed._fill_from(layer)
+        return packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pre_bias(x) if self.pre_bias is not None else x
+        out = binary_linear(h, self.packed_weight(), self.input_threshold, self._input_scale(h))
+        return finish_binary_output(self, out, x)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, threshold={self.input_threshold is not None}, "
+                f"pixel_scale={self.pixel_scale}")
