@@ -102,7 +102,7 @@ class ScaledShortcut(nn.Module):
             self.proj: nn.Module = (nn.Conv2d(in_features, out_features, 1, stride=stride) if conv
                                     else nn.Linear(in_features, out_features))
         elif stride > 1:
-            self.proj = nn.AvgPool2d(stride, stride)
+            self.proj = nn.AvgPool2d(stride, stride, ceil_mode=True)  # odd maps: as many outputs as the conv
         else:
             self.proj = nn.Identity()
 

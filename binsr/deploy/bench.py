@@ -180,7 +180,8 @@ def format_bench(result: dict[str, Any]) -> str:
     lines = [f"binary kernels: {machine['backend']}, {machine['threads']} threads, torch {machine['torch']}", ""]
     rows = [(r["shape"], f"{r['fp32_ms']:.3f}", f"{r['binary_ms']:.3f}", f"{r['speedup']:.2f}x")
             for r in result["layers"]]
-    lines += [format_table(["layer (batch 1)", "fp32 conv2d ms", "packed 1-bit ms", "speedup"], rows, "lrrr"), ""]
+    if rows:
+        lines += [format_table(["layer (batch 1)", "fp32 conv2d ms", "packed 1-bit ms", "speedup"], rows, "lrrr"), ""]
     m = result["model"]
     lines += [f"model {m['name']}: one network call, input {'x'.join(map(str, m['input']))} "
               f"for a {m['output'][0]}x{m['output'][1]} output, {m['binary_layers']} binary layers",
