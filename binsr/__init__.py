@@ -4,6 +4,7 @@ Layers (imports flow downward only):
 
 * ``errors``, ``utils``, ``image`` (files, MATLAB bicubic, colour), ``complexity`` (counting engine)
 * ``metrics`` (PSNR/SSIM/LPIPS), ``data`` (datasets, degradations)
+* ``deploy`` (bit-packed layers, XNOR-popcount kernels, packed model files)
 * ``pipelines`` (upscalers by name), ``evaluation``
 * ``cli``
 """
