@@ -195,13 +195,8 @@ def binary_conv2d(x: torch.Tensor, weight: PackedWeight, stride: tuple[int, int]
     packed = torch.empty(batch, hp, words(channels), wp, dtype=torch.uint64)
     thr = _float_input(threshold, "threshold").data_ptr() if threshold is not None else 0
     _native.pack_nchw(x.data_ptr(), thr, packed.data_ptr(), batch, channels, height, width, ph, pw, threads)
-    scale = _float_input(F.pad(pixel_scale, (pw, pw, ph, ph)), "pixel scale") if pixel_scale is not None else None
-    out = torch.empty(batch, weight.out_channels, out_h, out_w)
-    bits = weight.bits.contiguous()
-    _native.conv(packed.data_ptr(), bits.data_ptr(), _alpha_ptr(weight), scale.data_ptr() if scale is not None else 0,
-                 weight.tap_sums().data_ptr(), out.data_ptr(), batch, channels, weight.out_channels, hp, wp, out_h,
-                 out_w, kh, kw, sh, sw, ph, pw, threads)
-    return out
+    scale = F.pad(pixel_scale, (pw, pw, ph, ph)) if pixel_scale is not None else None
+    return _native_conv(packed, weight, scale, (batch, hp, wp), (out_h, out_w), (kh, kw), stride, padding)
 
 
 def binary_linear(x: torch.Tensor, weight: PackedWeight, threshold: torch.Tensor | None = None,
@@ -226,10 +221,21 @@ def binary_linear(x: torch.Tensor, weight: PackedWeight, threshold: torch.Tensor
     packed = torch.empty(words(channels), tokens, dtype=torch.uint64)
     thr = _float_input(threshold, "threshold").data_ptr() if threshold is not None else 0
     _native.pack_rows(rows.data_ptr(), thr, packed.data_ptr(), tokens, channels, threads)
-    scale = _float_input(token_scale.reshape(-1), "token scale") if token_scale is not None else None
-    out = torch.empty(weight.out_channels, tokens)
-    bits = weight.bits.contiguous()
-    _native.conv(packed.data_ptr(), bits.data_ptr(), _alpha_ptr(weight), scale.data_ptr() if scale is not None else 0,
-                 weight.tap_sums().data_ptr(), out.data_ptr(), 1, channels, weight.out_channels, 1, tokens, 1, tokens,
-                 1, 1, 1, 1, 0, 0, threads)
-    return out.T.reshape(*lead, weight.out_channels)
+    scale = token_scale.reshape(1, 1, tokens) if token_scale is not None else None
+    out = _native_conv(packed.view(1, 1, -1, tokens), weight, scale, (1, 1, tokens), (1, tokens), (1, 1), (1, 1),
+                       (0, 0))  # tokens are a 1 x P image, the linear a 1x1 conv
+    return out.view(weight.out_channels, tokens).T.reshape(*lead, weight.out_channels)
+
+
+def _native_conv(packed: torch.Tensor, weight: PackedWeight, scale: torch.Tensor | None,
+                 padded: tuple[int, int, int], out_size: tuple[int, int], kernel: tuple[int, int],
+                 stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """The native conv on packed (N, Hp, C_words, Wp) activations; ``scale`` (N, Hp, Wp) is 0 on padding."""
+    batch, hp, wp = padded
+    scale = _float_input(scale, "activation scale") if scale is not None else None
+    out = torch.empty(batch, weight.out_channels, *out_size)
+    _native.conv(packed.data_ptr(), weight.bits.contiguous().data_ptr(), _alpha_ptr(weight),
+                 scale.data_ptr() if scale is not None else 0, weight.tap_sums().data_ptr(), out.data_ptr(), batch,
+                 weight.channels, weight.out_channels, hp, wp, *out_size, *kernel, *stride, *padding,
+                 torch.get_num_threads())
+    return out

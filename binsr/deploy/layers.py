@@ -72,7 +72,7 @@ class _PackedBinaryLayer(nn.Module):
             setattr(self, name, parts.get(name))
         self._cache: tuple[tuple[int, ...], PackedWeight] | None = None
 
-    def _fill_from(self, layer: BinaryConv2d | BinaryLinear) -> None:
+    def _fill_from(self, layer: BinaryConv2d | BinaryLinear, threshold: torch.Tensor | None) -> None:
         negative, alpha = quantized_signs(layer)
         if negative.dim() == 4:
             negative = negative.permute(0, 2, 3, 1)  # (O, kh, kw, C): pack along input channels
@@ -80,7 +80,7 @@ class _PackedBinaryLayer(nn.Module):
             self.weight_bits.copy_(pack_signs(negative.cpu()))
             self.weight_scale.copy_(alpha)
             if self.input_threshold is not None:
-                self.input_threshold.copy_(input_rule(layer)[0])
+                self.input_threshold.copy_(threshold)
             if self.bias is not None:
                 self.bias.copy_(layer.bias.detach())
 
@@ -132,7 +132,7 @@ class PackedBinaryConv2d(_PackedBinaryLayer):
                      layer.bias is not None, threshold is not None, pixel_scale,
                      **{name: getattr(layer, name) for name in PARTS})
         if fill:
-            packed._fill_from(layer)
+            packed._fill_from(layer, threshold)
         return packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,7 +163,7 @@ class PackedBinaryLinear(_PackedBinaryLayer):
         packed = cls(layer.in_features, layer.out_features, layer.bias is not None, threshold is not None,
                      pixel_scale, **{name: getattr(layer, name) for name in PARTS})
         if fill:
-            packed._fill_from(layer)
+            packed._fill_from(layer, threshold)
         return packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
