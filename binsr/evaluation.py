@@ -10,9 +10,13 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from binsr.complexity import count_complexity
 from binsr.image.color import quantize
 from binsr.metrics.lpips import LPIPS, lpips_distance
 from binsr.metrics.psnr_ssim import psnr, ssim
+from binsr.models.autoencoder import load_autoencoder
+from binsr.models.files import read_spec
+from binsr.models.networks import build_from_spec
 from binsr.pipelines.base import Upscaler
 
 
@@ -38,6 +42,7 @@ class EvalResult:
     channels: str
     crop_border: int
     per_image: list[ImageScore] = field(default_factory=list)
+    info: dict[str, Any] | None = None  # describe_model(): method, bits, Params, OPs
 
     def mean(self) -> dict[str, float]:
         """Means over images; 'lpips' only when every image has it."""
@@ -66,6 +71,7 @@ class EvalResult:
             "per_image": per_image,
             "protocol": {"channels": self.channels, "grayscale_files": "gray" if self.channels == "y" else self.channels,
                          "crop_border": self.crop_border, "quantized": "8-bit"},
+            **({"model_info": self.info} if self.info is not None else {}),
         }
 
 
@@ -105,6 +111,27 @@ def evaluate(
             score.lpips = float(lpips_distance(lpips_model, quantize(sr), hr))  # of the saved 8-bit image
         result.per_image.append(score)
     return result
+
+
+def describe_model(name_or_path: str, size: int = 256) -> dict[str, Any]:
+    """Method, weight bits, Params and OPs of a model name or file, the columns of the papers' tables.
+
+    Params = FP parameters + binary weights / 32 and OPs = FLOPs + BOPs / 64 for one network call
+    that makes a ``size`` × ``size`` output (the BI-DiffSR convention; latent models run at
+    size / factor). Counted on the architecture the file describes, so packed files give the same.
+    """
+    if name_or_path == "bicubic":
+        return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None}
+    spec = read_spec(name_or_path)
+    if spec.get("kind") == "sr3":
+        method, factor = spec["unet"].get("binary"), 1
+    else:
+        method = (spec.get("network", {}).get("binarize") or {}).get("method")
+        factor = load_autoencoder(spec["autoencoder"]).factor if spec.get("autoencoder") else 1
+    network = build_from_spec(spec)  # untrained: the counts depend on shapes only
+    counts = count_complexity(network, *network.example_inputs(size // factor, size // factor))
+    return {"method": method or "full precision", "bits": 1 if method else 32, "params": counts.params,
+            "ops": counts.ops, "ops_output_size": [size, size]}
 
 
 def _mean(values: list[float]) -> float:

@@ -25,6 +25,7 @@ LAYERS = {
     "deploy": 4,
     "pipelines": 5,
     "evaluation": 6,
+    "analysis": 7,
     "training": 7,
     "cli": 9,
     "__main__": 10,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -46,3 +47,12 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     with atomic_write(path, "w") as handle:
         json.dump(obj, handle, indent=2)
         handle.write("\n")
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    """Write dict rows as CSV with a header (columns: ``fields`` or the first row's keys), atomically."""
+    fields = fields or (list(rows[0]) if rows else [])
+    with atomic_write(path, "w") as handle:
+        writer = csv.DictWriter(handle, fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
