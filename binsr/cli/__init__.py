@@ -1,0 +1,82 @@
+"""The ``binsr`` command line.
+
+Every failure the user can fix prints one line ``binsr: error: …`` and exits non-zero (1 for
+runtime problems, 2 for usage errors); set ``BINSR_DEBUG=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from binsr import __version__
+from binsr.cli.analyze import add_analyze, add_report
+from binsr.cli.common import PROG, Parser
+from binsr.cli.infer import add_eval, add_upscale
+from binsr.cli.tools import add_bench, add_complexity, add_export
+from binsr.cli.train import add_train
+from binsr.errors import BinsrError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="binsr: 1-bit (binarized) diffusion super-resolution — train, evaluate, deploy, analyze.",
+        epilog="Run 'binsr COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"binsr {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    add_eval(commands)
+    add_upscale(commands)
+    add_train(commands)
+    add_complexity(commands)
+    add_export(commands)
+    add_bench(commands)
+    add_analyze(commands)
+    add_report(commands)
+    return parser
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"{PROG}: warning: {message}", file=file or sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``binsr`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    debug = bool(os.environ.get("BINSR_DEBUG"))
+    previous = warnings.showwarning
+    if not debug:
+        warnings.showwarning = _one_line_warnings
+    try:
+        return args.run(args)
+    except BinsrError as err:
+        if debug:
+            raise
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI promise: one line, never a torch traceback
+        if debug:
+            raise
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"{PROG}: error: {type(err).__name__}: {detail} (BINSR_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        warnings.showwarning = previous
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "main"]

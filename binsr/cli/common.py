@@ -1,0 +1,109 @@
+"""What the commands share: the parser class, model/sampling/data options, and small parsers of option
+values that fail with one clear line."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from binsr.errors import BinsrError
+
+PROG = "binsr"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that point at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_model_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+    """--model, --steps, --seed, --device: how eval and upscale pick and run a model (they add --quiet)."""
+    p.add_argument("--model", required=required, default=None if required else "bicubic",
+                   help="model name (bicubic) or a .safetensors model file" + ("" if required else " [default: bicubic]"))
+    add_sampling_arguments(p, quiet=False)
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser, quiet: bool = True) -> None:
+    """--steps, --seed, --device (and --quiet): how a diffusion model is run."""
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps for SR3-style models [default: 50]; ResShift "
+                   "teachers run their own T steps and one-step students one network call")
+    p.add_argument("--seed", type=int, default=0, help="seed of the start noise [default: 0]")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="folder of HR images, or a dataset name under the data root ($BINSR_DATA, default ../shared/data)")
+    p.add_argument("--data-root", metavar="DIR", help="data root for dataset names (overrides $BINSR_DATA)")
+
+
+def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object):  # noqa: ANN202
+    from binsr import pipelines
+
+    if args.model == "bicubic":
+        return pipelines.load("bicubic", args.scale)
+    return pipelines.load(args.model, args.scale, device=device, steps=args.steps, seed=args.seed, **sampling)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BinsrError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BinsrError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise BinsrError(f"--size must be H or HxW in pixels, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """'rank=8' → ('rank', 8); values are parsed as int, float, true/false, or kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise BinsrError(f"--option must be KEY=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def parse_key_value(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.rpartition("=")
+    if not sep or not key or not value:
+        raise BinsrError(f"{option} must be KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise BinsrError(f"{option} must be positive integers separated by commas, got {text!r}")
+    return values
+
+
+def example_inputs(model: torch.nn.Module, height: int, width: int, channels: int) -> tuple:
+    example = getattr(model, "example_inputs", None)
+    return example(height, width) if callable(example) else (torch.zeros(1, channels, height, width),)
