@@ -113,12 +113,13 @@ def evaluate(
     return result
 
 
-def describe_model(name_or_path: str, size: int = 256) -> dict[str, Any]:
+def describe_model(name_or_path: str, size: int = 256, count: bool = True) -> dict[str, Any]:
     """Method, weight bits, Params and OPs of a model name or file, the columns of the papers' tables.
 
     Params = FP parameters + binary weights / 32 and OPs = FLOPs + BOPs / 64 for one network call
     that makes a ``size`` × ``size`` output (the BI-DiffSR convention; latent models run at
-    size / factor). Counted on the architecture the file describes, so packed files give the same.
+    size / factor). Counted on the architecture the file describes, so packed files give the same;
+    ``count=False`` leaves Params and OPs None (no forward pass).
     """
     if name_or_path == "bicubic":
         return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None}
@@ -128,10 +129,13 @@ def describe_model(name_or_path: str, size: int = 256) -> dict[str, Any]:
     else:
         method = (spec.get("network", {}).get("binarize") or {}).get("method")
         factor = load_autoencoder(spec["autoencoder"]).factor if spec.get("autoencoder") else 1
-    network = build_from_spec(spec)  # untrained: the counts depend on shapes only
-    counts = count_complexity(network, *network.example_inputs(size // factor, size // factor))
-    return {"method": method or "full precision", "bits": 1 if method else 32, "params": counts.params,
-            "ops": counts.ops, "ops_output_size": [size, size]}
+    info = {"method": method or "full precision", "bits": 1 if method else 32, "params": None, "ops": None,
+            "ops_output_size": None}
+    if count:
+        network = build_from_spec(spec)  # untrained: the counts depend on shapes only
+        counts = count_complexity(network, *network.example_inputs(size // factor, size // factor))
+        info.update(params=counts.params, ops=counts.ops, ops_output_size=[size, size])
+    return info
 
 
 def _mean(values: list[float]) -> float:

@@ -432,6 +432,8 @@ def test_report_command_from_eval_json(onestep_files: dict[str, Path], tmp_path:
     info = json.loads(Path(files[1]).read_text())["model_info"]
     assert info == describe_model(str(onestep_files["model"])) == json.loads(Path(files[2]).read_text())["model_info"]
     assert info["bits"] == 1 and info["method"] == "bimacosr" and info["params"] > 0
+    uncounted = describe_model(str(onestep_files["model"]), count=False)  # eval --no-complexity
+    assert uncounted == {**info, "params": None, "ops": None, "ops_output_size": None}
     capsys.readouterr()
     assert main(["report", *files, "-o", str(tmp_path / "report.md")]) == 1
     assert "appears twice" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 
+import torch
 from matplotlib.figure import Figure
 
 from binsr.utils.fs import atomic_write
@@ -13,6 +14,11 @@ from binsr.utils.fs import atomic_write
 # One palette for the three BiMaCoSR branches (and their sum) in every figure.
 BRANCH_COLORS = {"bmb": "#4C72B0", "lrmb": "#DD8452", "smb": "#55A868", "lrmb+smb": "#8172B3"}
 BRANCH_LABELS = {"bmb": "BMB (1-bit)", "lrmb": "LRMB (low rank)", "smb": "SMB (sparse)", "lrmb+smb": "LRMB + SMB"}
+
+
+def nanmean(values: list[float]) -> float:
+    """Mean of the values that are not NaN (NaN when none is): a bar height over layers, some without a branch."""
+    return float(torch.tensor(values, dtype=torch.float64).nanmean())
 
 
 def new_figure(width: float, height: float) -> Figure:

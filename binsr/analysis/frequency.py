@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
-from binsr.analysis.figures import BRANCH_COLORS, BRANCH_LABELS, new_figure, save_png, shade_layers
+from binsr.analysis.figures import BRANCH_COLORS, BRANCH_LABELS, nanmean, new_figure, save_png, shade_layers
 from binsr.analysis.layers import binarized_layers
 from binsr.binary import ThreeBranch
 from binsr.errors import BinsrError
@@ -124,7 +124,7 @@ class FrequencyResult:
         for kind in ("conv", "linear"):
             members = [layer for layer in self.layers if layer.kind == kind]
             if members:
-                groups[kind] = {b: tuple(_nanmean([m.share(b, band) for m in members]) for band in (0, 1))
+                groups[kind] = {b: tuple(nanmean([m.share(b, band) for m in members]) for band in (0, 1))
                                 for b in BRANCHES}
         return groups
 
@@ -232,11 +232,6 @@ def frequency_figure(result: FrequencyResult, title: str) -> Figure:
     right.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     right.grid(axis="y", alpha=0.3)
     return figure
-
-
-def _nanmean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else float("nan")
 
 
 def write_frequency_analysis(result: FrequencyResult, out_dir: str | os.PathLike[str], title: str) -> list[Path]:

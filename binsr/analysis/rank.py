@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
-from binsr.analysis.figures import BRANCH_COLORS, BRANCH_LABELS, new_figure, save_png, shade_layers
+from binsr.analysis.figures import BRANCH_COLORS, BRANCH_LABELS, nanmean, new_figure, save_png, shade_layers
 from binsr.analysis.layers import binarized_layers, sign_matrix
 from binsr.binary import ThreeBranch
 from binsr.errors import BinsrError
@@ -151,7 +151,7 @@ def rank_figure(ranks: list[LayerRank], title: str) -> Figure:
         values = [getattr(r, key) / r.r_max if getattr(r, key) is not None else float("nan") for r in ranks]
         axes.plot(index, values, marker="o", markersize=3, linewidth=1, color=BRANCH_COLORS[name],
                   label=BRANCH_LABELS[name])
-        means = [_mean([v for v, r in zip(values, ranks) if r.kind == kind]) for kind in kinds]
+        means = [nanmean([v for v, r in zip(values, ranks) if r.kind == kind]) for kind in kinds]
         bars = summary.bar([k + (position - (len(series) - 1) / 2) * 0.8 / len(series) for k in range(len(kinds))],
                            means, width=0.8 / len(series), color=BRANCH_COLORS[name])
         summary.bar_label(bars, [f"{m:.2f}" for m in means], fontsize=7, rotation=90, padding=2)
@@ -165,11 +165,6 @@ def rank_figure(ranks: list[LayerRank], title: str) -> Figure:
     summary.set(ylim=(0, 1.15), title="Mean by layer type", ylabel=r"mean $r\,/\,r_{max}$")
     summary.grid(axis="y", alpha=0.3)
     return figure
-
-
-def _mean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else float("nan")
 
 
 def sign_rank_figure(results: list[SignRankResult]) -> Figure:

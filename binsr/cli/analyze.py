@@ -127,12 +127,10 @@ def _run_analyze_freq(args: argparse.Namespace) -> int:
     from binsr import pipelines
     from binsr.analysis.frequency import frequency_analysis, write_frequency_analysis
     from binsr.data import SREvalDataset, resolve_data_dir
-    from binsr.models.files import read_spec
 
     device = pick_device(args.device)
-    scale = read_spec(args.model)["scale"]
     upscaler = pipelines.load(args.model, device=device, steps=args.steps, seed=args.seed)
-    dataset = SREvalDataset(resolve_data_dir(args.data, args.data_root), scale)
+    dataset = SREvalDataset(resolve_data_dir(args.data, args.data_root), upscaler.scale)
     count = len(dataset) if args.limit is None else max(0, min(args.limit, len(dataset)))
     if count == 0:
         raise BinsrError("--limit must leave at least one image")

@@ -31,6 +31,8 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--rgb", action="store_true", help="compute PSNR/SSIM on RGB instead of the Y channel")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    p.add_argument("--no-complexity", action="store_true", help="do not count Params/OPs for the JSON (counting runs "
+                   "the network once at a 256x256 output: seconds for small models, minutes for paper-size ones)")
     p.add_argument("--lpips-alexnet", metavar="PATH", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
     p.add_argument("--lpips-lin", metavar="PATH", help="lpips v0.1 linear weights (default: from the lpips package)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -56,7 +58,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             print(f"{PROG}: {err}", file=sys.stderr)
     channels = "rgb" if args.rgb else "y"
     result = evaluate(upscaler, dataset, dataset.name, lpips_model, channels, device, progress=not args.quiet)
-    result.info = describe_model(args.model)
+    result.info = describe_model(args.model, count=not args.no_complexity)
 
     has_lpips = "lpips" in result.mean()
     headers = ["image", "PSNR (dB)", "SSIM"] + (["LPIPS"] if has_lpips else [])
