@@ -35,6 +35,11 @@ RESSHIFT_PRESETS: dict[str, ResShiftUNetConfig] = {
     # CPU-sized, pixel space: 32/64/64 channels, one res block a level, Swin layers at the lowest level.
     "resshift-small": ResShiftUNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, norm_groups=8,
                                          image_size=64, attn_res=(16,), swin_embed_dim=64, window_size=8),
+    # The shipped CPU models: the 4x latent of a lossless space-to-depth autoencoder (48 channels), so the
+    # network runs at LR resolution; 64/128/128 channels, Swin layers at the lowest level.
+    "resshift-cpu": ResShiftUNetConfig(in_channels=96, out_channels=48, model_channels=64, channel_mult=(1, 2, 2),
+                                       num_res_blocks=1, norm_groups=8, image_size=64, attn_res=(16,),
+                                       swin_embed_dim=64, window_size=8),
 }
 
 # BiMaCoSR's binarization of the student (REFERENCE.md §4): three branches, r = 8, k = 2·max(C_in, C_out),
