@@ -108,3 +108,12 @@ def test_resume_rejects_another_architecture_and_fresh_runs_refuse_to_overwrite(
     other = load_train_config("bidiffsr-small-x4", [*sets, "model.inner_channel=16", "model.norm_groups=4"])
     with pytest.raises(BinsrError, match="does not fit this architecture"):
         Trainer(other, resume=True, progress=False)
+
+
+def test_every_shipped_recipe_loads_and_is_named_after_its_file():
+    from binsr.training.config import preset_names
+
+    names = preset_names()
+    assert {"resshift-x4-cpu", "bidiffsr-x4", "bimacosr-small-x4"} <= set(names)
+    for name in names:
+        assert load_train_config(name).name == name
