@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from binsr import __version__
 from binsr.cli.analyze import add_analyze, add_report
 from binsr.cli.common import PROG, Parser
-from binsr.cli.infer import add_eval, add_upscale
+from binsr.cli.infer import add_eval, add_models, add_upscale
 from binsr.cli.tools import add_bench, add_complexity, add_export
 from binsr.cli.train import add_train
 from binsr.errors import BinsrError
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     add_eval(commands)
     add_upscale(commands)
+    add_models(commands)
     add_train(commands)
     add_complexity(commands)
     add_export(commands)

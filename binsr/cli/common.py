@@ -19,10 +19,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def add_model_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+def add_model_arguments(p: argparse.ArgumentParser, required: bool, default: str | None = "bicubic") -> None:
     """--model, --steps, --seed, --device: how eval and upscale pick and run a model (they add --quiet)."""
-    p.add_argument("--model", required=required, default=None if required else "bicubic",
-                   help="model name (bicubic) or a .safetensors model file" + ("" if required else " [default: bicubic]"))
+    shown = f" [default: {default}]" if default else " [default: the shipped default model]"
+    p.add_argument("--model", required=required, default=None if required else default,
+                   help="model name (bicubic, or a shipped model: see 'binsr models') or a .safetensors model file"
+                        + ("" if required else shown))
     add_sampling_arguments(p, quiet=False)
 
 

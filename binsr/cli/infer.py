@@ -82,13 +82,15 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "upscale",
         help="upscale images or folders with a model",
-        description="Upscale every image given (files or folders) and write PNGs to OUTDIR, atomically. "
-                    "Diffusion models sample with DDIM; --tile bounds memory on large images.",
-        epilog="example: binsr upscale photo.png -o out --model runs/bidiffsr-small-x4/model.safetensors --steps 20",
+        description="Upscale every image given (files or folders) and write NAME_xS.png files to OUTDIR, atomically. "
+                    "Without --model it uses the shipped default 1-bit model (see 'binsr models'). Diffusion "
+                    "models sample with DDIM; --tile bounds memory on large images.",
+        epilog="examples: binsr upscale photo.png --compare; binsr upscale photos/ -o out --model bidiffsr-x4 --steps 20",
     )
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders of images")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
-    add_model_arguments(p, required=True)
+    p.add_argument("-o", "--output", default=".", metavar="OUTDIR", help="folder for the results [default: .]")
+    add_model_arguments(p, required=False, default=None)
+    p.add_argument("--compare", action="store_true", help="also write NAME_xS_compare.png: bicubic | model, side by side")
     p.add_argument("--scale", type=int, help="upscaling factor (model files know theirs; must agree)")
     p.add_argument("--tile", type=int, help="process in tiles of N output pixels (bounded memory)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles in pixels [default: 32]")
@@ -101,10 +103,17 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from binsr.image import list_images, read_image, write_png
+    from binsr.image import list_images, read_image, side_by_side, write_png
+
+    from binsr.pipelines import DEFAULT_MODEL, available, load
 
     device = pick_device(args.device)
+    if args.model is None:
+        if DEFAULT_MODEL not in available():
+            raise BinsrError(f"this install ships no default model ({DEFAULT_MODEL}); pass --model NAME|FILE")
+        args.model = DEFAULT_MODEL
     upscaler = load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap)
+    bicubic = load("bicubic", upscaler.scale) if args.compare else None
     files = []
     for item in map(Path, args.inputs):
         if item.is_dir():
@@ -128,6 +137,54 @@ def _run_upscale(args: argparse.Namespace) -> int:
     for path, image in tqdm(images, desc=f"upscale x{upscaler.scale}", unit="img", disable=args.quiet):
         with torch.no_grad():
             sr = upscaler.upscale(image[None].to(device))[0]
-        write_png(out_dir / f"{path.stem}_x{upscaler.scale}.png", sr.cpu())
-    print(f"wrote {len(images)} image(s) to {out_dir}")
+        name = f"{path.stem}_x{upscaler.scale}"
+        write_png(out_dir / f"{name}.png", sr.cpu())
+        if bicubic is not None:
+            panels = [bicubic.upscale(image[None])[0], sr.cpu()]
+            write_png(out_dir / f"{name}_compare.png", side_by_side(panels, ["bicubic", upscaler.name]))
+    print(f"wrote {len(images)} image(s){' and comparisons' if args.compare else ''} to {out_dir} "
+          f"(model: {upscaler.name})")
+    return 0
+
+
+def add_models(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "models",
+        help="list the pretrained 1-bit models shipped with binsr",
+        description="List the models inside the package (no download needed): scale, method, weight bits, how it "
+                    "samples, file size, training and the measured PSNR/SSIM from its model card. Use a name with "
+                    "'binsr upscale --model NAME' or binsr.load(NAME).",
+        epilog="example: binsr models --json",
+    )
+    p.add_argument("--json", action="store_true", help="print the full model cards as JSON")
+    p.set_defaults(run=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    import json
+
+    from binsr.pipelines import DEFAULT_MODEL, shipped_models
+    from binsr.utils import format_table, human_count
+
+    models = shipped_models()
+    if args.json:
+        print(json.dumps({name: {**m.card, "file": str(m.path), "file_bytes": m.file_bytes}
+                          for name, m in models.items()}, indent=2))
+        return 0
+    if not models:
+        print("no pretrained models are shipped in this install")
+        return 0
+    datasets = sorted({d for m in models.values() for d in m.card.get("metrics", {})})
+    rows = []
+    for name, model in models.items():
+        card, metrics = model.card, model.card.get("metrics", {})
+        training = card.get("training", {})
+        row = [name + (" (default)" if name == DEFAULT_MODEL else ""), f"x{card.get('scale', '?')}",
+               card.get("method", "?"), str(card.get("bits", "?")), card.get("sampling", "?"),
+               human_count(model.file_bytes, "B")]
+        row += [f"{metrics[d]['psnr']:.2f} / {metrics[d]['ssim']:.4f}" if d in metrics else "—" for d in datasets]
+        row.append(f"{training.get('steps', '?')} steps, {training.get('hardware', '?')}")
+        rows.append(row)
+    headers = ["model", "scale", "method", "bits", "sampling", "file"] + [f"{d} PSNR/SSIM" for d in datasets] + ["trained"]
+    print(format_table(headers, rows))
     return 0

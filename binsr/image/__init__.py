@@ -1,6 +1,7 @@
 """Image files, MATLAB-compatible resizing and colour conversion. Knows nothing of models."""
 
 from binsr.image.color import quantize, rgb_to_gray, rgb_to_y, rgb_to_ycbcr
+from binsr.image.compose import side_by_side
 from binsr.image.io import (
     IMAGE_EXTENSIONS,
     is_grayscale_file,
@@ -22,5 +23,6 @@ __all__ = [
     "rgb_to_gray",
     "rgb_to_y",
     "rgb_to_ycbcr",
+    "side_by_side",
     "write_png",
 ]

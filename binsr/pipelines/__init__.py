@@ -18,13 +18,14 @@ from binsr.models.networks import build_from_spec
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
+from binsr.pipelines.shipped import DEFAULT_MODEL, ShippedModel, shipped_models, shipped_path
 
 NAMES = ("bicubic",)
 
 
 def available() -> list[str]:
-    """Model names that :func:`load` accepts besides model files."""
-    return list(NAMES)
+    """Model names that :func:`load` accepts besides model files: bicubic and the shipped models."""
+    return list(NAMES) + list(shipped_models())
 
 
 def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **options: Any) -> Upscaler:
@@ -37,7 +38,7 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
         if scale is None:
             raise BinsrError("the bicubic model needs a scale (--scale)")
         return BicubicUpscaler(scale)
-    path = Path(name_or_path)
+    path = shipped_path(name_or_path) or Path(name_or_path)
     if not path.exists():
         raise BinsrError(f"unknown model {name_or_path!r} (available: {', '.join(available())}, or a .safetensors "
                          f"model file)")
@@ -81,5 +82,6 @@ def load_network(path: str | Path, spec: dict[str, Any] | None = None) -> nn.Mod
     return model
 
 
-__all__ = ["BicubicUpscaler", "DiffusionUpscaler", "OneStepUpscaler", "ResShiftUpscaler", "SR3Upscaler", "Upscaler",
-           "available", "load", "load_network", "load_resshift_model"]
+__all__ = ["DEFAULT_MODEL", "BicubicUpscaler", "DiffusionUpscaler", "OneStepUpscaler", "ResShiftUpscaler",
+           "SR3Upscaler", "ShippedModel", "Upscaler", "available", "load", "load_network", "load_resshift_model",
+           "shipped_models"]

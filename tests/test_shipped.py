@@ -1,0 +1,67 @@
+"""Shipped models: the package's weights folder, `binsr models`, and `binsr upscale IMAGE` with no flags
+(on a stand-in folder holding a tiny packed one-step model, so this does not depend on the real weights)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import binsr
+from binsr.cli import main
+from binsr.deploy import export_packed
+from binsr.image import read_image
+from binsr.pipelines import shipped
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_deploy import tiny_onestep_spec, trained_file  # noqa: E402
+
+CARD = {"name": "bimacosr-x4", "scale": 4, "method": "bimacosr", "bits": 1, "sampling": "1 network call",
+        "training": {"steps": 3, "hardware": "test"}, "metrics": {"Set5": {"psnr": 10.0, "ssim": 0.1}}}
+
+
+@pytest.fixture
+def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    export_packed(trained_file(tmp_path, tiny_onestep_spec(), "onestep"), folder / "bimacosr-x4.safetensors", half=True)
+    (folder / "bimacosr-x4.json").write_text(json.dumps(CARD))
+    (folder / "orphan.safetensors").write_bytes(b"no card: not listed")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", folder)
+    return folder
+
+
+def test_models_lists_cards_and_load_takes_names(weights: Path, capsys: pytest.CaptureFixture) -> None:
+    assert list(shipped.shipped_models()) == ["bimacosr-x4"]
+    assert "bimacosr-x4" in binsr.pipelines.available()
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "bimacosr-x4 (default)" in out and "10.00 / 0.1000" in out and "1 network call" in out
+    assert main(["models", "--json"]) == 0
+    cards = json.loads(capsys.readouterr().out)
+    assert cards["bimacosr-x4"]["file_bytes"] == (weights / "bimacosr-x4.safetensors").stat().st_size
+    upscaler = binsr.load("bimacosr-x4")
+    assert upscaler.scale == 4 and upscaler.upscale(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+
+
+def test_upscale_with_no_flags_uses_the_default_and_writes_a_comparison(weights: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(image)
+    monkeypatch.chdir(tmp_path)
+    assert main(["upscale", str(image), "--compare", "--quiet"]) == 0
+    assert "model: tiny-bimacosr" in capsys.readouterr().out
+    result = read_image(tmp_path / "photo_x4.png")
+    assert result.shape == (3, 48, 80)
+    compare = read_image(tmp_path / "photo_x4_compare.png")
+    assert compare.shape[-1] == 2 * 80 + 8 and compare.shape[-2] > 48
+    torch.testing.assert_close(compare[:, -48:, -80:], result, atol=1 / 255, rtol=0)  # the right panel is the result
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "none")
+    assert main(["upscale", str(image)]) == 1
+    assert "ships no default model" in capsys.readouterr().err
