@@ -65,3 +65,23 @@ def test_upscale_with_no_flags_uses_the_default_and_writes_a_comparison(weights:
     monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "none")
     assert main(["upscale", str(image)]) == 1
     assert "ships no default model" in capsys.readouterr().err
+
+
+def test_upscale_sample_compares_with_the_original(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--sample: matplotlib's photo, made LR by bicubic, upscaled and compared with the original."""
+    from binsr.data import sample_image_path
+    from binsr.metrics.psnr_ssim import psnr
+
+    assert main(["upscale", "--sample", "--model", "bicubic", "--scale", "4", "-o", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    original = read_image(sample_image_path())
+    result = read_image(tmp_path / "grace_hopper_x4.png")
+    assert result.shape == original.shape == (3, 600, 512)
+    reported = float(out.split("bicubic ")[1].split(" dB")[0])
+    assert reported == pytest.approx(float(psnr(result, original, crop_border=4)), abs=0.01)
+    assert 20 < reported < 35
+    compare = read_image(tmp_path / "grace_hopper_x4_compare.png")
+    assert compare.shape[-1] == 3 * 512 + 2 * 8
+    torch.testing.assert_close(compare[:, -600:, -512:], original, atol=1 / 255, rtol=0)  # right: the original
+    assert main(["upscale", "-o", str(tmp_path)]) == 1
+    assert "or --sample" in capsys.readouterr().err

@@ -85,9 +85,12 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
         description="Upscale every image given (files or folders) and write NAME_xS.png files to OUTDIR, atomically. "
                     "Without --model it uses the shipped default 1-bit model (see 'binsr models'). Diffusion "
                     "models sample with DDIM; --tile bounds memory on large images.",
-        epilog="examples: binsr upscale photo.png --compare; binsr upscale photos/ -o out --model bidiffsr-x4 --steps 20",
+        epilog="examples: binsr upscale --sample -o demo; binsr upscale photo.png --compare; "
+               "binsr upscale photos/ -o out --model bidiffsr-x4 --steps 20",
     )
-    p.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders of images")
+    p.add_argument("inputs", nargs="*", metavar="IN", help="image files or folders of images")
+    p.add_argument("--sample", action="store_true", help="also upscale a sample photo every install has (matplotlib's "
+                   "Grace Hopper portrait, made LR with bicubic) and compare with the original")
     p.add_argument("-o", "--output", default=".", metavar="OUTDIR", help="folder for the results [default: .]")
     add_model_arguments(p, required=False, default=None)
     p.add_argument("--compare", action="store_true", help="also write NAME_xS_compare.png: bicubic | model, side by side")
@@ -103,19 +106,57 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from binsr.image import list_images, read_image, side_by_side, write_png
-
+    from binsr.data import bicubic_downscale, mod_crop, sample_image_path
+    from binsr.image import read_image, side_by_side, write_png
+    from binsr.metrics.psnr_ssim import psnr
     from binsr.pipelines import DEFAULT_MODEL, available, load
 
+    if not args.inputs and not args.sample:
+        raise BinsrError("give images or folders to upscale, or --sample")
     device = pick_device(args.device)
     if args.model is None:
         if DEFAULT_MODEL not in available():
             raise BinsrError(f"this install ships no default model ({DEFAULT_MODEL}); pass --model NAME|FILE")
         args.model = DEFAULT_MODEL
     upscaler = load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap)
-    bicubic = load("bicubic", upscaler.scale) if args.compare else None
+    scale = upscaler.scale
+    jobs = [(path.stem, read_image(path), None) for path in _image_files(args.inputs)]  # all read before any write
+    if args.sample:  # the sample photo, made LR by MATLAB bicubic: the original is the reference
+        original = mod_crop(read_image(sample_image_path()), scale)
+        jobs.append((sample_image_path().stem, bicubic_downscale(original, scale), original))
+    check = getattr(upscaler, "check_size", None)
+    for stem, image, _ in jobs:
+        if callable(check):
+            try:
+                check(*image.shape[-2:])
+            except BinsrError as err:
+                raise BinsrError(f"{stem}: {err}") from None
+    out_dir, bicubic = Path(args.output), load("bicubic", scale)
+    for stem, image, original in tqdm(jobs, desc=f"upscale x{scale}", unit="img", disable=args.quiet):
+        with torch.no_grad():
+            sr = upscaler.upscale(image[None].to(device))[0].cpu()
+        write_png(out_dir / f"{stem}_x{scale}.png", sr)
+        if args.compare or original is not None:
+            panels, labels = [bicubic.upscale(image[None])[0], sr], ["bicubic", upscaler.name]
+            if original is not None:
+                scores = [f"{psnr(p, original, crop_border=scale):.2f} dB" for p in panels]
+                labels = [f"{label} {score}" for label, score in zip(labels, scores)] + ["original"]
+                panels.append(original)
+                print(f"{stem}: PSNR (Y) against the original: bicubic {scores[0]}, {upscaler.name} {scores[1]}")
+            write_png(out_dir / f"{stem}_x{scale}_compare.png", side_by_side(panels, labels))
+    print(f"wrote {len(jobs)} image(s){' and comparisons' if args.compare or args.sample else ''} to {out_dir} "
+          f"(model: {upscaler.name})")
+    return 0
+
+
+def _image_files(inputs: list[str]) -> list:
+    """The image files named by ``inputs`` (files, or folders searched recursively)."""
+    from pathlib import Path
+
+    from binsr.image import list_images
+
     files = []
-    for item in map(Path, args.inputs):
+    for item in map(Path, inputs):
         if item.is_dir():
             found = list_images(item)
             if not found:
@@ -125,26 +166,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
             files.append(item)
         else:
             raise BinsrError(f"no such file or folder: {item}")
-    images = [(path, read_image(path)) for path in files]  # read all first: a bad file stops before any write
-    check = getattr(upscaler, "check_size", None)
-    for path, image in images:
-        if callable(check):
-            try:
-                check(*image.shape[-2:])
-            except BinsrError as err:
-                raise BinsrError(f"{path}: {err}") from None
-    out_dir = Path(args.output)
-    for path, image in tqdm(images, desc=f"upscale x{upscaler.scale}", unit="img", disable=args.quiet):
-        with torch.no_grad():
-            sr = upscaler.upscale(image[None].to(device))[0]
-        name = f"{path.stem}_x{upscaler.scale}"
-        write_png(out_dir / f"{name}.png", sr.cpu())
-        if bicubic is not None:
-            panels = [bicubic.upscale(image[None])[0], sr.cpu()]
-            write_png(out_dir / f"{name}_compare.png", side_by_side(panels, ["bicubic", upscaler.name]))
-    print(f"wrote {len(images)} image(s){' and comparisons' if args.compare else ''} to {out_dir} "
-          f"(model: {upscaler.name})")
-    return 0
+    return files
 
 
 def add_models(commands: argparse._SubParsersAction) -> None:

@@ -3,6 +3,7 @@
 from binsr.data.datasets import SREvalDataset, SRTrainDataset
 from binsr.data.degradations import bicubic_downscale
 from binsr.data.paths import DATA_ENV, data_root, resolve_data_dir
+from binsr.data.sample import sample_image_path
 from binsr.data.transforms import dihedral, mod_crop, paired_random_crop
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "mod_crop",
     "paired_random_crop",
     "resolve_data_dir",
+    "sample_image_path",
 ]
