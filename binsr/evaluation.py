@@ -113,24 +113,28 @@ def evaluate(
     return result
 
 
-def describe_model(name_or_path: str, size: int = 256, count: bool = True) -> dict[str, Any]:
+def describe_model(name_or_path: str, size: int = 256, count: bool = True, steps: int = 50) -> dict[str, Any]:
     """Method, weight bits, Params and OPs of a model name or file, the columns of the papers' tables.
 
     Params = FP parameters + binary weights / 32 and OPs = FLOPs + BOPs / 64 for one network call
     that makes a ``size`` × ``size`` output (the BI-DiffSR convention; latent models run at
     size / factor). Counted on the architecture the file describes, so packed files give the same;
-    ``count=False`` leaves Params and OPs None (no forward pass).
+    ``count=False`` leaves Params and OPs None (no forward pass). ``sampling`` says how outputs were made
+    (``steps``: the DDIM steps an SR3-style model was run with).
     """
     if name_or_path == "bicubic":
-        return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None}
+        return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None,
+                "sampling": "interpolation"}
     spec = read_spec(name_or_path)
+    sampling = {"sr3": f"DDIM, {steps} steps", "onestep": "1 network call"}.get(
+        spec.get("kind"), f"{spec.get('diffusion', {}).get('num_timesteps', '?')} steps")
     if spec.get("kind") == "sr3":
         method, factor = spec["unet"].get("binary"), 1
     else:
         method = (spec.get("network", {}).get("binarize") or {}).get("method")
         factor = load_autoencoder(spec["autoencoder"]).factor if spec.get("autoencoder") else 1
     info = {"method": method or "full precision", "bits": 1 if method else 32, "params": None, "ops": None,
-            "ops_output_size": None}
+            "ops_output_size": None, "sampling": sampling}
     if count:
         network = build_from_spec(spec)  # untrained: the counts depend on shapes only
         counts = count_complexity(network, *network.example_inputs(size // factor, size // factor))

@@ -27,6 +27,7 @@ LAYERS = {
     "evaluation": 6,
     "analysis": 7,
     "training": 7,
+    "model_card": 8,
     "cli": 9,
     "__main__": 10,
     "__init__": 10,

@@ -85,3 +85,37 @@ def test_upscale_sample_compares_with_the_original(tmp_path: Path, capsys: pytes
     torch.testing.assert_close(compare[:, -600:, -512:], original, atol=1 / 255, rtol=0)  # right: the original
     assert main(["upscale", "-o", str(tmp_path)]) == 1
     assert "or --sample" in capsys.readouterr().err
+
+
+def test_training_hours_add_up_resumed_segments(tmp_path: Path) -> None:
+    from binsr.model_card import training_hours
+
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss,lr,seconds,val_psnr\n1,1,1,100,\n2,1,1,3600,\n2,,,,20\n3,1,1,50,\n4,1,1,1800,\n")
+    assert training_hours(log) == pytest.approx((3600 + 1800) / 3600)  # killed at 3600 s, resumed for 1800 s
+    assert training_hours(tmp_path / "missing.csv") is None
+
+
+def test_export_writes_a_model_card_from_eval_results(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    model = trained_file(tmp_path, tiny_onestep_spec(), "onestep")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / "a.png")
+    result = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(model), "--data", str(images), "--scale", "4", "--json", str(result),
+                 "--no-lpips", "--quiet"]) == 0
+    (tmp_path / "log.csv").write_text("step,loss,lr,seconds,val_psnr\n1,1,1,7200,\n")
+    out = tmp_path / "weights" / "bimacosr-x4.safetensors"
+    assert main(["export", str(model), "-o", str(out), "--fp16", "--card", str(result), "--hardware", "2 test CPUs"]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    mean = json.loads(result.read_text())["mean"]
+    assert card["name"] == "bimacosr-x4" and card["scale"] == 4 and card["bits"] == 1
+    assert card["method"] == "bimacosr" and card["sampling"] == "1 network call"
+    assert card["metrics"] == {"images": mean} and card["file_bytes"] == out.stat().st_size
+    assert card["training"]["hours"] == 2.0 and card["training"]["hardware"] == "2 test CPUs"
+    assert card["architecture"]["params"] > 0
+    bicubic = tmp_path / "bicubic.json"
+    assert main(["eval", "--data", str(images), "--scale", "4", "--json", str(bicubic), "--no-lpips", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(model), "-o", str(tmp_path / "x.safetensors"), "--card", str(bicubic)]) == 1
+    assert "scores model 'bicubic'" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()

@@ -58,7 +58,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             print(f"{PROG}: {err}", file=sys.stderr)
     channels = "rgb" if args.rgb else "y"
     result = evaluate(upscaler, dataset, dataset.name, lpips_model, channels, device, progress=not args.quiet)
-    result.info = describe_model(args.model, count=not args.no_complexity)
+    result.info = describe_model(args.model, count=not args.no_complexity, steps=args.steps)
 
     has_lpips = "lpips" in result.mean()
     headers = ["image", "PSNR (dB)", "SSIM"] + (["LPIPS"] if has_lpips else [])

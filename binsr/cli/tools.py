@@ -93,16 +93,35 @@ def add_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="model file written by 'binsr train' (a 1-bit model)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="packed file to write (atomically)")
     p.add_argument("--fp16", action="store_true", help="store the full-precision tensors as float16")
+    p.add_argument("--card", nargs="+", metavar="EVAL.json", help="also write a model card FILE.json beside the "
+                   "packed file, with these 'binsr eval --json' results of the model as its metrics")
+    p.add_argument("--run-dir", metavar="DIR", help="training run with the log.csv for the card's training hours "
+                   "[default: the model file's folder]")
+    p.add_argument("--hardware", metavar="TEXT", help="what it was trained on, for the card [default: this machine]")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps the card's results used (SR3-style models)")
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from binsr.deploy import export_packed
+    from binsr.utils import write_json
     from binsr.utils.text import human_count
 
     if os.path.abspath(args.model) == os.path.abspath(args.output):
         raise BinsrError("the packed file must not overwrite the model file (choose another -o)")
+    card = None
+    if args.card:  # built first: a bad result file stops before anything is written
+        from binsr.analysis.report import load_results
+        from binsr.model_card import model_card
+
+        run_dir = args.run_dir or str(Path(args.model).parent)
+        card = model_card(args.model, Path(args.output).stem, load_results(args.card), run_dir, args.hardware,
+                          args.steps)
     report = export_packed(args.model, args.output, half=args.fp16)
+    if card is not None:
+        write_json(Path(args.output).with_suffix(".json"), {**card, "file_bytes": report.packed_bytes})
     layers = report.layers
     print(f"packed {len(layers.layers)} binary layers: {human_count(layers.binary_weights)} weights, "
           f"{human_count(layers.fp32_bytes, 'B')} as fp32 -> {human_count(layers.packed_bytes, 'B')} "

@@ -1,0 +1,92 @@
+"""Model cards for shipped models: what a model is, how it was trained, and what it measured.
+
+A card is a small JSON dict written beside a packed file (``binsr export ... --card``): architecture
+(network config, Params, OPs), training (recipe, data, steps, wall-clock hours from the run's log, the
+hardware) and the mean metrics of ``binsr eval --json`` results of that model.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from binsr import __version__
+from binsr.errors import BinsrError
+from binsr.evaluation import describe_model
+from binsr.models.files import read_spec
+
+
+def training_hours(log_path: str | os.PathLike[str]) -> float | None:
+    """Wall-clock hours of a run from its ``log.csv``: the ``seconds`` column restarts at 0 in every
+    resumed process, so the total is the sum of each segment's last value."""
+    path = Path(log_path)
+    if not path.is_file():
+        return None
+    total, last = 0.0, 0.0
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("seconds"):
+                continue
+            seconds = float(row["seconds"])
+            if seconds < last:  # a new process (resume) started counting again
+                total += last
+            last = seconds
+    return (total + last) / 3600
+
+
+def this_machine() -> str:
+    """'<CPU model>, N logical CPUs' (+ the CUDA device when there is one)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical CPUs"
+    if torch.cuda.is_available():
+        text += f"; {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def model_card(model_path: str | os.PathLike[str], name: str, results: list[dict[str, Any]],
+               run_dir: str | os.PathLike[str] | None = None, hardware: str | None = None,
+               steps: int = 50) -> dict[str, Any]:
+    """The card of the trained model file ``model_path`` shipped as ``name``. ``results`` are its
+    ``binsr eval --json`` records (their scale must be the model's); ``run_dir`` holds its ``log.csv``."""
+    spec = read_spec(model_path)
+    info = describe_model(str(model_path), steps=steps)
+    recipe = spec.get("recipe", {})
+    data = recipe.get("data", {})
+    metrics = {}
+    for result in results:
+        if result["model"] != spec.get("name", Path(model_path).stem):
+            raise BinsrError(f"{result.get('source_file', 'a result')} scores model {result['model']!r}, not "
+                             f"{spec.get('name')!r}")
+        if int(result["scale"]) != spec["scale"]:
+            raise BinsrError(f"a x{result['scale']} result ({result.get('dataset')}) does not belong to this "
+                             f"x{spec['scale']} model")
+        metrics[result["dataset"]] = result["mean"]
+    hours = training_hours(Path(run_dir) / "log.csv") if run_dir else None
+    return {
+        "name": name,
+        "scale": spec["scale"],
+        "kind": spec.get("kind"),
+        "method": info["method"],
+        "bits": info["bits"],
+        "sampling": info["sampling"],
+        "architecture": {"network": spec.get("network") or {"type": "sr_unet", "config": spec.get("unet")},
+                         "autoencoder": spec.get("autoencoder"), "params": info["params"], "ops": info["ops"],
+                         "ops_output_size": info["ops_output_size"]},
+        "training": {"recipe": recipe.get("name"), "task": recipe.get("task"),
+                     "data": {k: data.get(k) for k in ("train", "val", "degradation", "patch_size", "batch_size")},
+                     "steps": spec.get("trained_steps"), "hours": None if hours is None else round(hours, 2),
+                     "hardware": hardware or this_machine()},
+        "metrics": metrics,
+        "source": Path(model_path).name,
+        "binsr_version": __version__,
+    }
