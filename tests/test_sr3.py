@@ -102,3 +102,21 @@ def test_python_api_and_eval_command_with_a_model_file(overfit, tmp_path):
                  "--no-lpips", "--quiet", "--json", str(out_json)]) == 0
     result = json.loads(out_json.read_text())
     assert result["model"] == "one" and result["scale"] == 4 and result["mean"]["psnr"] > 25
+
+
+@pytest.mark.parametrize("target", ["image", "residual"])
+def test_ddim_with_an_oracle_returns_the_target_image(target):
+    """An x₀-predicting oracle: DDIM must end exactly on its x₀ (the residual is added back to the condition)."""
+    from binsr.diffusion.sr3 import SR3, SR3Schedule
+
+    generator = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 8, 8, generator=generator)
+    condition = (hr + 0.1 * torch.randn(2, 3, 8, 8, generator=generator)).clamp(0, 1)
+    x0 = hr - condition if target == "residual" else hr
+    diffusion = SR3(SR3Schedule(prediction_type="sample", target=target))
+    out = diffusion.sample(lambda inputs, t: x0, condition, steps=5)
+    torch.testing.assert_close(out, hr, atol=1e-6, rtol=0)
+    loss = diffusion.loss(lambda inputs, t: x0, hr, condition, [torch.Generator().manual_seed(i) for i in range(2)])
+    assert float(loss) == pytest.approx(0.0, abs=1e-7)  # the oracle's loss on its own target
+    with pytest.raises(ValueError, match="target"):
+        SR3Schedule(target="latent")

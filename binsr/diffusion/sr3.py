@@ -28,7 +28,9 @@ class SR3Schedule:
     """Noise schedule and objective (BI-DiffSR: linear 1e-6 → 1e-2, 2000 steps, ε-prediction, L1).
 
     ``prediction_type``: what the network predicts — "epsilon" (the paper), "sample" (x₀) or
-    "v_prediction"; diffusers' samplers convert each back to x₀.
+    "v_prediction"; diffusers' samplers convert each back to x₀. ``target``: what is diffused — the HR
+    "image" (SR3, the paper) or the "residual" HR − condition (SRDiff's choice: an untrained model then
+    returns the bicubic image, and a short CPU training only has to learn the details).
     """
 
     num_train_timesteps: int = 2000
@@ -37,8 +39,11 @@ class SR3Schedule:
     beta_schedule: str = "linear"
     loss: str = "l1"
     prediction_type: str = "epsilon"
+    target: str = "image"
 
     def __post_init__(self) -> None:
+        if self.target not in ("image", "residual"):
+            raise ValueError(f"target must be 'image' or 'residual', got {self.target!r}")
         if self.prediction_type not in ("epsilon", "sample", "v_prediction"):
             raise ValueError(f"prediction_type must be epsilon, sample or v_prediction, got {self.prediction_type!r}")
         if self.loss not in ("l1", "l2"):
@@ -72,17 +77,18 @@ class SR3:
     def loss(self, model: Denoiser, hr: torch.Tensor, condition: torch.Tensor,
              generators: Sequence[torch.Generator]) -> torch.Tensor:
         """Mean L1 (or L2) between prediction and target (noise, x₀ or v); one timestep and noise per sample."""
+        x0 = hr - condition if self.schedule.target == "residual" else hr
         steps = self.schedule.num_train_timesteps
         timesteps, noises = [], []
         for generator in generators:
             timesteps.append(torch.randint(0, steps, (1,), generator=generator))
-            noises.append(torch.randn(hr.shape[1:], generator=generator))
-        t = torch.cat(timesteps).to(hr.device)
-        noise = torch.stack(noises).to(hr.device, hr.dtype)
-        noisy = self.train_scheduler.add_noise(hr, noise, t)
+            noises.append(torch.randn(x0.shape[1:], generator=generator))
+        t = torch.cat(timesteps).to(x0.device)
+        noise = torch.stack(noises).to(x0.device, x0.dtype)
+        noisy = self.train_scheduler.add_noise(x0, noise, t)
         predicted = model(torch.cat([condition, noisy], dim=1), t)
         kind = self.schedule.prediction_type
-        target = noise if kind == "epsilon" else hr if kind == "sample" else self.train_scheduler.get_velocity(hr, noise, t)
+        target = noise if kind == "epsilon" else x0 if kind == "sample" else self.train_scheduler.get_velocity(x0, noise, t)
         if self.schedule.loss == "l1":
             return F.l1_loss(predicted, target)
         return F.mse_loss(predicted, target)
@@ -106,4 +112,6 @@ class SR3:
             batch_t = t.expand(condition.shape[0]).to(condition.device)
             eps = model(torch.cat([condition, x], dim=1), batch_t)
             x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        if self.schedule.target == "residual":
+            x = condition + x
         return x.clamp(0, 1)
