@@ -18,6 +18,7 @@ from binsr.models.autoencoder import load_autoencoder
 from binsr.models.files import read_spec
 from binsr.models.networks import build_from_spec
 from binsr.pipelines.base import Upscaler
+from binsr.pipelines.shipped import shipped_path
 
 
 @dataclass
@@ -113,19 +114,20 @@ def evaluate(
     return result
 
 
-def describe_model(name_or_path: str, size: int = 256, count: bool = True, steps: int = 50) -> dict[str, Any]:
+def describe_model(name_or_path: str, size: int = 256, count: bool = True, steps: int | None = None) -> dict[str, Any]:
     """Method, weight bits, Params and OPs of a model name or file, the columns of the papers' tables.
 
     Params = FP parameters + binary weights / 32 and OPs = FLOPs + BOPs / 64 for one network call
     that makes a ``size`` × ``size`` output (the BI-DiffSR convention; latent models run at
     size / factor). Counted on the architecture the file describes, so packed files give the same;
     ``count=False`` leaves Params and OPs None (no forward pass). ``sampling`` says how outputs were made
-    (``steps``: the DDIM steps an SR3-style model was run with).
+    (``steps``: the DDIM steps an SR3-style model was run with; None: the file's own default, else 50).
     """
     if name_or_path == "bicubic":
         return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None,
                 "sampling": "interpolation"}
-    spec = read_spec(name_or_path)
+    spec = read_spec(shipped_path(name_or_path) or name_or_path)
+    steps = steps if steps is not None else spec.get("sampling_steps", 50)
     sampling = {"sr3": f"DDIM, {steps} steps", "onestep": "1 network call"}.get(
         spec.get("kind"), f"{spec.get('diffusion', {}).get('num_timesteps', '?')} steps")
     if spec.get("kind") == "sr3":

@@ -55,7 +55,7 @@ def this_machine() -> str:
 
 def model_card(model_path: str | os.PathLike[str], name: str, results: list[dict[str, Any]],
                run_dir: str | os.PathLike[str] | None = None, hardware: str | None = None,
-               steps: int = 50) -> dict[str, Any]:
+               steps: int | None = None) -> dict[str, Any]:
     """The card of the trained model file ``model_path`` shipped as ``name``. ``results`` are its
     ``binsr eval --json`` records (their scale must be the model's); ``run_dir`` holds its ``log.csv``."""
     spec = read_spec(model_path)
@@ -70,6 +70,10 @@ def model_card(model_path: str | os.PathLike[str], name: str, results: list[dict
         if int(result["scale"]) != spec["scale"]:
             raise BinsrError(f"a x{result['scale']} result ({result.get('dataset')}) does not belong to this "
                              f"x{spec['scale']} model")
+        sampled = (result.get("model_info") or {}).get("sampling")
+        if sampled and sampled != info["sampling"]:
+            raise BinsrError(f"the {result['dataset']} result was sampled with {sampled}, not {info['sampling']} "
+                             f"(pass the same --steps)")
         metrics[result["dataset"]] = result["mean"]
     hours = training_hours(Path(run_dir) / "log.csv") if run_dir else None
     return {

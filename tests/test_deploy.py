@@ -39,7 +39,7 @@ from binsr.deploy.kernels import stray_bits
 from binsr.diffusion.resshift import ResShiftSchedule
 from binsr.diffusion.sr3 import SR3Schedule
 from binsr.errors import BinsrError
-from binsr.models.files import save_model_file
+from binsr.models.files import read_spec, save_model_file
 from binsr.models.networks import apply_binarization, build_from_spec, describe_network
 from binsr.models.presets import BIMACOSR_BINARIZATION
 from binsr.models.resshift_unet import ResShiftUNet, ResShiftUNetConfig
@@ -340,3 +340,15 @@ def test_bench_command_measures_and_writes_the_documented_json(tmp_path: Path) -
     assert size["ratio"] == pytest.approx(size["fp_bytes"] / size["packed_bytes"], rel=1e-3)
     assert size["binary_ratio"] > 25  # 64-channel multiples: 32 bits -> 1 bit plus one scale per channel
     assert main(["bench", "--model", "nonsense", "--quick", "--quiet"]) == 1
+
+
+def test_export_steps_become_the_packed_files_default_sampling(files: dict[str, Path], tmp_path: Path) -> None:
+    """'binsr export --steps N': an SR3-style packed file samples with N DDIM steps unless told otherwise."""
+    target = tmp_path / "steps.safetensors"
+    assert main(["export", str(files["sr3"]), "-o", str(target), "--steps", "3"]) == 0
+    assert read_spec(target)["sampling_steps"] == 3
+    assert binsr.load(str(target)).steps == 3 and binsr.load(str(target), steps=7).steps == 7
+    assert binsr.load(str(files["sr3_packed"])).steps == 50  # exported without --steps: the usual default
+    lr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(binsr.load(str(target)).upscale(lr), binsr.load(str(target), steps=3).upscale(lr))

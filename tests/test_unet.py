@@ -80,3 +80,30 @@ def test_bad_configs_and_sizes():
         build_unet(unet_preset("bidiffsr-small", resample="conv"))
     with pytest.raises(BinsrError, match="multiple of 4"):
         build_unet(unet_preset("bidiffsr-small"))(torch.randn(1, 6, 18, 16), torch.zeros(1))
+
+
+@pytest.mark.parametrize("kind", ["sr3", "resshift"])
+def test_zero_initialised_residual_models_start_at_bicubic(kind):
+    """zero_init_tail + the residual target: the untrained model's upscaled image is the bicubic image."""
+    from binsr.diffusion import SR3, ResShift, ResShiftSchedule
+    from binsr.diffusion.sr3 import SR3Schedule
+    from binsr.image import imresize
+    from binsr.models import ResShiftUNet
+    from binsr.models.presets import RESSHIFT_PRESETS
+    from binsr.pipelines import OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
+
+    lr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    bicubic = imresize(lr, 4.0).clamp(0, 1)
+    if kind == "sr3":
+        net = build_unet(unet_preset("bidiffsr-small", zero_init_tail=True, inner_channel=16, norm_groups=4))
+        assert float(net(torch.rand(1, 6, 32, 32), torch.tensor([5])).detach().abs().max()) == 0.0
+        upscalers = [SR3Upscaler(net, SR3(SR3Schedule(prediction_type="sample", target="residual")), 4, steps=3,
+                                 multiple=net.config.multiple)]
+    else:
+        config = RESSHIFT_PRESETS["resshift-small"]
+        net = ResShiftUNet(type(config)(**{**config.__dict__, "zero_init_tail": True}))
+        process = ResShift(ResShiftSchedule(target="residual"))
+        upscalers = [cls(net, process, 4, multiple=config.multiple) for cls in (ResShiftUpscaler, OneStepUpscaler)]
+    for upscaler in upscalers:
+        with torch.no_grad():
+            torch.testing.assert_close(upscaler.upscale(lr), bicubic, atol=2e-6, rtol=0)

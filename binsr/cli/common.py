@@ -30,7 +30,8 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool, default: str
 
 def add_sampling_arguments(p: argparse.ArgumentParser, quiet: bool = True) -> None:
     """--steps, --seed, --device (and --quiet): how a diffusion model is run."""
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps for SR3-style models [default: 50]; ResShift "
+    p.add_argument("--steps", type=int, help="DDIM steps for SR3-style models [default: the model file's own, "
+                   "else 50]; ResShift "
                    "teachers run their own T steps and one-step students one network call")
     p.add_argument("--seed", type=int, default=0, help="seed of the start noise [default: 0]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -102,8 +103,6 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_upscale(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from tqdm.auto import tqdm
 
     from binsr.data import bicubic_downscale, mod_crop, sample_image_path
@@ -149,10 +148,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_files(inputs: list[str]) -> list:
+def _image_files(inputs: list[str]) -> list[Path]:
     """The image files named by ``inputs`` (files, or folders searched recursively)."""
-    from pathlib import Path
-
     from binsr.image import list_images
 
     files = []

@@ -98,7 +98,8 @@ def add_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", metavar="DIR", help="training run with the log.csv for the card's training hours "
                    "[default: the model file's folder]")
     p.add_argument("--hardware", metavar="TEXT", help="what it was trained on, for the card [default: this machine]")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps the card's results used (SR3-style models)")
+    p.add_argument("--steps", type=int, help="SR3-style models: the DDIM steps the packed file runs with by default "
+                   "(and the card's results used) [default: 50]")
     p.set_defaults(run=_run_export)
 
 
@@ -119,7 +120,7 @@ def _run_export(args: argparse.Namespace) -> int:
         run_dir = args.run_dir or str(Path(args.model).parent)
         card = model_card(args.model, Path(args.output).stem, load_results(args.card), run_dir, args.hardware,
                           args.steps)
-    report = export_packed(args.model, args.output, half=args.fp16)
+    report = export_packed(args.model, args.output, half=args.fp16, sampling_steps=args.steps)
     if card is not None:
         write_json(Path(args.output).with_suffix(".json"), {**card, "file_bytes": report.packed_bytes})
     layers = report.layers

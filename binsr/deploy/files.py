@@ -39,8 +39,10 @@ class ExportReport:
         return self.source_bytes / self.packed_bytes
 
 
-def export_packed(source: str | os.PathLike[str], target: str | os.PathLike[str], half: bool = False) -> ExportReport:
-    """Write the packed, inference-only form of model file ``source`` to ``target`` (atomically)."""
+def export_packed(source: str | os.PathLike[str], target: str | os.PathLike[str], half: bool = False,
+                  sampling_steps: int | None = None) -> ExportReport:
+    """Write the packed, inference-only form of model file ``source`` to ``target`` (atomically).
+    ``sampling_steps``: the DDIM steps an SR3-style model runs with by default from then on."""
     spec = read_spec(source)
     if spec.get("packed"):
         raise BinsrError(f"{source} is already a packed model file")
@@ -51,6 +53,8 @@ def export_packed(source: str | os.PathLike[str], target: str | os.PathLike[str]
         raise BinsrError(f"{source} has no binary layers to pack (a full-precision model)")
     packed_spec = {**spec, "packed": {"format": PACKED_FORMAT, "floats": "float16" if half else "float32",
                                       "bits": "uint64 words of 64 input channels, bit 1 = -1"}}
+    if sampling_steps is not None and spec.get("kind") == "sr3":
+        packed_spec["sampling_steps"] = int(sampling_steps)
     save_model_file(target, model, packed_spec, torch.float16 if half else None)
     return ExportReport(Path(source).stat().st_size, Path(target).stat().st_size, layers)
 

@@ -8,7 +8,9 @@ timestep the network is given (as in the released code). η_0 = 0 is implicit.
 
 * forward  q(x_t | x₀, y) = N(x₀ + η_t (y − x₀), κ² η_t I);  prior x_T = y + κ √η_T ε
 * posterior q(x_{t−1} | x_t, x₀) = N((η_{t−1}/η_t) x_t + (α_t/η_t) x₀, κ² (η_{t−1}/η_t) α_t I)
-* network  x̂₀ = f(cat[x_t / √(κ² η_t + 1), y], t)  (x₀-prediction, "normalize_input")
+* network  x̂₀ = f(cat[x_t / √(κ² η_t + 1), y], t)  (x₀-prediction, "normalize_input"); with
+  ``target="residual"``, x̂₀ = y + f(…): the network predicts the residual x₀ − y, so a network whose output
+  is zero returns the bicubic image (SRDiff's choice, as SR3's ``target`` option)
 * deterministic sampler (BiMaCoSR eq. 3–4): x_{t−1} = k_t x̂₀ + m_t x_t + j_t y — the teacher map F(x_T, y)
 
 Schedule values are kept in float64 (NumPy) and cast when applied.
@@ -32,6 +34,7 @@ class ResShiftSchedule:
     """ResShift's η schedule; the defaults are the paper's (and BiMaCoSR's) values.
 
     ``min_noise_level`` is √η_1 (None: min(0.04/κ, 0.04, √0.001) = 0.02 for κ = 2), ``etas_end`` is √η_T.
+    ``target``: what the network predicts — the HR state x₀ ("image", the paper) or x₀ − y ("residual").
     """
 
     num_timesteps: int = 15
@@ -40,8 +43,11 @@ class ResShiftSchedule:
     min_noise_level: float | None = None
     etas_end: float = 0.99
     normalize_input: bool = True
+    target: str = "image"
 
     def __post_init__(self) -> None:
+        if self.target not in ("image", "residual"):
+            raise ValueError(f"target must be 'image' or 'residual', got {self.target!r}")
         if self.num_timesteps < 2:
             raise ValueError(f"num_timesteps must be at least 2, got {self.num_timesteps}")
         if self.kappa <= 0 or self.power <= 0:
@@ -134,9 +140,10 @@ class ResShift:
         return y + self.schedule.kappa * float(self.schedule.sqrt_etas()[-1]) * noise.to(y)
 
     def predict_x0(self, model: Denoiser, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x̂₀ = model(cat[x_t · scale_t, y], t) for per-sample indices t (B,)."""
+        """x̂₀ = model(cat[x_t · scale_t, y], t) (+ y for the residual target) for per-sample indices t (B,)."""
         t = t.to(x_t.device).long().reshape(-1).expand(x_t.shape[0])
-        return model(torch.cat([x_t * self.coefficient("scale", t, x_t), y], dim=1), t)
+        out = model(torch.cat([x_t * self.coefficient("scale", t, x_t), y], dim=1), t)
+        return y + out if self.schedule.target == "residual" else out
 
     def posterior_mean_variance(self, x_t: torch.Tensor, x0: torch.Tensor,
                                 t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

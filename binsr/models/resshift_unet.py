@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from binsr.errors import BinsrError
-from binsr.models.unet import SinusoidalEmbedding
+from binsr.models.unet import SinusoidalEmbedding, zero_init
 
 
 @dataclass
@@ -37,6 +37,7 @@ class ResShiftUNetConfig:
     window_size: int = 8
     mlp_ratio: float = 4.0
     head_channels: int = 32
+    zero_init_tail: bool = False    # ResShift's released UNet zero-initialises its output conv
 
     def __post_init__(self) -> None:
         self.channel_mult, self.attn_res = tuple(self.channel_mult), tuple(self.attn_res)
@@ -220,6 +221,8 @@ class ResShiftUNet(nn.Module):
                 self.upsample.append(nn.Conv2d(channels, channels, 3, padding=1))
         self.tail = nn.Sequential(nn.GroupNorm(groups, channels), nn.SiLU(),
                                   nn.Conv2d(channels, config.out_channels, 3, padding=1))
+        if config.zero_init_tail:
+            zero_init(self.tail[-1])
 
     def full_precision_patterns(self) -> list[str]:
         """BiMaCoSR keeps only the first and the last conv full precision."""

@@ -50,6 +50,7 @@ class UNetConfig:
     binary: str | None = "bidiffsr"
     binary_options: dict[str, Any] = field(default_factory=lambda: {"timestep_groups": 5})
     num_timesteps: int = 2000
+    zero_init_tail: bool = False            # output conv starts at zero (guided-diffusion's zero_module)
 
     def __post_init__(self) -> None:
         self.channel_mults, self.attn_res, self.fp_res = (
@@ -63,6 +64,13 @@ class UNetConfig:
     def multiple(self) -> int:
         """Input height and width must be multiples of this (one halving per level below the top)."""
         return 2 ** (len(self.channel_mults) - 1)
+
+
+def zero_init(layer: nn.Conv2d) -> None:
+    """Zero a layer's weight and bias: a residual-predicting network then starts at the identity of its base."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -265,6 +273,8 @@ class SRUNet(nn.Module):
             self.up_levels.append(Level(blocks, resample, fusions))
         self.tail = nn.Sequential(nn.GroupNorm(groups, channels), nn.SiLU(),
                                   nn.Conv2d(channels, config.out_channels, 3, padding=1))
+        if config.zero_init_tail:
+            zero_init(self.tail[-1])
 
     def full_precision_patterns(self) -> list[str]:
         """Module-name globs of the parts BI-DiffSR keeps full precision: first conv, time MLP and the

@@ -21,6 +21,7 @@ from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShi
 from binsr.pipelines.shipped import DEFAULT_MODEL, ShippedModel, shipped_models, shipped_path
 
 NAMES = ("bicubic",)
+DEFAULT_SR3_STEPS = 50
 
 
 def available() -> list[str]:
@@ -47,6 +48,8 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
         raise BinsrError(f"{path} is a x{spec['scale']} model; x{scale} was requested")
     kind, name = spec.get("kind"), spec.get("name", path.stem)
     if kind == "sr3":
+        if options.get("steps") is None:  # the model's own default (set by 'binsr export --steps'), else 50
+            options["steps"] = spec.get("sampling_steps", DEFAULT_SR3_STEPS)
         model = load_network(path, spec)
         diffusion = SR3(from_dict(SR3Schedule, spec["diffusion"]))
         return SR3Upscaler(model.to(device), diffusion, spec["scale"], name=name, multiple=model.config.multiple,

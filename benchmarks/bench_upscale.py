@@ -1,0 +1,121 @@
+"""End-to-end `binsr upscale` on this CPU with the shipped models: packed 1-bit kernels vs the same network
+simulated in float (1-bit values, float convs) vs its full-precision twin, measured side by side in one run.
+
+For each shipped model (default: all) and each LR input size (default 64 and 256):
+* ``cli_s``: wall time of the command a user types, ``binsr upscale IMG.png --model NAME -o DIR`` in a fresh
+  process (Python start, imports, loading the packed file, reading, upscaling, writing the PNG);
+* ``packed_s`` / ``simulated_s`` / ``fp_s``: median in-process ``upscaler.upscale(lr)`` time (bicubic condition,
+  padding, every network call, decoding) with the packed network, the simulated 1-bit network and the FP network
+  of the same architecture. The simulated and FP networks are built from the packed file's description with
+  untrained weights: their time does not depend on the weight values, and no float copy of the shipped weights
+  exists in the package.
+
+Usage: python benchmarks/bench_upscale.py [--models bimacosr-x4 ...] [--sizes 64 256] [--repeats 3] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import binsr
+from binsr.deploy import backend
+from binsr.image import write_png
+from binsr.models.files import read_spec
+from binsr.models.networks import build_from_spec
+from binsr.pipelines import DEFAULT_MODEL, shipped_models
+from binsr.utils import format_table
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def float_twins(path: Path) -> dict[str, torch.nn.Module]:
+    """The simulated 1-bit network and the FP network described by the packed file ``path``."""
+    spec = {key: value for key, value in read_spec(path).items() if key != "packed"}
+    if spec["kind"] == "sr3":
+        fp_spec = {**spec, "unet": {**spec["unet"], "binary": None}}
+    else:
+        fp_spec = {**spec, "network": {**spec["network"], "binarize": None}}
+    return {"simulated": build_from_spec(spec).eval(), "fp": build_from_spec(fp_spec).eval()}
+
+
+def cli_seconds(name: str, image: Path, out: Path) -> float:
+    command = [sys.executable, "-m", "binsr", "upscale", str(image), "--model", name, "-o", str(out), "--quiet"]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def bench(name: str, sizes: list[int], repeats: int, workdir: Path) -> list[dict[str, object]]:
+    model = shipped_models()[name]
+    upscaler = binsr.load(name)  # multi-step models sample with the steps their file records
+    networks = {"packed": upscaler.model, **float_twins(model.path)}
+    rows = []
+    for size in sizes:
+        lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size))
+        image = workdir / f"lr{size}.png"
+        write_png(image, lr[0])
+        row: dict[str, object] = {"model": name, "input": f"{size}x{size}",
+                                  "output": f"{size * upscaler.scale}x{size * upscaler.scale}",
+                                  "cli_s": round(cli_seconds(name, image, workdir), 3)}
+        for kind, network in networks.items():
+            upscaler.model = network
+            with torch.no_grad():
+                row[f"{kind}_s"] = round(median_seconds(lambda: upscaler.upscale(lr), repeats), 3)
+        upscaler.model = networks["packed"]
+        row["packed_vs_simulated"] = round(row["simulated_s"] / row["packed_s"], 2)
+        row["packed_vs_fp"] = round(row["fp_s"] / row["packed_s"], 2)
+        rows.append(row)
+        print(f"{name} {row['input']}: cli {row['cli_s']} s, packed {row['packed_s']} s, "
+              f"simulated {row['simulated_s']} s, fp {row['fp_s']} s", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", help="shipped model names [default: all, the default model first]")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[64, 256], help="LR input sides")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    available = shipped_models()
+    names = args.models or sorted(available, key=lambda n: (n != DEFAULT_MODEL, n))
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        parser.error(f"not shipped: {', '.join(unknown)} (shipped: {', '.join(available) or 'none'})")
+    print(f"binary kernels: {backend()}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            rows += bench(name, args.sizes, args.repeats, Path(tmp))
+    headers = ["model", "input", "output", "binsr upscale (s)", "packed (s)", "simulated (s)", "FP (s)",
+               "packed vs simulated", "packed vs FP"]
+    print(format_table(headers, [[r["model"], r["input"], r["output"], r["cli_s"], r["packed_s"], r["simulated_s"],
+                                  r["fp_s"], f"{r['packed_vs_simulated']}x", f"{r['packed_vs_fp']}x"] for r in rows]))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"backend": backend(), "threads": torch.get_num_threads(),
+                                               "results": rows}, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
