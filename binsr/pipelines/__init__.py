@@ -39,14 +39,15 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
         if scale is None:
             raise BinsrError("the bicubic model needs a scale (--scale)")
         return BicubicUpscaler(scale)
-    path = shipped_path(name_or_path) or Path(name_or_path)
+    shipped = shipped_path(name_or_path)
+    path = shipped or Path(name_or_path)
     if not path.exists():
         raise BinsrError(f"unknown model {name_or_path!r} (available: {', '.join(available())}, or a .safetensors "
                          f"model file)")
     spec = read_spec(path)
     if scale is not None and scale != spec["scale"]:
         raise BinsrError(f"{path} is a x{spec['scale']} model; x{scale} was requested")
-    kind, name = spec.get("kind"), spec.get("name", path.stem)
+    kind, name = spec.get("kind"), name_or_path if shipped else spec.get("name", path.stem)
     if kind == "sr3":
         if options.get("steps") is None:  # the model's own default (set by 'binsr export --steps'), else 50
             options["steps"] = spec.get("sampling_steps", DEFAULT_SR3_STEPS)
