@@ -16,9 +16,9 @@ Usage: python benchmarks/bench_upscale.py [--models bimacosr-x4 ...] [--sizes 64
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,21 +30,12 @@ import torch
 
 import binsr
 from binsr.deploy import backend
+from binsr.deploy.bench import median_ms
 from binsr.image import write_png
 from binsr.models.files import read_spec
 from binsr.models.networks import build_from_spec
 from binsr.pipelines import DEFAULT_MODEL, shipped_models
 from binsr.utils import format_table
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def float_twins(path: Path) -> dict[str, torch.nn.Module]:
@@ -55,6 +46,13 @@ def float_twins(path: Path) -> dict[str, torch.nn.Module]:
     else:
         fp_spec = {**spec, "network": {**spec["network"], "binarize": None}}
     return {"simulated": build_from_spec(spec).eval(), "fp": build_from_spec(fp_spec).eval()}
+
+
+def upscaler_with(upscaler: object, network: torch.nn.Module, lr: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """upscaler.upscale(lr) with ``network`` in place of the upscaler's own."""
+    twin = copy.copy(upscaler)
+    twin.model = network
+    return lambda: twin.upscale(lr)
 
 
 def cli_seconds(name: str, image: Path, out: Path) -> float:
@@ -76,11 +74,10 @@ def bench(name: str, sizes: list[int], repeats: int, workdir: Path) -> list[dict
         row: dict[str, object] = {"model": name, "input": f"{size}x{size}",
                                   "output": f"{size * upscaler.scale}x{size * upscaler.scale}",
                                   "cli_s": round(cli_seconds(name, image, workdir), 3)}
-        for kind, network in networks.items():
-            upscaler.model = network
-            with torch.no_grad():
-                row[f"{kind}_s"] = round(median_seconds(lambda: upscaler.upscale(lr), repeats), 3)
-        upscaler.model = networks["packed"]
+        contenders = {kind: upscaler_with(upscaler, network, lr) for kind, network in networks.items()}
+        with torch.no_grad():  # round-robin, after one warm-up call each
+            for kind, ms in median_ms(contenders, repeats, warmup=1).items():
+                row[f"{kind}_s"] = round(ms / 1e3, 3)
         row["packed_vs_simulated"] = round(row["simulated_s"] / row["packed_s"], 2)
         row["packed_vs_fp"] = round(row["fp_s"] / row["packed_s"], 2)
         rows.append(row)

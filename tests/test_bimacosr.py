@@ -113,17 +113,20 @@ def test_sinsr_extra_terms() -> None:
     x0 = torch.rand(1, 3, 16, 16) * 2 - 1
     y = torch.rand(1, 3, 16, 16) * 2 - 1
     seeds = [torch.Generator().manual_seed(0)]
-    total, parts = SinSRDistillation(process, teacher, DistillConfig(inverse_weight=0.5, consistency_weight=2.0)).loss(
-        teacher, x0, y, seeds)
+    config = DistillConfig(inverse_weight=0.5, consistency_weight=2.0, regression_weight=3.0)
+    total, parts = SinSRDistillation(process, teacher, config).loss(teacher, x0, y, seeds)
     x_T = SinSRDistillation(process, teacher).start_states(y, [torch.Generator().manual_seed(0)])
     with torch.no_grad():
         target = process.teacher_map(teacher, x_T, y)
         zero = torch.zeros(1, dtype=torch.long)
         inverse = torch.nn.functional.mse_loss(process.predict_x0(teacher, target, y, zero), x_T)
         consistency = torch.nn.functional.mse_loss(process.one_step(teacher, process.predict_x0(teacher, x0, y, zero), y), x0)
+        regression = torch.nn.functional.mse_loss(process.one_step(teacher, x_T, y), x0)
     assert parts["inverse"] == pytest.approx(inverse.item(), rel=1e-5)
     assert parts["consistency"] == pytest.approx(consistency.item(), rel=1e-5)
-    assert total.item() == pytest.approx(parts["distill"] + 0.5 * inverse.item() + 2.0 * consistency.item(), rel=1e-5)
+    assert parts["regression"] == pytest.approx(regression.item(), rel=1e-5)
+    assert total.item() == pytest.approx(parts["distill"] + 0.5 * inverse.item() + 2.0 * consistency.item()
+                                         + 3.0 * regression.item(), rel=1e-5)
 
 
 def test_bad_inputs_are_one_clear_error(chain: dict[str, Path], train_folder: Path, tmp_path: Path) -> None:

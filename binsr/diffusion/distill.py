@@ -5,7 +5,10 @@ deterministic map in one call: L = MSE(f̂(x_T, y, T), F_θ(x_T, y)). SinSR's tw
 
 * inverse (``inverse_weight``): f̂ at index 0 applied to the teacher's output must give back x_T;
 * ground-truth consistency (``consistency_weight``, SinSR uses 1.0): x̂_T = f̂(x_gt, y, 0), then
-  f̂(x̂_T, y, T) ≈ x_gt (gradients flow through both calls).
+  f̂(x̂_T, y, T) ≈ x_gt (gradients flow through both calls);
+* regression (``regression_weight``, not in SinSR): MSE(f̂(x_T, y, T), x_gt) on the same one-step output,
+  so it costs no extra network call. It pulls the student towards the HR image where the teacher is weak
+  (a short CPU-trained teacher), trading some of the teacher's detail for PSNR.
 
 The teacher runs without gradients, on the fly; with ``cache_size`` its outputs are kept per sample
 (keyed by the exact contents of x_T and y), so repeated inputs cost no teacher calls.
@@ -28,10 +31,11 @@ from binsr.diffusion.resshift import Denoiser, ResShift
 class DistillConfig:
     inverse_weight: float = 0.0
     consistency_weight: float = 0.0
+    regression_weight: float = 0.0
     cache_size: int = 0  # teacher outputs kept in memory (0: none)
 
     def __post_init__(self) -> None:
-        if self.inverse_weight < 0 or self.consistency_weight < 0 or self.cache_size < 0:
+        if min(self.inverse_weight, self.consistency_weight, self.regression_weight, self.cache_size) < 0:
             raise ValueError("distill weights and cache_size must be non-negative")
 
 
@@ -74,8 +78,13 @@ class SinSRDistillation:
              generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, dict[str, float]]:
         x_T = self.start_states(y, generators).to(y)
         target = self.teacher_outputs(x_T, y)
-        total = F.mse_loss(self.process.one_step(student, x_T, y), target)
+        one_step = self.process.one_step(student, x_T, y)
+        total = F.mse_loss(one_step, target)
         parts = {"distill": float(total.detach())}
+        if self.config.regression_weight:
+            regression = F.mse_loss(one_step, x0)
+            total = total + self.config.regression_weight * regression
+            parts["regression"] = float(regression.detach())
         first = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
         if self.config.inverse_weight:
             inverse = F.mse_loss(self.process.predict_x0(student, target, y, first), x_T)
