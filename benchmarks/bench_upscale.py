@@ -30,7 +30,7 @@ import torch
 
 import binsr
 from binsr.deploy import backend
-from binsr.deploy.bench import median_ms
+from binsr.deploy.bench import fp_twin, median_ms
 from binsr.image import write_png
 from binsr.models.files import read_spec
 from binsr.models.networks import build_from_spec
@@ -41,11 +41,7 @@ from binsr.utils import format_table
 def float_twins(path: Path) -> dict[str, torch.nn.Module]:
     """The simulated 1-bit network and the FP network described by the packed file ``path``."""
     spec = {key: value for key, value in read_spec(path).items() if key != "packed"}
-    if spec["kind"] == "sr3":
-        fp_spec = {**spec, "unet": {**spec["unet"], "binary": None}}
-    else:
-        fp_spec = {**spec, "network": {**spec["network"], "binarize": None}}
-    return {"simulated": build_from_spec(spec).eval(), "fp": build_from_spec(fp_spec).eval()}
+    return {"simulated": build_from_spec(spec).eval(), "fp": fp_twin(spec).eval()}
 
 
 def upscaler_with(upscaler: object, network: torch.nn.Module, lr: torch.Tensor) -> Callable[[], torch.Tensor]:

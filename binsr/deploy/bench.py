@@ -107,7 +107,7 @@ MODELS: dict[str, Callable[[str], tuple[dict[str, Any], int]]] = {
 }
 
 
-def _fp_twin(spec: dict[str, Any]) -> nn.Module:
+def fp_twin(spec: dict[str, Any]) -> nn.Module:
     """The full-precision network of the same architecture (BI-DiffSR without binary, ResShift)."""
     if spec["kind"] == "sr3":
         return build_from_spec({**spec, "unet": {**spec["unet"], "binary": None}})
@@ -145,7 +145,7 @@ def bench_model(model_ref: str, repeats: int, workdir: Path, seed: int = 0) -> t
         raise BinsrError(f"{model_ref} has no binary layers to pack")
     target = workdir / "packed.safetensors"
     export = export_packed(source, target)
-    fp = _fp_twin(spec).eval()
+    fp = fp_twin(spec).eval()
     size = OUTPUT_SIZE // factor
     x, t = _network_input(simulated, size, seed)
     with torch.no_grad():
