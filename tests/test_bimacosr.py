@@ -113,7 +113,7 @@ def test_sinsr_extra_terms() -> None:
     x0 = torch.rand(1, 3, 16, 16) * 2 - 1
     y = torch.rand(1, 3, 16, 16) * 2 - 1
     seeds = [torch.Generator().manual_seed(0)]
-    config = DistillConfig(inverse_weight=0.5, consistency_weight=2.0, regression_weight=3.0)
+    config = DistillConfig(teacher_weight=0.25, inverse_weight=0.5, consistency_weight=2.0, regression_weight=3.0)
     total, parts = SinSRDistillation(process, teacher, config).loss(teacher, x0, y, seeds)
     x_T = SinSRDistillation(process, teacher).start_states(y, [torch.Generator().manual_seed(0)])
     with torch.no_grad():
@@ -125,7 +125,7 @@ def test_sinsr_extra_terms() -> None:
     assert parts["inverse"] == pytest.approx(inverse.item(), rel=1e-5)
     assert parts["consistency"] == pytest.approx(consistency.item(), rel=1e-5)
     assert parts["regression"] == pytest.approx(regression.item(), rel=1e-5)
-    assert total.item() == pytest.approx(parts["distill"] + 0.5 * inverse.item() + 2.0 * consistency.item()
+    assert total.item() == pytest.approx(0.25 * parts["distill"] + 0.5 * inverse.item() + 2.0 * consistency.item()
                                          + 3.0 * regression.item(), rel=1e-5)
 
 

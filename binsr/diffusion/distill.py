@@ -7,8 +7,9 @@ deterministic map in one call: L = MSE(f̂(x_T, y, T), F_θ(x_T, y)). SinSR's tw
 * ground-truth consistency (``consistency_weight``, SinSR uses 1.0): x̂_T = f̂(x_gt, y, 0), then
   f̂(x̂_T, y, T) ≈ x_gt (gradients flow through both calls);
 * regression (``regression_weight``, not in SinSR): MSE(f̂(x_T, y, T), x_gt) on the same one-step output,
-  so it costs no extra network call. It pulls the student towards the HR image where the teacher is weak
-  (a short CPU-trained teacher), trading some of the teacher's detail for PSNR.
+  so it costs no extra network call. The teacher's T-step output is a sharp sample, not the posterior mean,
+  so distillation alone gives up PSNR; this term (with a smaller ``teacher_weight``) trades some of the
+  teacher's detail for fidelity.
 
 The teacher runs without gradients, on the fly; with ``cache_size`` its outputs are kept per sample
 (keyed by the exact contents of x_T and y), so repeated inputs cost no teacher calls.
@@ -29,13 +30,15 @@ from binsr.diffusion.resshift import Denoiser, ResShift
 
 @dataclass
 class DistillConfig:
+    teacher_weight: float = 1.0  # of the distillation term MSE(f̂(x_T, y, T), F(x_T, y))
     inverse_weight: float = 0.0
     consistency_weight: float = 0.0
     regression_weight: float = 0.0
     cache_size: int = 0  # teacher outputs kept in memory (0: none)
 
     def __post_init__(self) -> None:
-        if min(self.inverse_weight, self.consistency_weight, self.regression_weight, self.cache_size) < 0:
+        if min(self.teacher_weight, self.inverse_weight, self.consistency_weight, self.regression_weight,
+               self.cache_size) < 0:
             raise ValueError("distill weights and cache_size must be non-negative")
 
 
@@ -79,8 +82,9 @@ class SinSRDistillation:
         x_T = self.start_states(y, generators).to(y)
         target = self.teacher_outputs(x_T, y)
         one_step = self.process.one_step(student, x_T, y)
-        total = F.mse_loss(one_step, target)
-        parts = {"distill": float(total.detach())}
+        distill = F.mse_loss(one_step, target)
+        total = self.config.teacher_weight * distill
+        parts = {"distill": float(distill.detach())}
         if self.config.regression_weight:
             regression = F.mse_loss(one_step, x0)
             total = total + self.config.regression_weight * regression
