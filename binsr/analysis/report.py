@@ -121,7 +121,7 @@ def build_tables(results: list[dict[str, Any]], published: list[dict[str, Any]] 
     tables = []
     for scale in sorted({int(r["scale"]) for r in results}):
         ours = [r for r in results if int(r["scale"]) == scale]
-        datasets = sorted({r["dataset"] for r in ours}, key=_dataset_key)
+        datasets = sorted({r["dataset"] for r in ours}, key=dataset_key)
         rows = _rows(ours, labels, published=False)
         rows += _rows([r for r in published if r["scale"] == scale and r["dataset"] in datasets], {}, published=True)
         tables.append(Table(scale, datasets, rows))
@@ -157,7 +157,8 @@ def _rows(records: list[dict[str, Any]], labels: dict[str, str], published: bool
     return list(rows.values())
 
 
-def _dataset_key(name: str) -> tuple[int, str]:
+def dataset_key(name: str) -> tuple[int, str]:
+    """Sort key of benchmark names in the papers' order (Set5, Set14, B100, ...), others after by name."""
     return (DATASET_ORDER.index(name) if name in DATASET_ORDER else len(DATASET_ORDER), name)
 
 

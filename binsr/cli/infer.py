@@ -182,6 +182,7 @@ def add_models(commands: argparse._SubParsersAction) -> None:
 def _run_models(args: argparse.Namespace) -> int:
     import json
 
+    from binsr.analysis.report import dataset_key
     from binsr.pipelines import DEFAULT_MODEL, shipped_models
     from binsr.utils import format_table, human_count
 
@@ -193,7 +194,7 @@ def _run_models(args: argparse.Namespace) -> int:
     if not models:
         print("no pretrained models are shipped in this install")
         return 0
-    datasets = sorted({d for m in models.values() for d in m.card.get("metrics", {})})
+    datasets = sorted({d for m in models.values() for d in m.card.get("metrics", {})}, key=dataset_key)
     rows = []
     for name, model in models.items():
         card, metrics = model.card, model.card.get("metrics", {})
@@ -202,7 +203,8 @@ def _run_models(args: argparse.Namespace) -> int:
                card.get("method", "?"), str(card.get("bits", "?")), card.get("sampling", "?"),
                human_count(model.file_bytes, "B")]
         row += [f"{metrics[d]['psnr']:.2f} / {metrics[d]['ssim']:.4f}" if d in metrics else "—" for d in datasets]
-        row.append(f"{training.get('steps', '?')} steps, {training.get('hardware', '?')}")
+        hours = f", {training['hours']} h" if training.get("hours") else ""
+        row.append(f"{training.get('steps', '?')} steps{hours}, {training.get('hardware', '?')}")
         rows.append(row)
     headers = ["model", "scale", "method", "bits", "sampling", "file"] + [f"{d} PSNR/SSIM" for d in datasets] + ["trained"]
     print(format_table(headers, rows))
