@@ -5,7 +5,7 @@ For each shipped model (default: all) and each LR input size (default 64 and 256
 * ``cli_s``: wall time of the command a user types, ``binsr upscale IMG.png --model NAME -o DIR`` in a fresh
   process (Python start, imports, loading the packed file, reading, upscaling, writing the PNG);
 * ``packed_s`` / ``simulated_s`` / ``fp_s``: median in-process ``upscaler.upscale(lr)`` time (bicubic condition,
-  padding, every network call, decoding) with the packed network, the simulated 1-bit network and the FP network
+  padding, every network call, decoding; outputs over 512² in 512-pixel tiles, as ``binsr upscale`` does) with the packed network, the simulated 1-bit network and the FP network
   of the same architecture. The simulated and FP networks are built from the packed file's description with
   untrained weights: their time does not depend on the weight values, and no float copy of the shipped weights
   exists in the package.
@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 import binsr
+from binsr.cli.infer import AUTO_TILE
 from binsr.deploy import backend
 from binsr.deploy.bench import fp_twin, median_ms
 from binsr.image import write_png
@@ -60,7 +61,7 @@ def cli_seconds(name: str, image: Path, out: Path) -> float:
 
 def bench(name: str, sizes: list[int], repeats: int, workdir: Path) -> list[dict[str, object]]:
     model = shipped_models()[name]
-    upscaler = binsr.load(name)  # multi-step models sample with the steps their file records
+    upscaler = binsr.load(name, auto_tile=AUTO_TILE)  # as binsr upscale: large outputs in tiles, own DDIM steps
     networks = {"packed": upscaler.model, **float_twins(model.path)}
     rows = []
     for size in sizes:

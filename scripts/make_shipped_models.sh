@@ -45,7 +45,8 @@ for shipped in bimacosr-x4 bidiffsr-x4 bidiffsr-x2; do
 done
 
 # 4. The README's table.
-binsr report runs/eval/*.json -o runs/eval/report.md \
-    --label bicubic-x4-Set5.json=Bicubic --label bicubic-x4-Set14.json=Bicubic \
-    --label bicubic-x2-Set5.json=Bicubic --label bicubic-x2-Set14.json=Bicubic
-cat runs/eval/report.md
+binsr report runs/eval/*.json -o runs/eval/report.md --label bicubic=Bicubic \
+    --label "resshift-x4-cpu=ResShift teacher (FP, 15 steps)" --label "sinsr-x4-cpu=SinSR student (FP, 1 step)" \
+    --label "bimacosr-x4-cpu=bimacosr-x4 (BiMaCoSR, 1 step)" \
+    --label "bidiffsr-x4-cpu=bidiffsr-x4 (BI-DiffSR, DDIM $BIDIFFSR_STEPS steps)" \
+    --label "bidiffsr-x2-cpu=bidiffsr-x2 (BI-DiffSR, DDIM $BIDIFFSR_STEPS steps)"

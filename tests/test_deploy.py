@@ -352,3 +352,17 @@ def test_export_steps_become_the_packed_files_default_sampling(files: dict[str, 
     lr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(binsr.load(str(target)).upscale(lr), binsr.load(str(target), steps=3).upscale(lr))
+
+
+def test_auto_tile_tiles_only_outputs_larger_than_its_square(files: dict[str, Path]) -> None:
+    """binsr upscale's bounded memory: auto_tile=N behaves as tile=N above N² output pixels, untiled below."""
+    path = str(files["onestep_packed"])
+    auto = binsr.load(path, auto_tile=32, tile_overlap=8)
+    with torch.no_grad():
+        for side in (4, 16):  # x4: 16x16 output (untiled) and 64x64 (tiled)
+            lr = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side))
+            fixed = binsr.load(path, tile=32, tile_overlap=8) if side == 16 else binsr.load(path)
+            torch.testing.assert_close(auto.upscale(lr), fixed.upscale(lr), rtol=0, atol=0)
+    whole = binsr.load(path).upscale(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(16)))
+    assert not torch.equal(whole, binsr.load(path, tile=32, tile_overlap=8).upscale(
+        torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(16))))  # tiling does change the blend

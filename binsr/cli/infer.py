@@ -11,6 +11,8 @@ import torch
 from binsr.cli.common import PROG, add_data_arguments, add_model_arguments, load_upscaler, pick_device
 from binsr.errors import BinsrError
 
+AUTO_TILE = 512  # binsr upscale tiles outputs larger than this squared (about 3 GB for bidiffsr-x4)
+
 
 def add_eval(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
@@ -96,7 +98,8 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
     add_model_arguments(p, required=False, default=None)
     p.add_argument("--compare", action="store_true", help="also write NAME_xS_compare.png: bicubic | model, side by side")
     p.add_argument("--scale", type=int, help="upscaling factor (model files know theirs; must agree)")
-    p.add_argument("--tile", type=int, help="process in tiles of N output pixels (bounded memory)")
+    p.add_argument("--tile", type=int, help=f"process in tiles of N output pixels (bounded memory) [default: "
+                   f"{AUTO_TILE} for outputs larger than {AUTO_TILE}x{AUTO_TILE}]")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles in pixels [default: 32]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_upscale)
@@ -117,7 +120,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
         if DEFAULT_MODEL not in available():
             raise BinsrError(f"this install ships no default model ({DEFAULT_MODEL}); pass --model NAME|FILE")
         args.model = DEFAULT_MODEL
-    upscaler = load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap)
+    upscaler = load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap, auto_tile=AUTO_TILE)
     scale = upscaler.scale
     jobs = [(path.stem, read_image(path), None) for path in _image_files(args.inputs)]  # all read before any write
     if args.sample:  # the sample photo, made LR by MATLAB bicubic: the original is the reference

@@ -21,15 +21,18 @@ class DiffusionUpscaler:
     Inputs are reflect-padded to the network's multiple and cropped back. With ``tile`` (HR pixels),
     the image is processed in overlapping tiles blended with linear ramps, so any size runs in
     bounded memory; each tile starts from its crop of the whole image's start noise, so a tiled result
-    matches the untiled one up to the blending near tile borders.
+    matches the untiled one up to the blending near tile borders. ``auto_tile``: without ``tile``, outputs
+    of more than auto_tile² pixels are tiled with that size (``binsr upscale`` uses 512).
     """
 
     def __init__(self, model: nn.Module, scale: int, name: str, seed: int = 0, tile: int | None = None,
-                 tile_overlap: int = 32, multiple: int = 8) -> None:
-        if tile is not None and (tile <= 2 * tile_overlap or tile % multiple):
-            raise BinsrError(f"--tile must exceed twice the overlap ({tile_overlap}) and be a multiple of {multiple}")
+                 tile_overlap: int = 32, multiple: int = 8, auto_tile: int | None = None) -> None:
+        for size, what in ((tile, "--tile"), (auto_tile, "auto_tile")):
+            if size is not None and (size <= 2 * tile_overlap or size % multiple):
+                raise BinsrError(f"{what} must exceed twice the overlap ({tile_overlap}) and be a multiple of {multiple}")
         self.model, self.scale, self.name = model.eval(), scale, name
         self.seed, self.tile, self.tile_overlap, self.multiple = seed, tile, tile_overlap, multiple
+        self.auto_tile = auto_tile
 
     def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
         """SR (B, 3, H, W) in [0, 1] from the upsampled LR and start noise of the same shape."""
@@ -54,9 +57,12 @@ class DiffusionUpscaler:
         condition = imresize(lr.to(device), float(self.scale)).clamp(0, 1)
         height, width = condition.shape[-2:]
         noise = torch.randn(condition.shape, generator=torch.Generator().manual_seed(self.seed))
-        if self.tile is None or (height <= self.tile and width <= self.tile):
+        tile = self.tile
+        if tile is None and self.auto_tile is not None and height * width > self.auto_tile ** 2:
+            tile = self.auto_tile
+        if tile is None or (height <= tile and width <= tile):
             return self._padded(condition, noise, progress)
-        return self._tiled(condition, noise, progress)
+        return self._tiled(condition, noise, progress, tile)
 
     def _padded(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
         height, width = condition.shape[-2:]
@@ -66,17 +72,17 @@ class DiffusionUpscaler:
             noise = F.pad(noise, (0, pad_w, 0, pad_h), mode="reflect")
         return self.generate(condition, noise, progress)[..., :height, :width]
 
-    def _tiled(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
+    def _tiled(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool, tile: int) -> torch.Tensor:
         height, width = condition.shape[-2:]
         out = torch.zeros_like(condition)
         weight = torch.zeros_like(condition[:, :1])
-        for top in _starts(height, self.tile, self.tile_overlap):
-            for left in _starts(width, self.tile, self.tile_overlap):
-                window = (..., slice(top, top + self.tile), slice(left, left + self.tile))
-                tile = self._padded(condition[window], noise[window], progress)
-                ramp = _ramp(tile.shape[-2], tile.shape[-1], self.tile_overlap, top, left, height, width)
-                out[window] += tile * ramp.to(tile)
-                weight[window] += ramp.to(tile)
+        for top in _starts(height, tile, self.tile_overlap):
+            for left in _starts(width, tile, self.tile_overlap):
+                window = (..., slice(top, top + tile), slice(left, left + tile))
+                result = self._padded(condition[window], noise[window], progress)
+                ramp = _ramp(result.shape[-2], result.shape[-1], self.tile_overlap, top, left, height, width)
+                out[window] += result * ramp.to(result)
+                weight[window] += ramp.to(result)
         return out / weight
 
 
