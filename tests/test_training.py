@@ -60,7 +60,10 @@ def test_resume_after_kill_is_bit_exact(tmp_path, train_folder):
 
 
 def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, train_folder):
-    common = ["steps=4", "ckpt_every=0", "optim.ema_decay=null"]
+    """Same samples, noise and timesteps: every step's loss agrees closely. The weights agree only to about Adam's
+    step size, since Adam turns the last-bit differences of two reduction orders in near-zero gradients into
+    ±lr updates (how large depends on the CPU's kernels)."""
+    common = ["steps=4", "ckpt_every=0", "optim.ema_decay=null", "log_every=1"]
     subprocess.run(binsr_cmd("train", "bidiffsr-small-x4", "--quiet",
                              *recipe(tmp_path, train_folder, "single", *common, "data.batch_size=4")),
                    check=True, capture_output=True)
@@ -69,9 +72,14 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, train_f
                     "train", "bidiffsr-small-x4", "--quiet",
                     *recipe(tmp_path, train_folder, "ddp", *common, "data.batch_size=2", "device=cpu")],
                    check=True, capture_output=True, env=env)
+    losses = [[float(row.split(",")[1]) for row in (tmp_path / run / "log.csv").read_text().splitlines()[1:]
+               if row.split(",")[1]] for run in ("single", "ddp")]
+    assert len(losses[0]) == len(losses[1]) == 4
+    assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-5)  # the first step: same batch, same weights
+    assert losses[0] == pytest.approx(losses[1], rel=1e-2)
     single, ddp = final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp")
     worst = max((single[k] - ddp[k]).abs().max().item() for k in single)
-    assert worst < 1e-5, f"largest weight difference {worst}"
+    assert worst < 2 * 4 * 2e-4, f"largest weight difference {worst}"  # within two Adam steps of lr 2e-4 each
     changed = max((single[k] - Trainer_initial(k)).abs().max().item() for k in ["head.weight"])
     assert changed > 1e-4  # training did move the weights
 
