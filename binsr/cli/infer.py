@@ -99,7 +99,7 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="store_true", help="also write NAME_xS_compare.png: bicubic | model, side by side")
     p.add_argument("--scale", type=int, help="upscaling factor (model files know theirs; must agree)")
     p.add_argument("--tile", type=int, help=f"process in tiles of N output pixels (bounded memory) [default: "
-                   f"{AUTO_TILE} for outputs larger than {AUTO_TILE}x{AUTO_TILE}]")
+                   f"{AUTO_TILE} for outputs larger than {AUTO_TILE}x{AUTO_TILE}; x4 that for latent models]")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles in pixels [default: 32]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_upscale)

@@ -22,7 +22,8 @@ class DiffusionUpscaler:
     the image is processed in overlapping tiles blended with linear ramps, so any size runs in
     bounded memory; each tile starts from its crop of the whole image's start noise, so a tiled result
     matches the untiled one up to the blending near tile borders. ``auto_tile``: without ``tile``, outputs
-    of more than auto_tile² pixels are tiled with that size (``binsr upscale`` uses 512).
+    of more than auto_tile² pixels are tiled with that size (``binsr upscale`` uses 512; latent models
+    multiply it by their autoencoder's factor, as their network works at that much lower resolution).
     """
 
     def __init__(self, model: nn.Module, scale: int, name: str, seed: int = 0, tile: int | None = None,
@@ -106,6 +107,8 @@ class _ResShiftBase(DiffusionUpscaler):
                  autoencoder: Autoencoder | None = None, **options: object) -> None:
         super().__init__(model, scale, name, **options)
         self.process, self.autoencoder = process, autoencoder
+        if self.auto_tile is not None and autoencoder is not None:  # the network runs factor× smaller:
+            self.auto_tile *= autoencoder.factor                    # the same memory bound at factor× the side
 
     def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
         y = to_model_range(condition)
