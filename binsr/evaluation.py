@@ -18,6 +18,7 @@ from binsr.models.autoencoder import load_autoencoder
 from binsr.models.files import read_spec
 from binsr.models.networks import build_from_spec
 from binsr.pipelines.base import Upscaler
+from binsr.pipelines import sampling_steps
 from binsr.pipelines.shipped import shipped_path
 
 
@@ -127,7 +128,7 @@ def describe_model(name_or_path: str, size: int = 256, count: bool = True, steps
         return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None,
                 "sampling": "interpolation"}
     spec = read_spec(shipped_path(name_or_path) or name_or_path)
-    steps = steps if steps is not None else spec.get("sampling_steps", 50)
+    steps = steps if steps is not None else sampling_steps(spec)
     sampling = {"sr3": f"DDIM, {steps} steps", "onestep": "1 network call"}.get(
         spec.get("kind"), f"{spec.get('diffusion', {}).get('num_timesteps', '?')} steps")
     if spec.get("kind") == "sr3":

@@ -80,11 +80,14 @@ class SinSRDistillation:
     def loss(self, student: Denoiser, x0: torch.Tensor, y: torch.Tensor,
              generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, dict[str, float]]:
         x_T = self.start_states(y, generators).to(y)
-        target = self.teacher_outputs(x_T, y)
         one_step = self.process.one_step(student, x_T, y)
-        distill = F.mse_loss(one_step, target)
-        total = self.config.teacher_weight * distill
-        parts = {"distill": float(distill.detach())}
+        total, parts = one_step.new_zeros(()), {}
+        needs_teacher = self.config.teacher_weight or self.config.inverse_weight
+        target = self.teacher_outputs(x_T, y) if needs_teacher else None  # T network calls: only when used
+        if self.config.teacher_weight:
+            distill = F.mse_loss(one_step, target)
+            total = total + self.config.teacher_weight * distill
+            parts["distill"] = float(distill.detach())
         if self.config.regression_weight:
             regression = F.mse_loss(one_step, x0)
             total = total + self.config.regression_weight * regression

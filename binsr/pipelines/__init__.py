@@ -24,6 +24,11 @@ NAMES = ("bicubic",)
 DEFAULT_SR3_STEPS = 50
 
 
+def sampling_steps(spec: dict[str, Any]) -> int:
+    """The DDIM steps an SR3-style model file runs with by default (set by 'binsr export --steps'), else 50."""
+    return int(spec.get("sampling_steps", DEFAULT_SR3_STEPS))
+
+
 def available() -> list[str]:
     """Model names that :func:`load` accepts besides model files: bicubic and the shipped models."""
     return list(NAMES) + list(shipped_models())
@@ -49,8 +54,8 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
         raise BinsrError(f"{path} is a x{spec['scale']} model; x{scale} was requested")
     kind, name = spec.get("kind"), name_or_path if shipped else spec.get("name", path.stem)
     if kind == "sr3":
-        if options.get("steps") is None:  # the model's own default (set by 'binsr export --steps'), else 50
-            options["steps"] = spec.get("sampling_steps", DEFAULT_SR3_STEPS)
+        if options.get("steps") is None:
+            options["steps"] = sampling_steps(spec)
         model = load_network(path, spec)
         diffusion = SR3(from_dict(SR3Schedule, spec["diffusion"]))
         return SR3Upscaler(model.to(device), diffusion, spec["scale"], name=name, multiple=model.config.multiple,
