@@ -21,7 +21,7 @@ import torch
 from binsr.complexity import count_complexity
 from binsr.diffusion import DistillConfig, ResShift, SinSRDistillation
 from binsr.models import RESSHIFT_PRESETS, ResShiftUNet
-from binsr.models.networks import apply_binarization
+from binsr.models.description import apply_binarization
 from binsr.models.presets import BIMACOSR_BINARIZATION
 
 SIZES = {"small": ("resshift-small", 256, 64, 4), "paper": ("resshift", 64, 64, 1)}  # preset, infer, train, batch
@@ -42,7 +42,8 @@ def run(size: str, repeats: int) -> dict[str, float]:
     torch.manual_seed(0)
     teacher = ResShiftUNet(RESSHIFT_PRESETS[preset]).eval().requires_grad_(False)
     student = copy.deepcopy(teacher).requires_grad_(True)
-    binary = apply_binarization(copy.deepcopy(student), BIMACOSR_BINARIZATION)[0]
+    binary = copy.deepcopy(student)
+    apply_binarization(binary, BIMACOSR_BINARIZATION)
     process = ResShift()
     y = torch.rand(1, 3, side, side) * 2 - 1
     x_T = process.prior_sample(y, torch.randn(y.shape))

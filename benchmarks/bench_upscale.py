@@ -33,16 +33,16 @@ from binsr.cli.infer import AUTO_TILE
 from binsr.deploy import backend
 from binsr.deploy.bench import fp_twin, median_ms
 from binsr.image import write_png
-from binsr.models.files import read_spec
-from binsr.models.networks import build_from_spec
-from binsr.pipelines import DEFAULT_MODEL, shipped_models
+from binsr.models import bind_timesteps
+from binsr.pipelines import DEFAULT_MODEL, read_model_spec, shipped_models
 from binsr.utils import format_table
 
 
 def float_twins(path: Path) -> dict[str, torch.nn.Module]:
     """The simulated 1-bit network and the FP network described by the packed file ``path``."""
-    spec = {key: value for key, value in read_spec(path).items() if key != "packed"}
-    return {"simulated": build_from_spec(spec).eval(), "fp": fp_twin(spec).eval()}
+    spec = read_model_spec(path)
+    simulated = bind_timesteps(spec.network.build(), spec.process.num_timesteps)
+    return {"simulated": simulated.eval(), "fp": fp_twin(spec.network).eval()}
 
 
 def upscaler_with(upscaler: object, network: torch.nn.Module, lr: torch.Tensor) -> Callable[[], torch.Tensor]:

@@ -25,38 +25,60 @@ class ConfigError(BinsrError):
     """A config file or override is wrong: unknown key, wrong type, unreadable file."""
 
 
-def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively."""
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "", complete: bool = False) -> T:
+    """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively.
+    ``complete``: every field must be given (a model file states every value, so no default can change it)."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config '{where.rstrip('.') or cls.__name__}' must be a mapping, got {type(data).__name__}")
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
+            close = difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f" (valid: {', '.join(names)})"
             raise ConfigError(f"unknown config key '{where}{key}'{hint}")
+    if complete:
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ConfigError(f"missing config key '{where}{missing[0]}'")
     values = {}
     for name in names:
         if name in data:
-            values[name] = _convert(hints[name], data[name], f"{where}{name}")
+            values[name] = _convert(hints[name], data[name], f"{where}{name}", complete)
     try:
         return cls(**values)
     except ValueError as err:  # a dataclass's own validation (__post_init__)
         raise ConfigError(f"config section '{where.rstrip('.') or cls.__name__}': {err}") from None
 
 
-def _convert(hint: Any, value: Any, where: str) -> Any:
+def _convert(hint: Any, value: Any, where: str, complete: bool = False) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
-        return from_dict(hint, value, f"{where}.")
+        return from_dict(hint, value, f"{where}.", complete)
     origin = typing.get_origin(hint)
-    if origin is tuple and isinstance(value, list):
-        return tuple(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{where}' must be a list, got {value!r}")
+        item = (typing.get_args(hint) or (Any,))[0]
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
             if dataclasses.is_dataclass(option) and isinstance(value, dict):
-                return from_dict(option, value, f"{where}.")
+                return from_dict(option, value, f"{where}.", complete)
+            if typing.get_origin(option) is dict and isinstance(value, dict):
+                return value
+        scalars = [o for o in options if o in (int, float, str, bool)]
+        if scalars and not any(isinstance(value, o) and not (o in (int, float) and isinstance(value, bool))
+                               for o in scalars):
+            if float in scalars and isinstance(value, int) and not isinstance(value, bool):
+                return float(value)
+            names = " or ".join(o.__name__ for o in scalars) + (" or null" if type(None) in options else "")
+            raise ConfigError(f"config key '{where}' must be {names}, got {value!r}")
     if hint in (int, float) and isinstance(value, bool):
         raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
     if hint in (int, float) and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
@@ -69,6 +91,32 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if hint in (int, float, str, bool) and not isinstance(value, hint):
         raise ConfigError(f"config key '{where}' must be {hint.__name__}, got {value!r}")
     return value
+
+
+def exact_keys(data: Any, where: str, required: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` as a dict with exactly the keys ``required`` (one error for the first missing or extra)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{where}' must be a mapping, got {type(data).__name__}")
+    for key in required:
+        if key not in data:
+            raise ConfigError(f"'{where}' misses key '{key}'")
+    for key in data:
+        if key not in required:
+            raise ConfigError(f"'{where}' has unknown key '{key}' (keys: {', '.join(required)})")
+    return data
+
+
+def check_ranges(config: Any, **ranges: tuple[float, float]) -> None:
+    """Raise ValueError unless each named field (or every item of a tuple field) lies in [low, high]."""
+    for name, (low, high) in ranges.items():
+        value = getattr(config, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise ValueError(f"{name} must be a number, got {item!r}")
+            if isinstance(low, int) and isinstance(high, int) and not isinstance(item, int):
+                raise ValueError(f"{name} must be an integer, got {item!r}")
+            if not low <= item <= high:
+                raise ValueError(f"{name} = {item!r} is outside [{low}, {high}]")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -14,11 +14,9 @@ from binsr.complexity import count_complexity
 from binsr.image.color import quantize
 from binsr.metrics.lpips import LPIPS, lpips_distance
 from binsr.metrics.psnr_ssim import psnr, ssim
-from binsr.models.autoencoder import load_autoencoder
-from binsr.models.files import read_spec
-from binsr.models.networks import build_from_spec
+from binsr.models.denoiser import bind_timesteps
+from binsr.pipelines import read_model_spec, sampling_steps
 from binsr.pipelines.base import Upscaler
-from binsr.pipelines import sampling_steps
 from binsr.pipelines.shipped import shipped_path
 
 
@@ -127,20 +125,18 @@ def describe_model(name_or_path: str, size: int = 256, count: bool = True, steps
     if name_or_path == "bicubic":
         return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None,
                 "sampling": "interpolation"}
-    spec = read_spec(shipped_path(name_or_path) or name_or_path)
+    spec = read_model_spec(shipped_path(name_or_path) or name_or_path)
     steps = steps if steps is not None else sampling_steps(spec)
     sampling = {"sr3": f"DDIM, {steps} steps", "onestep": "1 network call"}.get(
-        spec.get("kind"), f"{spec.get('diffusion', {}).get('num_timesteps', '?')} steps")
-    if spec.get("kind") == "sr3":
-        method, factor = spec["unet"].get("binary"), 1
-    else:
-        method = (spec.get("network", {}).get("binarize") or {}).get("method")
-        factor = load_autoencoder(spec["autoencoder"]).factor if spec.get("autoencoder") else 1
+        spec.kind, f"{spec.process.num_timesteps} steps")
+    method = spec.method
     info = {"method": method or "full precision", "bits": 1 if method else 32, "params": None, "ops": None,
             "ops_output_size": None, "sampling": sampling}
     if count:
-        network = build_from_spec(spec)  # untrained: the counts depend on shapes only
-        counts = count_complexity(network, *network.example_inputs(size // factor, size // factor))
+        network = spec.network.build()  # untrained: the counts depend on shapes only
+        bind_timesteps(network, spec.process.num_timesteps)
+        side = size // spec.latent_factor
+        counts = count_complexity(network, *network.example_inputs(side, side))
         info.update(params=counts.params, ops=counts.ops, ops_output_size=[size, size])
     return info
 

@@ -1,7 +1,7 @@
 """Model cards for shipped models: what a model is, how it was trained, and what it measured.
 
 A card is a small JSON dict written beside a packed file (``binsr export ... --card``): architecture
-(network config, Params, OPs), training (recipe, data, steps, wall-clock hours from the run's log, the
+(the model file's own network, process and autoencoder descriptions, Params, OPs), training (recipe, data, steps, wall-clock hours from the run's log, the
 hardware) and the mean metrics of ``binsr eval --json`` results of that model.
 """
 
@@ -18,7 +18,7 @@ import torch
 from binsr import __version__
 from binsr.errors import BinsrError
 from binsr.evaluation import describe_model
-from binsr.models.files import read_spec
+from binsr.pipelines import read_model_spec
 
 
 def training_hours(log_path: str | os.PathLike[str]) -> float | None:
@@ -58,18 +58,18 @@ def model_card(model_path: str | os.PathLike[str], name: str, results: list[dict
                steps: int | None = None) -> dict[str, Any]:
     """The card of the trained model file ``model_path`` shipped as ``name``. ``results`` are its
     ``binsr eval --json`` records (their scale must be the model's); ``run_dir`` holds its ``log.csv``."""
-    spec = read_spec(model_path)
+    spec = read_model_spec(model_path)
     info = describe_model(str(model_path), steps=steps)
-    recipe = spec.get("recipe", {})
+    recipe = spec.recipe or {}
     data = recipe.get("data", {})
     metrics = {}
     for result in results:
-        if result["model"] != spec.get("name", Path(model_path).stem):
+        if result["model"] != (spec.name or Path(model_path).stem):
             raise BinsrError(f"{result.get('source_file', 'a result')} scores model {result['model']!r}, not "
-                             f"{spec.get('name')!r}")
-        if int(result["scale"]) != spec["scale"]:
+                             f"{spec.name!r}")
+        if int(result["scale"]) != spec.scale:
             raise BinsrError(f"a x{result['scale']} result ({result.get('dataset')}) does not belong to this "
-                             f"x{spec['scale']} model")
+                             f"x{spec.scale} model")
         sampled = (result.get("model_info") or {}).get("sampling")
         if sampled and sampled != info["sampling"]:
             raise BinsrError(f"the {result['dataset']} result was sampled with {sampled}, not {info['sampling']} "
@@ -78,17 +78,18 @@ def model_card(model_path: str | os.PathLike[str], name: str, results: list[dict
     hours = training_hours(Path(run_dir) / "log.csv") if run_dir else None
     return {
         "name": name,
-        "scale": spec["scale"],
-        "kind": spec.get("kind"),
+        "scale": spec.scale,
+        "kind": spec.kind,
         "method": info["method"],
         "bits": info["bits"],
         "sampling": info["sampling"],
-        "architecture": {"network": spec.get("network") or {"type": "sr_unet", "config": spec.get("unet")},
-                         "autoencoder": spec.get("autoencoder"), "params": info["params"], "ops": info["ops"],
+        "architecture": {"network": spec.network.to_dict(), "process": spec.process.to_dict(),
+                         "autoencoder": None if spec.autoencoder is None else spec.autoencoder.to_dict(),
+                         "params": info["params"], "ops": info["ops"],
                          "ops_output_size": info["ops_output_size"]},
         "training": {"recipe": recipe.get("name"), "task": recipe.get("task"),
                      "data": {k: data.get(k) for k in ("train", "val", "degradation", "patch_size", "batch_size")},
-                     "steps": spec.get("trained_steps"), "hours": None if hours is None else round(hours, 2),
+                     "steps": spec.trained_steps, "hours": None if hours is None else round(hours, 2),
                      "hardware": hardware or this_machine()},
         "metrics": metrics,
         "source": Path(model_path).name,

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from binsr import pipelines
-from binsr.binary import ThreeBranch
+from binsr.binary import METHODS, ThreeBranch
 from binsr.cli import main
 from binsr.config import ConfigError
 from binsr.diffusion import DistillConfig, ResShift, SinSRDistillation, to_model_range
 from binsr.errors import BinsrError
 from binsr.models import ResShiftUNet, ResShiftUNetConfig, build
-from binsr.models.files import read_spec, save_model_file
+from binsr.models.files import save_model_file
+from binsr.pipelines import read_model_spec
 from binsr.training import Trainer
 from binsr.training.config import load_train_config
 
@@ -57,11 +58,12 @@ def count_calls(upscaler: pipelines.DiffusionUpscaler) -> list[int]:
 
 
 def test_teacher_student_binary_chain(chain: dict[str, Path]) -> None:
-    specs = {name: read_spec(chain[name]) for name in ("teacher", "student", "binary")}
-    assert [s["kind"] for s in specs.values()] == ["resshift", "onestep", "onestep"]
-    assert specs["student"]["network"]["binarize"] is None
-    binarization = specs["binary"]["network"]["binarize"]
-    assert binarization["method"] == "bimacosr" and binarization["keep_fp"] == ["head", "tail.2"]
+    specs = {name: read_model_spec(chain[name]) for name in ("teacher", "student", "binary")}
+    assert [s.kind for s in specs.values()] == ["resshift", "onestep", "onestep"]
+    assert specs["student"].network.binarize is None
+    binarization = specs["binary"].network.binarize
+    assert binarization.method == "bimacosr" and binarization.keep_fp == ("head", "tail.2")
+    assert set(binarization.options) == set(METHODS["bimacosr"].options)  # every default written down
     lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     expected_calls = {"teacher": 15, "student": 1, "binary": 1}
     outputs = {}
@@ -145,8 +147,9 @@ def test_bad_inputs_are_one_clear_error(chain: dict[str, Path], train_folder: Pa
 
 
 def test_sr3_file_is_not_a_teacher(train_folder: Path, tmp_path: Path) -> None:
-    sr3_file = tmp_path / "sr3.safetensors"
-    save_model_file(sr3_file, torch.nn.Linear(1, 1), {"kind": "sr3", "scale": 4})
+    from test_deploy import tiny_sr3_spec, trained_file
+
+    sr3_file = trained_file(tmp_path, tiny_sr3_spec(), "sr3")
     config = load_train_config("sinsr-small-x4", common("bad", tmp_path, train_folder) + [f"teacher={sr3_file}"])
     with pytest.raises(BinsrError, match="not a ResShift teacher"):
         Trainer(config, progress=False)
@@ -197,10 +200,12 @@ def test_latent_space_through_the_autoencoder_interface() -> None:
     ("bimacosr", {"use_lrmb": False}), ("bimacosr", {"rank": 4, "k": 64}),
 ])
 def test_baselines_and_ablations_train_on_the_resshift_unet(method: str, options: dict) -> None:
-    from binsr.models.networks import apply_binarization
+    from binsr.models import apply_binarization
 
-    model, description = apply_binarization(tiny_network(), {"method": method, "options": options})
-    assert description["keep_fp"] == ["head", "tail.2"]
+    model = tiny_network()
+    description = apply_binarization(model, {"method": method, "options": options})
+    assert description.keep_fp == ("head", "tail.2")
+    assert set(description.options) == set(METHODS[method].options)  # every default written down
     out = model(torch.randn(2, 6, 32, 32), torch.tensor([14, 3]))
     out.square().mean().backward()
     binary = [m for name, m in model.named_modules() if name and type(m).__name__ in ("ThreeBranch", "BinaryConv2d",
@@ -217,12 +222,12 @@ def test_latent_teacher_and_student_train_and_load(train_folder: Path, tmp_path:
     latent = ["model.in_channels=96", "model.out_channels=48", "model.model_channels=16", "model.channel_mult=[1,2]",
               "model.num_res_blocks=1", "model.norm_groups=8", "model.image_size=8", "model.attn_res=[8]",
               "model.swin_embed_dim=32", "model.head_channels=16", "model.window_size=4",
-              "autoencoder=binsr.models.autoencoder:SpaceToDepth"]
+              "autoencoder=space_to_depth"]
     teacher = Trainer(load_train_config("resshift-small-x4", common("lt", tmp_path, train_folder) + latent + ["steps=2"]),
                       progress=False).train().model_file
     student = Trainer(load_train_config("sinsr-small-x4", common("ls", tmp_path, train_folder) + [
         f"teacher={teacher}", "steps=1"]), progress=False).train().model_file
-    assert read_spec(student)["autoencoder"] == "binsr.models.autoencoder:SpaceToDepth"
+    assert read_model_spec(student).autoencoder.to_dict() == {"type": "space_to_depth", "config": {"factor": 4}}
     for path in (teacher, student):
         upscaler = pipelines.load(str(path))
         assert upscaler.autoencoder is not None and upscaler.multiple == 16

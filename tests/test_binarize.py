@@ -88,7 +88,7 @@ def test_inplace_and_latent_weights():
         (lambda m: binarize(m, "bimacosr", keep_fp=["conv_*"], rank=20),
          "rank 20 is larger than min(C_in, C_out) = 16 of layer 'body.0'"),
         (lambda m: binarize(m, "bimacosr", keep_fp=["conv_*"], k=300), "k = 300 is larger than the 16x16 weight of layer 'body.0'"),
-        (lambda m: binarize(m, "bimacosr", rank="lots"), "rank must be an integer or 'auto'"),
+        (lambda m: binarize(m, "bimacosr", rank="lots"), "method 'bimacosr' option 'rank' must be int or 'auto', got 'lots'"),
     ],
 )
 def test_bad_requests_are_one_clear_error(call, message):
@@ -123,8 +123,8 @@ def test_state_dict_round_trip_through_safetensors(method, options, tmp_path):
     fresh, _ = binarize(Net(), method, keep_fp=["conv_*"], layer_options=report.layer_options(), **options)
     load_model(fresh, str(path))
     x = torch.randn(2, 3, 8, 8)
-    set_timesteps(binary, torch.tensor([100, 1900]))
-    set_timesteps(fresh, torch.tensor([100, 1900]))
+    set_timesteps(binary, torch.tensor([100, 1900]), 2000)
+    set_timesteps(fresh, torch.tensor([100, 1900]), 2000)
     assert torch.equal(binary.eval()(x), fresh.eval()(x))
 
 

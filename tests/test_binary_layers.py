@@ -104,7 +104,7 @@ def test_timestep_to_group_rule():
     t = torch.tensor([0, 399, 400, 1000, 1999, 2500])
     assert timestep_to_group(t, 5, 2000).tolist() == [0, 0, 1, 2, 4, 4]
     model = nn.Sequential(GroupedBias(2, 5), GroupedRPReLU(2, 2))
-    set_timesteps(model, torch.tensor([1999, 10]))
+    set_timesteps(model, torch.tensor([1999, 10]), 2000)
     assert model[0].group.tolist() == [4, 0] and model[1].group.tolist() == [1, 0]
 
 

@@ -39,8 +39,9 @@ from binsr.deploy.kernels import stray_bits
 from binsr.diffusion.resshift import ResShiftSchedule
 from binsr.diffusion.sr3 import SR3Schedule
 from binsr.errors import BinsrError
-from binsr.models.files import read_spec, save_model_file
-from binsr.models.networks import apply_binarization, build_from_spec, describe_network
+from binsr.models import NetworkSpec, apply_binarization, bind_timesteps
+from binsr.models.files import save_model_file
+from binsr.pipelines import read_model_spec
 from binsr.models.presets import BIMACOSR_BINARIZATION
 from binsr.models.resshift_unet import ResShiftUNet, ResShiftUNetConfig
 from binsr.models.unet import UNetConfig
@@ -215,10 +216,20 @@ def test_layers_without_a_packed_form_are_refused_by_name() -> None:
 # --- whole models and files ----------------------------------------------------------------------------
 
 
-def tiny_sr3_spec() -> dict:
-    unet = UNetConfig(inner_channel=16, channel_mults=(1, 2), res_blocks=1, norm_groups=4, image_size=32,
-                      fp_res=(32,), binary_options={"timestep_groups": 2})
-    return {"kind": "sr3", "unet": to_dict(unet), "diffusion": to_dict(SR3Schedule()), "scale": 2, "name": "tiny"}
+def header(kind: str, network: NetworkSpec, process: dict, scale: int, name: str, autoencoder: dict | None = None) -> dict:
+    """A complete format-2 model-file header."""
+    return {"format": 2, "kind": kind, "scale": scale, "network": network.to_dict(), "process": process,
+            "autoencoder": autoencoder, "packed": None, "sampling_steps": None, "name": name, "trained_steps": None,
+            "recipe": None, "teacher": None}
+
+
+def tiny_sr3_spec(binary: bool = True) -> dict:
+    unet = UNetConfig(inner_channel=16, channel_mults=(1, 2), res_blocks=1, norm_groups=4, image_size=32, fp_res=(32,))
+    network = NetworkSpec.of(unet)
+    if binary:
+        binarization = apply_binarization(network.build("meta"), {"method": "bidiffsr", "options": {"timestep_groups": 2}})
+        network = NetworkSpec.of(unet, binarization)
+    return header("sr3", network, {"type": "sr3", "config": to_dict(SR3Schedule())}, 2, "tiny")
 
 
 def tiny_onestep_spec() -> dict:
@@ -226,15 +237,22 @@ def tiny_onestep_spec() -> dict:
     network = ResShiftUNet(ResShiftUNetConfig(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, norm_groups=8,
                                               image_size=32, attn_res=(16,), swin_embed_dim=32, head_channels=16,
                                               window_size=4))
-    _, binarization = apply_binarization(network, {**BIMACOSR_BINARIZATION, "options": {"rank": 4, "k": "2max"}})
-    return {"kind": "onestep", "network": describe_network(network.config, binarization),
-            "diffusion": to_dict(ResShiftSchedule()), "scale": 4, "name": "tiny-bimacosr"}
+    binarization = apply_binarization(network, {**BIMACOSR_BINARIZATION, "options": {"rank": 4, "k": "2max"}})
+    return header("onestep", NetworkSpec.of(network.config, binarization),
+                  {"type": "resshift", "config": to_dict(ResShiftSchedule())}, 4, "tiny-bimacosr")
+
+
+def build_from_header(spec: dict) -> nn.Module:
+    """The (untrained) network a header describes, bound to its process's T."""
+    process = spec["process"]["config"]
+    steps = process.get("num_train_timesteps", process.get("num_timesteps"))
+    return bind_timesteps(NetworkSpec.parse(spec["network"]).build(), steps)
 
 
 def trained_file(tmp_path: Path, spec: dict, name: str) -> Path:
     """A model file as training writes it, with non-trivial weights everywhere."""
     torch.manual_seed(1)
-    model = build_from_spec(spec)
+    model = build_from_header(spec)
     with torch.no_grad():
         for param_name, param in model.named_parameters():
             if not param_name.endswith("weight"):
@@ -302,14 +320,13 @@ def test_broken_packed_files_are_refused(files: dict[str, Path], tmp_path: Path)
     words.view(-1, words.shape[-1])[0, -1] |= 1 << 62  # one bit past this layer's last input channel
     with pytest.raises(BinsrError, match=f"layer '{key.removesuffix('.weight_bits')}': 1 weight bits are set past"):
         pipelines.load_network(write("stray.safetensors", {key: words.view(torch.uint64)}))
-    with pytest.raises(BinsrError, match="does not fit this architecture: .*size mismatch"):
+    with pytest.raises(BinsrError, match="does not fit its described model: .*weight_bits is"):
         pipelines.load_network(write("shape.safetensors", {key: tensors[key][:-1].clone()}))
-    with pytest.raises(BinsrError, match="is I64, not uint64 bit words"):
+    with pytest.raises(BinsrError, match="weight_bits is I64, the model needs U64"):
         pipelines.load_network(write("dtype.safetensors", {key: tensors[key].view(torch.int64).clone()}))
     with pytest.raises(BinsrError, match="already a packed model file"):
         export_packed(source, tmp_path / "again.safetensors")
-    fp = tiny_sr3_spec()
-    fp["unet"]["binary"] = None
+    fp = tiny_sr3_spec(binary=False)
     with pytest.raises(BinsrError, match="no binary layers to pack"):
         export_packed(trained_file(tmp_path, fp, "fp"), tmp_path / "fp.packed.safetensors")
 
@@ -346,7 +363,7 @@ def test_export_steps_become_the_packed_files_default_sampling(files: dict[str, 
     """'binsr export --steps N': an SR3-style packed file samples with N DDIM steps unless told otherwise."""
     target = tmp_path / "steps.safetensors"
     assert main(["export", str(files["sr3"]), "-o", str(target), "--steps", "3"]) == 0
-    assert read_spec(target)["sampling_steps"] == 3
+    assert read_model_spec(target).sampling_steps == 3
     assert binsr.load(str(target)).steps == 3 and binsr.load(str(target), steps=7).steps == 7
     assert binsr.load(str(files["sr3_packed"])).steps == 50  # exported without --steps: the usual default
     lr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))

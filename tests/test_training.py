@@ -86,9 +86,12 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, train_f
 
 def Trainer_initial(key):  # noqa: N802 - the weights a run starts from (seeded)
     torch.manual_seed(0)
-    from binsr.models import build_unet, unet_preset
+    from binsr.models import NetworkSpec, apply_binarization, unet_preset
+    from binsr.models.presets import BIDIFFSR_BINARIZATION
 
-    return build_unet(unet_preset("bidiffsr-small")).state_dict()[key]
+    network = NetworkSpec.of(unet_preset("bidiffsr-small")).build()
+    apply_binarization(network, BIDIFFSR_BINARIZATION)
+    return network.state_dict()[key]
 
 
 def test_recipe_errors_are_clear():

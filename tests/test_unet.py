@@ -10,7 +10,19 @@ from binsr.binary import BinaryConv2d, BinaryLinear
 from binsr.binary.layers import GroupedBias, IdentityShortcut
 from binsr.complexity import count_complexity
 from binsr.errors import BinsrError
-from binsr.models import build, build_unet, unet_preset
+from binsr.models import NetworkSpec, apply_binarization, bind_timesteps, build, unet_preset
+from binsr.models.presets import BIDIFFSR_BINARIZATION
+
+BIDIFFSR = object()
+
+
+def unet(binarize: object = BIDIFFSR, **changes: object) -> nn.Module:
+    """The bidiffsr-small UNet with ``changes``, binarized as ``binarize`` says (default BI-DiffSR's), T = 2000."""
+    network = NetworkSpec.of(unet_preset("bidiffsr-small", **changes)).build()
+    binarize = BIDIFFSR_BINARIZATION if binarize is BIDIFFSR else binarize
+    if binarize is not None:
+        apply_binarization(network, binarize)
+    return bind_timesteps(network, 2000)
 
 
 @pytest.mark.parametrize(
@@ -45,11 +57,11 @@ def test_bidiffsr_keeps_the_right_parts_full_precision():
 @pytest.mark.parametrize("changes", [
     {"fusion": "concat"}, {"fusion": "split"}, {"fusion": "add"}, {"resample": "conv", "fusion": "concat"},
     {"resample": "conv", "fusion": "block"},
-    {"binary_options": {"timestep_groups": 1, "residual": False}}, {"binary": "xnor", "binary_options": {}},
-    {"binary": "bbcu", "binary_options": {}}, {"binary": None},
+    {"binarize": {"method": "bidiffsr", "options": {"timestep_groups": 1, "residual": False}}},
+    {"binarize": {"method": "xnor"}}, {"binarize": {"method": "bbcu"}}, {"binarize": None},
 ])
 def test_ablation_switches_build_and_run(changes):
-    model = build_unet(unet_preset("bidiffsr-small", **changes))
+    model = unet(**changes)
     x, t = torch.randn(2, 6, 16, 16), torch.tensor([10, 1990])
     out = model(x, t)
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
@@ -58,7 +70,7 @@ def test_ablation_switches_build_and_run(changes):
 
 def test_timesteps_select_groups_per_sample():
     torch.manual_seed(0)
-    model = build_unet(unet_preset("bidiffsr-small")).eval()
+    model = unet().eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, GroupedBias):
@@ -77,9 +89,9 @@ def test_bad_configs_and_sizes():
     with pytest.raises(BinsrError, match="fusion must be one of"):
         unet_preset("bidiffsr-small", fusion="mix")
     with pytest.raises(BinsrError, match="fusion 'cs' needs equal channels"):  # strided convs keep channels
-        build_unet(unet_preset("bidiffsr-small", resample="conv"))
+        unet(resample="conv")
     with pytest.raises(BinsrError, match="multiple of 4"):
-        build_unet(unet_preset("bidiffsr-small"))(torch.randn(1, 6, 18, 16), torch.zeros(1))
+        unet()(torch.randn(1, 6, 18, 16), torch.zeros(1))
 
 
 @pytest.mark.parametrize("kind", ["sr3", "resshift"])
@@ -95,7 +107,7 @@ def test_zero_initialised_residual_models_start_at_bicubic(kind):
     lr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     bicubic = imresize(lr, 4.0).clamp(0, 1)
     if kind == "sr3":
-        net = build_unet(unet_preset("bidiffsr-small", zero_init_tail=True, inner_channel=16, norm_groups=4))
+        net = unet(zero_init_tail=True, inner_channel=16, norm_groups=4)
         assert float(net(torch.rand(1, 6, 32, 32), torch.tensor([5])).detach().abs().max()) == 0.0
         upscalers = [SR3Upscaler(net, SR3(SR3Schedule(prediction_type="sample", target="residual")), 4, steps=3,
                                  multiple=net.config.multiple)]

@@ -17,7 +17,7 @@ from binsr.binary.layers import (
     set_training_progress,
     timestep_to_group,
 )
-from binsr.binary.methods import METHODS, Method
+from binsr.binary.methods import METHODS, Method, register_method
 from binsr.binary.quantizers import (
     InputMagnitudeScale,
     LibraWeight,
@@ -50,6 +50,7 @@ __all__ = [
     "SparseBranch",
     "ThreeBranch",
     "binarize",
+    "register_method",
     "decompose",
     "set_timestep_groups",
     "set_timesteps",

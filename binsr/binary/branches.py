@@ -18,6 +18,7 @@ keep both branches.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,16 @@ def decompose(weight: torch.Tensor, rank: int, k: int) -> Decomposition:
     return Decomposition(index, values, up, down, remainder)
 
 
+def _shapes_only(weight: torch.Tensor, rank: int, k: int) -> Decomposition:
+    """A decomposition with the right shapes and no values (meta tensors), for structure-only builds."""
+    out_features, in_features = weight.shape[:2]
+    if not 0 <= rank <= min(in_features, out_features) or not 0 <= k <= in_features * out_features:
+        raise BinsrError(f"rank {rank} / k = {k} do not fit a {out_features}x{in_features} weight matrix")
+    like = {"device": weight.device, "dtype": weight.dtype}
+    return Decomposition(torch.zeros(k, dtype=torch.int64, device=weight.device), torch.zeros(k, **like),
+                         torch.zeros(out_features, rank, **like), torch.zeros(rank, in_features, **like), weight)
+
+
 class LowRankBranch(nn.Module):
     """LRMB: x → down (C_in → r) → up (r → C_out), two FP 1×1 convs (or linears); the stride is
     applied by the first conv so the output matches the binary conv's."""
@@ -118,9 +129,11 @@ class SparseBranch(nn.Module):
         super().__init__()
         self.shape = tuple(shape)
         self.stride = stride
-        order = torch.argsort(index)
-        self.values = nn.Parameter(values[order].clone())
-        self.register_buffer("index", index[order].to(torch.int32))
+        if not index.is_meta:  # a meta structure has no order to establish
+            order = torch.argsort(index)
+            index, values = index[order], values[order]
+        self.values = nn.Parameter(values.clone())
+        self.register_buffer("index", index.to(torch.int32))
 
     @property
     def k(self) -> int:
@@ -184,14 +197,18 @@ def centre_tap_problem(layer: nn.Module) -> str | None:
     return None
 
 
-def build_three_branch(layer: nn.Module, bmb_factory, rank: int, k: int,  # noqa: ANN001
+def build_three_branch(layer: nn.Module, bmb_factory: Callable[[nn.Module], nn.Module], rank: int, k: int,
                        use_lrmb: bool = True, use_smb: bool = True) -> ThreeBranch:
     """Three-branch replacement of an FP conv/linear; ``bmb_factory(layer)`` builds the binary branch,
-    whose latent weight then becomes the remainder. A dropped branch keeps its share inside BMB."""
+    whose latent weight then becomes the remainder. A dropped branch keeps its share inside BMB.
+
+    A layer on the ``meta`` device has no values to decompose: the branches get their shapes only (no
+    SVD), which is how a model file's structure is built before its tensors are loaded into it."""
     problem = centre_tap_problem(layer)
     if problem:
         raise BinsrError(f"three-branch layer impossible: {problem}")
-    parts = decompose(layer.weight, rank if use_lrmb else 0, k if use_smb else 0)
+    rank, k = (rank if use_lrmb else 0), (k if use_smb else 0)
+    parts = _shapes_only(layer.weight, rank, k) if layer.weight.is_meta else decompose(layer.weight, rank, k)
     conv_stride = None if isinstance(layer, nn.Linear) else tuple(layer.stride)
     shape = tuple(layer.weight.shape[:2])
     lrmb = LowRankBranch(parts.up, parts.down, conv_stride) if use_lrmb and rank > 0 else None

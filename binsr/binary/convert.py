@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from binsr.binary.layers import BinaryConv2d, BinaryLinear
-from binsr.binary.methods import METHODS
+from binsr.binary.methods import METHODS, Method
 from binsr.errors import BinsrError
 from binsr.utils.text import format_table
 
@@ -90,6 +90,8 @@ def binarize(
     if unknown:
         accepted = ", ".join(sorted(spec.options)) or "none"
         raise BinsrError(f"method {method!r} has no option {unknown[0]!r} (options: {accepted})")
+    for key, value in options.items():
+        check_option(spec, key, value)
     resolved = {**spec.options, **options}
     if not inplace:
         model = copy.deepcopy(model)
@@ -112,13 +114,32 @@ def binarize(
                              f"keep it full precision with keep_fp=[{name!r}]")
         chosen[name] = layer
 
-    plan = spec.plan(chosen, resolved) if spec.plan else {}
+    given = layer_options or {}
+    # A complete per-layer description (a model file's) needs no plan: nothing to measure on the weights.
+    plan = spec.plan(chosen, resolved) if spec.plan and not all(name in given for name in chosen) else {}
     for name, layer in chosen.items():
-        per_layer = {**plan.get(name, {}), **(layer_options or {}).get(name, {})}
+        per_layer = {**plan.get(name, {}), **given.get(name, {})}
         replacement = spec.build(layer, {**resolved, **per_layer})
         set_submodule(model, name, replacement)
         report.replaced.append(LayerChange(name, describe(layer), type(replacement).__name__, per_layer))
     return model, report
+
+
+def check_option(method: Method, key: str, value: Any) -> None:
+    """An option's value must be of its default's kind (a flag, an integer, a number) or one of the words
+    the method allows for it (BiMaCoSR's k: "2max" or "auto"); ranges are checked where they are used."""
+    default, words = method.options[key], method.words.get(key, ())
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(value, str):
+        ok = value in words
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok:
+        kinds = f"{type(default).__name__}{''.join(f' or {w!r}' for w in words)}"
+        raise BinsrError(f"method {method.name!r} option {key!r} must be {kinds}, got {value!r}")
 
 
 def _targets(model: nn.Module, report: BinarizationReport) -> dict[str, nn.Module]:

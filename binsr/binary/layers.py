@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -117,14 +117,16 @@ def set_timestep_groups(model: nn.Module, groups: int | torch.Tensor) -> None:
             module.group = groups
 
 
-def timestep_to_group(timesteps: torch.Tensor | int, num_groups: int, num_timesteps: int = 2000) -> torch.Tensor:
-    """BI-DiffSR's rule g = clamp(floor(t·K / T), 0, K−1), per sample."""
+def timestep_to_group(timesteps: torch.Tensor | int, num_groups: int, num_timesteps: int) -> torch.Tensor:
+    """BI-DiffSR's rule g = clamp(floor(t·K / T), 0, K−1), per sample; T is the diffusion process's."""
+    if num_timesteps < 1:
+        raise ValueError(f"num_timesteps must be at least 1, got {num_timesteps}")
     t = torch.as_tensor(timesteps)
     return torch.div(t * num_groups, num_timesteps, rounding_mode="floor").clamp(0, num_groups - 1).long()
 
 
-def set_timesteps(model: nn.Module, timesteps: torch.Tensor | int, num_timesteps: int = 2000) -> None:
-    """Set every timestep-aware part's group from diffusion timesteps (int or (B,))."""
+def set_timesteps(model: nn.Module, timesteps: torch.Tensor | int, num_timesteps: int) -> None:
+    """Set every timestep-aware part's group from diffusion timesteps (int or (B,)) of a T-step process."""
     for module in model.modules():
         if isinstance(module, TimestepGrouped):
             module.group = timestep_to_group(timesteps, module.num_groups, num_timesteps)
@@ -161,9 +163,12 @@ def finish_binary_output(layer: nn.Module, out: torch.Tensor, x: torch.Tensor) -
 
 
 class _BinaryLayer:
-    """The shared pipeline of :class:`BinaryConv2d` and :class:`BinaryLinear` (a mixin)."""
+    """The shared pipeline of :class:`BinaryConv2d` and :class:`BinaryLinear` (a mixin).
+
+    ``packed_form`` names the layer's bit-packed counterpart (registered by :mod:`binsr.deploy`)."""
 
     channel_dim: int
+    packed_form: ClassVar[str]
     weight: nn.Parameter
     bias: nn.Parameter | None
 
@@ -212,6 +217,7 @@ class BinaryConv2d(_BinaryLayer, nn.Conv2d):
     """``nn.Conv2d`` with quantizers and the optional parts of the binary pipeline (module doc)."""
 
     channel_dim = 1
+    packed_form = "conv2d"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *,
@@ -241,6 +247,7 @@ class BinaryLinear(_BinaryLayer, nn.Linear):
     """``nn.Linear`` with quantizers and the optional parts of the binary pipeline (module doc)."""
 
     channel_dim = -1
+    packed_form = "linear"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  input_quantizer: nn.Module | None = None, weight_quantizer: nn.Module | None = None,
@@ -263,7 +270,10 @@ class BinaryLinear(_BinaryLayer, nn.Linear):
 
 
 def _copy_params(source: nn.Module, target: nn.Module) -> None:
-    target.to(device=source.weight.device, dtype=source.weight.dtype)
+    if (target.weight.device, target.weight.dtype) != (source.weight.device, source.weight.dtype):
+        target.to(device=source.weight.device, dtype=source.weight.dtype)
+    if source.weight.is_meta:  # a structure only: nothing to copy
+        return
     with torch.no_grad():
         target.weight.copy_(source.weight)
         if source.bias is not None:

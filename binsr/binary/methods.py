@@ -1,7 +1,14 @@
-"""Every binarization method binsr knows, as a recipe of parts (REFERENCE.md §1 and §4).
+"""Every binarization method binsr knows, as a registered recipe of parts.
 
 A :class:`Method` turns one FP ``nn.Conv2d``/``nn.Linear`` into its binary replacement; the
-converter (:func:`binsr.binary.binarize`) applies it across a model.
+converter (:func:`binsr.binary.binarize`) applies it across a model. Methods are registered by name
+(:func:`register_method`; an installed plugin adds its own through the ``binsr.methods`` entry-point
+group), so a model file names a method and never code. Sources: BNN (Courbariaux et al. 2016), DoReFa
+(Zhou et al. 2016), XNOR-Net (Rastegari et al. 2016), IR-Net (Qin et al. 2020), ReActNet (Liu et al.
+2020), BBCU (Xia et al. 2023), ReSTE (Wu et al. 2023), BiDM (Zheng et al. 2024), HORQ (Li et al. 2017),
+BiMaCoSR (Liu et al. 2025, "BiMaCoSR: Binary One-Step Diffusion Model Leveraging Flexible Matrix
+Compression for Real Super-Resolution") and BI-DiffSR (Chen et al. 2024, "Binarized Diffusion Model
+for Image Super-Resolution", NeurIPS).
 
 | method   | input                         | weight                  | extra                                   |
 |----------|-------------------------------|-------------------------|-----------------------------------------|
@@ -30,7 +37,6 @@ from torch import nn
 
 from binsr.binary.branches import build_three_branch, centre_tap_problem, window_mean
 from binsr.binary.budget import allocate_ranks, allocate_sparse
-from binsr.errors import BinsrError
 from binsr.binary.estimators import EDE, ApproxSign, ClippedSTE, IdentitySTE, ReSTE
 from binsr.binary.layers import (
     BinaryConv2d,
@@ -40,6 +46,8 @@ from binsr.binary.layers import (
     IdentityShortcut,
     ScaledShortcut,
 )
+from binsr.errors import BinsrError
+from binsr.utils.registry import Registry
 from binsr.binary.quantizers import (
     InputMagnitudeScale,
     LibraWeight,
@@ -61,6 +69,7 @@ class Method:
     problem: Callable[[nn.Module, Mapping[str, Any]], str | None] = lambda layer, options: None
     # Per-layer options decided across all layers at once (BiMaCoSR's rank/k): {name: {option: value}}
     plan: Callable[[Mapping[str, nn.Module], Mapping[str, Any]], dict[str, dict[str, Any]]] | None = None
+    words: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # words an option may take besides its kind
 
 
 def keeps_shape(layer: nn.Module) -> bool:
@@ -193,39 +202,45 @@ def _bimacosr_plan(layers: Mapping[str, nn.Module], o: Mapping[str, Any]) -> dic
 
 _GROUPS = {"timestep_groups": 1}
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in [
-        Method("bnn", "BNN: sign weights and activations, clipped STE",
-               lambda l, o: binary_layer(l, _sign(ClippedSTE), SignWeight(None, ClippedSTE()))),
-        Method("dorefa", "DoReFa 1/1: sign weights scaled by one E|W| per layer",
-               lambda l, o: binary_layer(l, _sign(ClippedSTE), SignWeight("layer", IdentitySTE()))),
-        Method("xnor", "XNOR-Net: per-channel weight scale, per-position activation scale K",
-               lambda l, o: binary_layer(l, _sign(ClippedSTE), SignWeight("channel"), output_scale=True),
-               problem=_no_dilation),
-        Method("irnet", "IR-Net: Libra-PB weights, EDE backward (set_training_progress)", _irnet,
-               {"t_min": 0.1, "t_max": 10.0}),
-        Method("reactnet", "ReActNet: RSign with learnable thresholds, ApproxSign, RPReLU",
-               lambda l, o: binary_layer(l, _sign(ApproxSign, True), SignWeight("channel"), rprelu=True,
-                                         timestep_groups=o["timestep_groups"]), dict(_GROUPS)),
-        Method("bbcu", "BBCU: RSign, RPReLU and a residual around every binary conv, no BN",
-               lambda l, o: binary_layer(l, _sign(ApproxSign, True), SignWeight("channel"), rprelu=True,
-                                         shortcut="identity", timestep_groups=o["timestep_groups"]),
-               dict(_GROUPS)),
-        Method("reste", "ReSTE: rectified straight-through estimator on weights and activations", _reste,
-               {"order": 3.0, "threshold": 1.5}),
-        Method("bidm", "BiDM: learnable thresholds, activation scale K, learnable shortcut |s|x",
-               lambda l, o: binary_layer(l, _sign(ApproxSign, True), SignWeight("channel"), output_scale=True,
-                                         shortcut="scaled", shortcut_init=o["shortcut_init"]),
-               {"shortcut_init": 0.3}, _no_dilation),
-        Method("horq", "HORQ: N-term residual binarization of weights and activations", _horq, {"order": 2}),
-        Method("bimacosr", "BiMaCoSR: BMB (1-bit) + LRMB (rank r, SVD init) + SMB (top-k sparse)", _bimacosr,
-               {"rank": 8, "k": "2max", "use_lrmb": True, "use_smb": True, "budget": 1.0, **_GROUPS},
-               _bimacosr_problem, _bimacosr_plan),
-        Method("bidiffsr", "BI-DiffSR BI-Conv: TaR → sign → α·sign(W) conv → TaA, + identity",
-               lambda l, o: binary_layer(l, _sign(ApproxSign), SignWeight("channel"), pre_bias=True, rprelu=True,
-                                         shortcut="identity" if o["residual"] else None,
-                                         timestep_groups=o["timestep_groups"]),
-               {"timestep_groups": 5, "residual": True}),
-    ]
-}
+METHODS: Registry[Method] = Registry("binarization method", "binsr.methods")
+
+
+def register_method(method: Method) -> Method:
+    """Make ``method`` available by its name to :func:`~binsr.binary.binarize` and to model files."""
+    return METHODS.register(method.name, method)
+
+
+for _method in [
+    Method("bnn", "BNN: sign weights and activations, clipped STE",
+           lambda l, o: binary_layer(l, _sign(ClippedSTE), SignWeight(None, ClippedSTE()))),
+    Method("dorefa", "DoReFa 1/1: sign weights scaled by one E|W| per layer",
+           lambda l, o: binary_layer(l, _sign(ClippedSTE), SignWeight("layer", IdentitySTE()))),
+    Method("xnor", "XNOR-Net: per-channel weight scale, per-position activation scale K",
+           lambda l, o: binary_layer(l, _sign(ClippedSTE), SignWeight("channel"), output_scale=True),
+           problem=_no_dilation),
+    Method("irnet", "IR-Net: Libra-PB weights, EDE backward (set_training_progress)", _irnet,
+           {"t_min": 0.1, "t_max": 10.0}),
+    Method("reactnet", "ReActNet: RSign with learnable thresholds, ApproxSign, RPReLU",
+           lambda l, o: binary_layer(l, _sign(ApproxSign, True), SignWeight("channel"), rprelu=True,
+                                     timestep_groups=o["timestep_groups"]), dict(_GROUPS)),
+    Method("bbcu", "BBCU: RSign, RPReLU and a residual around every binary conv, no BN",
+           lambda l, o: binary_layer(l, _sign(ApproxSign, True), SignWeight("channel"), rprelu=True,
+                                     shortcut="identity", timestep_groups=o["timestep_groups"]),
+           dict(_GROUPS)),
+    Method("reste", "ReSTE: rectified straight-through estimator on weights and activations", _reste,
+           {"order": 3.0, "threshold": 1.5}),
+    Method("bidm", "BiDM: learnable thresholds, activation scale K, learnable shortcut |s|x",
+           lambda l, o: binary_layer(l, _sign(ApproxSign, True), SignWeight("channel"), output_scale=True,
+                                     shortcut="scaled", shortcut_init=o["shortcut_init"]),
+           {"shortcut_init": 0.3}, _no_dilation),
+    Method("horq", "HORQ: N-term residual binarization of weights and activations", _horq, {"order": 2}),
+    Method("bimacosr", "BiMaCoSR: BMB (1-bit) + LRMB (rank r, SVD init) + SMB (top-k sparse)", _bimacosr,
+           {"rank": 8, "k": "2max", "use_lrmb": True, "use_smb": True, "budget": 1.0, **_GROUPS},
+           _bimacosr_problem, _bimacosr_plan, {"rank": ("auto",), "k": ("2max", "auto")}),
+    Method("bidiffsr", "BI-DiffSR BI-Conv: TaR → sign → α·sign(W) conv → TaA, + identity",
+           lambda l, o: binary_layer(l, _sign(ApproxSign), SignWeight("channel"), pre_bias=True, rprelu=True,
+                                     shortcut="identity" if o["residual"] else None,
+                                     timestep_groups=o["timestep_groups"]),
+           {"timestep_groups": 5, "residual": True}),
+]:
+    register_method(_method)

@@ -5,16 +5,30 @@ optional scaling and learnable parts — in the manner of Larq/Brevitas, so a bi
 choice of quantizers rather than a copy of a layer.
 
 Activation quantizers take a tensor whose channels lie on ``channel_dim`` (1 for convs, -1 for
-linears); weight quantizers take the (C_out, C_in, ...) weight.
+linears); weight quantizers take the (C_out, C_in, ...) weight. Every quantizer declares what it stores:
+weight quantizers ``bits`` (sign planes per weight), activation quantizers ``planes``, and activation
+quantizers with a packed form say what it is (:meth:`packed_input`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from binsr.binary.estimators import ApproxSign, ClippedSTE, Estimator, binarize_sign, sign, straight_through
+from binsr.errors import BinsrError
+
+
+@dataclass(frozen=True)
+class PackedInput:
+    """How bit-packed inference binarizes a layer's input: sign(x − threshold) (threshold (C,) or None),
+    times the per-pixel mean |x| over channels when ``pixel_scale``."""
+
+    threshold: torch.Tensor | None
+    pixel_scale: bool
 
 
 def _channel_view(values: torch.Tensor, ndim: int, channel_dim: int) -> torch.Tensor:
@@ -36,11 +50,17 @@ class SignActivation(nn.Module):
     """sign(x − β): plain sign (β = 0, BNN/XNOR) or with a learnable per-channel threshold β
     (ReActNet's RSign, BBCU; BiDM's sign(x + τ) is the same with τ = −β). Backward: ``estimator``."""
 
+    planes = 1
+
     def __init__(self, estimator: Estimator | None = None, channels: int | None = None, channel_dim: int = 1) -> None:
         super().__init__()
         self.estimator = estimator or ApproxSign()
         self.channel_dim = channel_dim
         self.threshold = nn.Parameter(torch.zeros(channels)) if channels else None
+
+    def packed_input(self) -> PackedInput:
+        """The packed kernels' form of this rule: sign(x − β), β the threshold (or none)."""
+        return PackedInput(threshold=self.threshold, pixel_scale=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.threshold is not None:
@@ -59,6 +79,16 @@ class ResidualSignActivation(nn.Module):
         self.order = order
         self.estimator = estimator or ApproxSign()
         self.channel_dim = channel_dim
+
+    @property
+    def planes(self) -> int:
+        return self.order
+
+    def packed_input(self) -> PackedInput:
+        """Order 1 is one sign plane times a per-pixel scale; higher orders have no 1-bit packed form."""
+        if self.order != 1:
+            raise BinsrError(f"its input quantizer (ResidualSignActivation, order {self.order}) has no 1-bit packed form")
+        return PackedInput(threshold=None, pixel_scale=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual, total = x, torch.zeros_like(x)
@@ -98,6 +128,8 @@ class SignWeight(nn.Module):
     whole layer ("layer", DoReFa) or 1 (None, BNN); α detached. Backward straight through to W
     with ``estimator`` (clipped STE: the gradient of clip(W, −1, 1)), not scaled by α."""
 
+    bits = 1
+
     def __init__(self, scale: str | None = "channel", estimator: Estimator | None = None) -> None:
         super().__init__()
         if scale not in ("channel", "layer", None):
@@ -118,6 +150,8 @@ class LibraWeight(nn.Module):
     """IR-Net's Libra-PB: standardise each output channel, Ŵ = (W − mean)/std, then
     sign(Ŵ)·2^round(log2 mean|Ŵ|) (a power-of-two scale, detached). Backward through the
     standardisation, with EDE at Ŵ."""
+
+    bits = 1
 
     def __init__(self, estimator: Estimator, eps: float = 1e-8) -> None:
         super().__init__()
@@ -143,6 +177,10 @@ class ResidualSignWeight(nn.Module):
         self.order = order
         self.estimator = estimator or ClippedSTE()
 
+    @property
+    def bits(self) -> int:
+        return self.order
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             residual, total = weight, torch.zeros_like(weight)
@@ -154,22 +192,19 @@ class ResidualSignWeight(nn.Module):
 
 
 def weight_bits(quantizer: nn.Module | None) -> int:
-    """Bits per latent weight entry that a weight quantizer stores (0: full precision)."""
-    if quantizer is None:
-        return 0
-    return int(getattr(quantizer, "order", 1))
+    """Bits per latent weight entry that a weight quantizer declares (``bits``; 0: full precision)."""
+    return 0 if quantizer is None else int(quantizer.bits)
 
 
 def activation_planes(quantizer: nn.Module | None) -> int:
-    """Binary planes an activation quantizer produces (0: full-precision input)."""
-    if quantizer is None:
-        return 0
-    return int(getattr(quantizer, "order", 1))
+    """Binary planes an activation quantizer declares (``planes``; 0: full-precision input)."""
+    return 0 if quantizer is None else int(quantizer.planes)
 
 
 __all__ = [
     "InputMagnitudeScale",
     "LibraWeight",
+    "PackedInput",
     "ResidualSignActivation",
     "ResidualSignWeight",
     "SignActivation",

@@ -8,7 +8,7 @@ Sits above ``binary`` and ``models`` (it packs their layers) and below ``pipelin
 """
 
 from binsr.deploy.convert import PackReport, pack_model, packed_layers
-from binsr.deploy.files import ExportReport, export_packed, load_packed_network
+from binsr.deploy.files import ExportReport, export_packed, load_packed_network, packed_skeleton
 from binsr.deploy.kernels import (
     PackedWeight,
     backend,
@@ -38,6 +38,7 @@ __all__ = [
     "native_available",
     "pack_model",
     "pack_signs",
+    "packed_skeleton",
     "packed_layers",
     "set_backend",
     "unpack_signs",

@@ -28,16 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from binsr.config import to_dict
 from binsr.deploy.convert import pack_model
 from binsr.deploy.files import export_packed
 from binsr.deploy.kernels import PackedWeight, backend, binary_conv2d, pack_signs
 from binsr.errors import BinsrError
-from binsr.models.autoencoder import load_autoencoder
-from binsr.models.files import load_weights, read_spec, save_model_file
-from binsr.models.networks import apply_binarization, build_from_spec, describe_network
-from binsr.models.presets import BIMACOSR_BINARIZATION, RESSHIFT_PRESETS, unet_preset
-from binsr.models.resshift_unet import ResShiftUNet
+from binsr.models.denoiser import bind_timesteps
+from binsr.models.description import AutoencoderSpec, NetworkSpec, apply_binarization
+from binsr.models.files import load_into_skeleton, read_header, save_model_file
+from binsr.models.presets import BIMACOSR_BINARIZATION, RESSHIFT_PRESETS, UNET_BINARIZATION, unet_preset
 from binsr.utils.text import format_table
 
 CHANNELS = (64, 128, 256)
@@ -85,33 +83,31 @@ def bench_layer(channels: int, kernel: int, size: int, repeats: int, seed: int =
 # --- models ------------------------------------------------------------------------------------------
 
 
-def _bidiffsr(name: str) -> tuple[dict[str, Any], int]:
-    return {"kind": "sr3", "unet": to_dict(unet_preset(name)), "scale": 4, "name": name}, 1
+def _unet(name: str) -> tuple[NetworkSpec, int]:
+    binarization = apply_binarization(NetworkSpec.of(unet_preset(name)).build("meta"), UNET_BINARIZATION[name])
+    return NetworkSpec.of(unet_preset(name), binarization), 1
 
 
-def _bimacosr(preset: str, latent: int) -> Callable[[str], tuple[dict[str, Any], int]]:
-    def make(name: str) -> tuple[dict[str, Any], int]:
-        network = ResShiftUNet(RESSHIFT_PRESETS[preset])
-        _, binarization = apply_binarization(network, BIMACOSR_BINARIZATION)
-        return {"kind": "onestep", "network": describe_network(network.config, binarization), "scale": 4,
-                "name": name}, latent
+def _bimacosr(preset: str, latent: int) -> Callable[[str], tuple[NetworkSpec, int]]:
+    def make(name: str) -> tuple[NetworkSpec, int]:
+        network = NetworkSpec.of(RESSHIFT_PRESETS[preset])
+        return NetworkSpec.of(network.config, apply_binarization(network.build(), BIMACOSR_BINARIZATION)), latent
     return make
 
 
-# name → (spec, spatial factor between the 256² output and the network input)
-MODELS: dict[str, Callable[[str], tuple[dict[str, Any], int]]] = {
-    "bidiffsr": _bidiffsr,
-    "bidiffsr-small": _bidiffsr,
+# name → (network, spatial factor between the 256² output and the network input)
+MODELS: dict[str, Callable[[str], tuple[NetworkSpec, int]]] = {
+    "bidiffsr": _unet,
+    "bidiffsr-small": _unet,
     "bimacosr": _bimacosr("resshift", 4),  # the paper works in a VQ-f4 latent: 64² for a 256² output
     "bimacosr-small": _bimacosr("resshift-small", 1),
 }
+TIMESTEPS = 2000  # networks are timed at t = 500 of BI-DiffSR's 2000-step process
 
 
-def fp_twin(spec: dict[str, Any]) -> nn.Module:
+def fp_twin(network: NetworkSpec) -> nn.Module:
     """The full-precision network of the same architecture (BI-DiffSR without binary, ResShift)."""
-    if spec["kind"] == "sr3":
-        return build_from_spec({**spec, "unet": {**spec["unet"], "binary": None}})
-    return build_from_spec({**spec, "network": {**spec["network"], "binarize": None}})
+    return bind_timesteps(network.full_precision().build(), TIMESTEPS)
 
 
 def _network_input(model: nn.Module, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,35 +120,37 @@ def bench_model(model_ref: str, repeats: int, workdir: Path, seed: int = 0) -> t
     """Latency (FP / simulated / packed, one network call) and file sizes of a model name or file."""
     path = Path(model_ref)
     if path.is_file():
-        spec = read_spec(path)
-        if spec.get("packed"):
+        header = read_header(path)
+        if header.get("packed"):
             raise BinsrError(f"{path} is already packed; give the model file it was exported from")
-        factor = load_autoencoder(spec["autoencoder"]).factor if spec.get("autoencoder") else 1
-        source = path
+        try:
+            network = NetworkSpec.parse(header.get("network"))
+            autoencoder = header.get("autoencoder")
+            factor = AutoencoderSpec.parse(autoencoder).config.factor if autoencoder else 1
+        except BinsrError as err:
+            raise BinsrError(f"{path}: {err}") from None
+        name, source = header.get("name") or path.stem, path
     elif model_ref in MODELS:
-        spec, factor = MODELS[model_ref](model_ref)
-        source = workdir / f"{model_ref}.safetensors"
-        model = build_from_spec(spec)
-        save_model_file(source, model, spec)  # latent FP weights, as training writes them
+        network, factor = MODELS[model_ref](model_ref)
+        name, source = model_ref, workdir / f"{model_ref}.safetensors"
+        save_model_file(source, network.build(), {"kind": "bench", "network": network.to_dict(), "name": name})
     else:
         raise BinsrError(f"unknown model {model_ref!r} (names: {', '.join(MODELS)}, or a model file)")
-    simulated = build_from_spec(spec)
-    load_weights(simulated, source)
-    simulated.eval()
+    simulated = bind_timesteps(load_into_skeleton(network.build("meta"), source), TIMESTEPS).eval()
     packed = copy.deepcopy(simulated)
     layers = pack_model(packed)
     if not layers.layers:
         raise BinsrError(f"{model_ref} has no binary layers to pack")
     target = workdir / "packed.safetensors"
     export = export_packed(source, target)
-    fp = fp_twin(spec).eval()
+    fp = fp_twin(network).eval()
     size = OUTPUT_SIZE // factor
     x, t = _network_input(simulated, size, seed)
     with torch.no_grad():
         ms = median_ms({"fp": lambda: fp(x, t), "simulated": lambda: simulated(x, t), "packed": lambda: packed(x, t)},
                        repeats, warmup=1)
         reference, output = simulated(x, t), packed(x, t)
-    model = {"name": spec.get("name", model_ref), "input": list(x.shape), "output": [OUTPUT_SIZE, OUTPUT_SIZE],
+    model = {"name": name, "input": list(x.shape), "output": [OUTPUT_SIZE, OUTPUT_SIZE],
              "binary_layers": len(layers.layers), "fp_ms": round(ms["fp"], 2),
              "simulated_ms": round(ms["simulated"], 2), "packed_ms": round(ms["packed"], 2),
              "packed_vs_simulated": round(ms["simulated"] / ms["packed"], 3),

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from binsr.binary.convert import set_submodule
-from binsr.binary.layers import BinaryConv2d, BinaryLinear
-from binsr.deploy.layers import PackedBinaryConv2d, PackedBinaryLinear, _PackedBinaryLayer
+from binsr.deploy.layers import PACKED_FORMS, _PackedBinaryLayer
 from binsr.errors import BinsrError
 
 
@@ -36,21 +35,23 @@ def packed_layers(model: nn.Module) -> dict[str, _PackedBinaryLayer]:
 
 
 def pack_model(model: nn.Module, fill: bool = True) -> PackReport:
-    """Replace each :class:`BinaryConv2d`/:class:`BinaryLinear` in place by its packed counterpart.
+    """Replace each binary layer (a module declaring a ``packed_form``) in place by its packed counterpart.
 
-    ``fill=False`` only builds the structure (zero bits), to load a packed file into. A layer that has
-    no packed form (e.g. HORQ order 2, dilated conv) is one clear error naming it.
+    ``fill=False`` only builds the structure (zero bits), to load a packed file into; on the meta device
+    it allocates nothing. A layer that has no packed form (e.g. HORQ order 2, dilated conv) is one clear
+    error naming it.
     """
     report = PackReport()
     for name, module in list(model.named_modules()):
-        if not isinstance(module, (BinaryConv2d, BinaryLinear)):
+        form = getattr(type(module), "packed_form", None)
+        if form is None:
             continue
-        cls = PackedBinaryConv2d if isinstance(module, BinaryConv2d) else PackedBinaryLinear
+        cls = PACKED_FORMS.get(form)
         try:
             packed = cls.from_binary(module, fill)
         except BinsrError as err:
             raise BinsrError(f"layer {name!r} cannot be packed: {err}") from None
-        set_submodule(model, name, packed.to(module.weight.device))
+        set_submodule(model, name, packed if module.weight.is_meta else packed.to(module.weight.device))
         report.layers.append(name)
         report.binary_weights += module.weight.numel()
         report.packed_bytes += packed.weight_bits.numel() * 8 + packed.weight_scale.numel() * 4

@@ -1,9 +1,13 @@
-"""Packed model files: ``export_packed(model_file, out)`` and loading them back (inference only).
+"""Packed model files: ``export_packed(model_file, out)`` and building their inference networks.
 
-A packed file is a binsr model file (safetensors, spec in the header) whose binary layers hold
-``weight_bits`` (uint64 words) and ``weight_scale`` instead of latent FP weights; the spec gains a
-``packed`` entry. Everything else (FP layers, norms, biases, RPReLU, LRMB/SMB, time MLP) is stored as
-in the source file, in float32 or — with ``half=True`` — float16.
+A packed file is a binsr model file (safetensors, description in the header) whose binary layers hold
+``weight_bits`` (uint64 words) and ``weight_scale`` instead of latent FP weights; the header's
+``packed`` entry says so. Everything else (FP layers, norms, biases, RPReLU, LRMB/SMB, time MLP) is
+stored as in the source file, in float32 or — with ``half=True`` — float16.
+
+Loading builds the inference network directly from the description: the structure on the meta
+device (no latent FP weights, no SVD, nothing allocated), checked against the file's tensors, then
+allocated once and filled from the file.
 """
 
 from __future__ import annotations
@@ -14,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import nn
 
 from binsr.deploy.convert import PackReport, pack_model, packed_layers
 from binsr.errors import BinsrError
-from binsr.models.files import load_weights, read_spec, save_model_file
-from binsr.models.networks import build_from_spec
+from binsr.models.description import NetworkSpec
+from binsr.models.files import load_into_skeleton, read_header, save_model_file
 
 PACKED_FORMAT = 1
+FLOAT_TYPES = ("float32", "float16")
 
 
 @dataclass
@@ -39,42 +43,47 @@ class ExportReport:
         return self.source_bytes / self.packed_bytes
 
 
+def packed_info(half: bool) -> dict[str, Any]:
+    """The header's ``packed`` entry."""
+    return {"format": PACKED_FORMAT, "floats": "float16" if half else "float32",
+            "bits": "uint64 words of 64 input channels, bit 1 = -1"}
+
+
 def export_packed(source: str | os.PathLike[str], target: str | os.PathLike[str], half: bool = False,
                   sampling_steps: int | None = None) -> ExportReport:
     """Write the packed, inference-only form of model file ``source`` to ``target`` (atomically).
     ``sampling_steps``: the DDIM steps an SR3-style model runs with by default from then on."""
-    spec = read_spec(source)
-    if spec.get("packed"):
+    header = read_header(source)
+    if header.get("packed"):
         raise BinsrError(f"{source} is already a packed model file")
-    model = build_from_spec(spec)
-    load_weights(model, source)
+    try:
+        network = NetworkSpec.parse(header.get("network"))
+    except BinsrError as err:
+        raise BinsrError(f"{source}: {err}") from None
+    model = load_into_skeleton(network.build("meta"), source)
     layers = pack_model(model)
     if not layers.layers:
         raise BinsrError(f"{source} has no binary layers to pack (a full-precision model)")
-    packed_spec = {**spec, "packed": {"format": PACKED_FORMAT, "floats": "float16" if half else "float32",
-                                      "bits": "uint64 words of 64 input channels, bit 1 = -1"}}
-    if sampling_steps is not None and spec.get("kind") == "sr3":
-        packed_spec["sampling_steps"] = int(sampling_steps)
-    save_model_file(target, model, packed_spec, torch.float16 if half else None)
+    packed_header = {**header, "packed": packed_info(half)}
+    if sampling_steps is not None and header.get("kind") == "sr3":
+        packed_header["sampling_steps"] = int(sampling_steps)
+    save_model_file(target, model, packed_header, torch.float16 if half else None)
     return ExportReport(Path(source).stat().st_size, Path(target).stat().st_size, layers)
 
 
-def load_packed_network(path: str | os.PathLike[str], spec: dict[str, Any] | None = None) -> nn.Module:
-    """The inference-only network of packed file ``path``; a file whose bits do not fit is one error."""
-    spec = spec or read_spec(path)
-    packed = spec.get("packed")
-    if not isinstance(packed, dict) or packed.get("format") != PACKED_FORMAT:
-        raise BinsrError(f"{path} is not a packed model file of format {PACKED_FORMAT} (made by 'binsr export')")
-    model = build_from_spec(spec)
-    pack_model(model, fill=False)
-    layers = packed_layers(model)
-    with safe_open(str(path), framework="pt") as handle:
-        for name in layers:
-            key = f"{name}.weight_bits"
-            if key in handle.keys() and handle.get_slice(key).get_dtype() != "U64":
-                raise BinsrError(f"{path}: {key} is {handle.get_slice(key).get_dtype()}, not uint64 bit words")
-    load_weights(model, path)
-    for name, layer in layers.items():
+def packed_skeleton(network: NetworkSpec) -> nn.Module:
+    """The inference-only packed structure of ``network``, on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        model = network.build("meta")
+        pack_model(model, fill=False)
+    return model
+
+
+def load_packed_network(path: str | os.PathLike[str], network: NetworkSpec, device: str | torch.device = "cpu") -> nn.Module:
+    """The packed inference network of file ``path`` (whose description is ``network``), checked first:
+    tensor shapes and dtypes against the structure, then the bits against each layer's channels."""
+    model = load_into_skeleton(packed_skeleton(network), path, device)
+    for name, layer in packed_layers(model).items():
         try:
             layer.check()
         except BinsrError as err:

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from binsr.binary.layers import BinaryConv2d, BinaryLinear, finish_binary_output
-from binsr.binary.quantizers import ResidualSignActivation, SignActivation, weight_bits
+from binsr.binary.quantizers import weight_bits
 from binsr.deploy.kernels import PackedWeight, binary_conv2d, binary_linear, pack_signs, stray_bits, words
 from binsr.errors import BinsrError
+from binsr.utils.registry import Registry
 
 PARTS = ("pre_bias", "output_scale", "activation", "shortcut")
 
@@ -42,16 +43,18 @@ def quantized_signs(layer: BinaryConv2d | BinaryLinear) -> tuple[torch.Tensor, t
 
 
 def input_rule(layer: BinaryConv2d | BinaryLinear) -> tuple[torch.Tensor | None, bool]:
-    """(threshold or None, per-pixel scale?) of the layer's activation quantizer."""
+    """(threshold or None, per-pixel scale?): the packed form its activation quantizer declares."""
     quantizer = layer.input_quantizer
-    if isinstance(quantizer, SignActivation):
-        threshold = quantizer.threshold
-        return (threshold.detach().float().clone() if threshold is not None else None), False
-    if isinstance(quantizer, ResidualSignActivation) and quantizer.order == 1:
-        return None, True
-    what = type(quantizer).__name__ if quantizer is not None else "full-precision input"
-    order = getattr(quantizer, "order", None)
-    raise BinsrError(f"its input quantizer ({what}{f', order {order}' if order else ''}) has no 1-bit packed form")
+    if quantizer is None or not hasattr(quantizer, "packed_input"):
+        what = type(quantizer).__name__ if quantizer is not None else "full-precision input"
+        raise BinsrError(f"its input quantizer ({what}) has no 1-bit packed form")
+    rule = quantizer.packed_input()
+    threshold = rule.threshold.detach().float().clone() if rule.threshold is not None else None
+    return threshold, rule.pixel_scale
+
+
+# Packed counterparts by the ``packed_form`` a binary layer declares (BinaryConv2d: "conv2d", ...).
+PACKED_FORMS: Registry[type] = Registry("packed layer form")
 
 
 class _PackedBinaryLayer(nn.Module):
@@ -106,6 +109,7 @@ class _PackedBinaryLayer(nn.Module):
         return h.abs().mean(dim=self.channel_dim) if self.pixel_scale else None
 
 
+@PACKED_FORMS.decorator("conv2d", lambda cls: cls)
 class PackedBinaryConv2d(_PackedBinaryLayer):
     """Bit-packed binary conv (zero padding, any stride; no dilation or groups)."""
 
@@ -146,6 +150,7 @@ class PackedBinaryConv2d(_PackedBinaryLayer):
                 f"padding={self.padding}, threshold={self.input_threshold is not None}, pixel_scale={self.pixel_scale}")
 
 
+@PACKED_FORMS.decorator("linear", lambda cls: cls)
 class PackedBinaryLinear(_PackedBinaryLayer):
     """Bit-packed binary linear (channels last)."""
 

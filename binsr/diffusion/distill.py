@@ -1,4 +1,5 @@
-"""SinSR one-step distillation of a ResShift teacher (REFERENCE.md §3, BiMaCoSR eq. 5).
+"""SinSR one-step distillation of a ResShift teacher (SinSR: Wang et al. 2024, "SinSR: Diffusion-Based Image
+Super-Resolution in a Single Step", CVPR; BiMaCoSR eq. 5).
 
 The student f̂ — a network of the teacher's kind, usually initialised from it — learns the teacher's
 deterministic map in one call: L = MSE(f̂(x_T, y, T), F_θ(x_T, y)). SinSR's two extra terms are options:

@@ -1,4 +1,5 @@
-"""ResShift: diffusion that shifts the residual between HR and LR (REFERENCE.md §3; BiMaCoSR's teacher).
+"""ResShift: diffusion that shifts the residual between HR and LR (Yue et al. 2023, "ResShift: Efficient Diffusion
+Model for Image Super-resolution by Residual Shifting", NeurIPS; BiMaCoSR's teacher).
 
 States live in the model's space: pixels in [-1, 1] (``to_model_range``) or an autoencoder's latent.
 ``y`` is the bicubic-upsampled LR image (or its latent), the same size as x₀.
@@ -48,8 +49,8 @@ class ResShiftSchedule:
     def __post_init__(self) -> None:
         if self.target not in ("image", "residual"):
             raise ValueError(f"target must be 'image' or 'residual', got {self.target!r}")
-        if self.num_timesteps < 2:
-            raise ValueError(f"num_timesteps must be at least 2, got {self.num_timesteps}")
+        if isinstance(self.num_timesteps, bool) or not isinstance(self.num_timesteps, int) or not 2 <= self.num_timesteps <= 10_000:
+            raise ValueError(f"num_timesteps must be an integer from 2 to 10000, got {self.num_timesteps!r}")
         if self.kappa <= 0 or self.power <= 0:
             raise ValueError(f"kappa and power must be positive, got kappa={self.kappa}, power={self.power}")
         if not 0 < self.sqrt_eta_1 < self.etas_end < 1:

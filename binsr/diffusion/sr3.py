@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm.auto import tqdm
 
+from binsr.config import check_ranges
+
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -42,12 +44,20 @@ class SR3Schedule:
     target: str = "image"
 
     def __post_init__(self) -> None:
+        check_ranges(self, num_train_timesteps=(1, 100_000), beta_start=(0.0, 1.0), beta_end=(0.0, 1.0))
+        if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
+            raise ValueError(f"beta_schedule must be linear, scaled_linear or squaredcos_cap_v2, got {self.beta_schedule!r}")
         if self.target not in ("image", "residual"):
             raise ValueError(f"target must be 'image' or 'residual', got {self.target!r}")
         if self.prediction_type not in ("epsilon", "sample", "v_prediction"):
             raise ValueError(f"prediction_type must be epsilon, sample or v_prediction, got {self.prediction_type!r}")
         if self.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+
+    @property
+    def num_timesteps(self) -> int:
+        """T: the number of training timesteps (what timestep-aware networks count against)."""
+        return self.num_train_timesteps
 
     def _kwargs(self) -> dict:
         return {"num_train_timesteps": self.num_train_timesteps, "beta_start": self.beta_start,

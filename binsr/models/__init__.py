@@ -1,7 +1,9 @@
 """Model architectures by name, built on :mod:`binsr.binary`.
 
-:func:`build` takes a registered architecture name or an import path ``package.module:factory``
-(any callable returning an ``nn.Module``), so tools such as ``binsr complexity`` work on any model.
+Networks implement the :class:`~binsr.models.denoiser.Denoiser` contract and are registered by type
+(:func:`register_network`); a model file describes one as a :class:`NetworkSpec`. :func:`build` takes a
+registered architecture name, or an import path ``package.module:factory`` that a user types (never
+one read from a file), so tools such as ``binsr complexity`` work on any model.
 """
 
 from __future__ import annotations
@@ -12,22 +14,45 @@ from collections.abc import Callable
 from torch import nn
 
 from binsr.errors import BinsrError
-from binsr.models.networks import apply_binarization, build_network, describe_network
-from binsr.models.presets import BIMACOSR_BINARIZATION, RESSHIFT_PRESETS, UNET_PRESETS, unet_preset
+from binsr.models.autoencoder import Autoencoder, SpaceToDepth, SpaceToDepthConfig
+from binsr.models.denoiser import Denoiser, bind_timesteps
+from binsr.models.description import AutoencoderSpec, BinarizationSpec, NetworkSpec, apply_binarization
+from binsr.models.presets import (
+    BIMACOSR_BINARIZATION,
+    RESSHIFT_PRESETS,
+    UNET_BINARIZATION,
+    UNET_PRESETS,
+    UNET_TIMESTEPS,
+    unet_preset,
+)
+from binsr.models.registry import AUTOENCODERS, NETWORKS, register_autoencoder, register_network
 from binsr.models.resshift_unet import ResShiftUNet, ResShiftUNetConfig
-from binsr.models.unet import SRUNet, UNetConfig, build_unet
+from binsr.models.unet import SRUNet, UNetConfig
+
+
+def _unet(name: str) -> nn.Module:
+    network = NetworkSpec.of(UNET_PRESETS[name]).build()
+    if UNET_BINARIZATION[name]:
+        apply_binarization(network, UNET_BINARIZATION[name])
+    return bind_timesteps(network, UNET_TIMESTEPS)
+
+
+def _bimacosr(name: str) -> nn.Module:
+    network = ResShiftUNet(RESSHIFT_PRESETS[name])
+    apply_binarization(network, BIMACOSR_BINARIZATION)
+    return network
+
 
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
-    **{name: (lambda name=name: build_unet(unet_preset(name))) for name in UNET_PRESETS},
+    **{name: (lambda name=name: _unet(name)) for name in UNET_PRESETS},
     **{name: (lambda name=name: ResShiftUNet(RESSHIFT_PRESETS[name])) for name in RESSHIFT_PRESETS},
     # BiMaCoSR students: the ResShift networks binarized the BiMaCoSR way.
-    **{name.replace("resshift", "bimacosr"): (lambda name=name: apply_binarization(
-        ResShiftUNet(RESSHIFT_PRESETS[name]), BIMACOSR_BINARIZATION)[0]) for name in RESSHIFT_PRESETS},
+    **{name.replace("resshift", "bimacosr"): (lambda name=name: _bimacosr(name)) for name in RESSHIFT_PRESETS},
 }
 
 
 def build(arch: str) -> nn.Module:
-    """The model called ``arch`` (registered name) or made by ``package.module:factory``."""
+    """The model called ``arch`` (registered name) or made by ``package.module:factory`` (typed by a user)."""
     if arch in ARCHITECTURES:
         return ARCHITECTURES[arch]()
     if ":" not in arch:
@@ -44,6 +69,7 @@ def build(arch: str) -> nn.Module:
     return model
 
 
-__all__ = ["ARCHITECTURES", "RESSHIFT_PRESETS", "UNET_PRESETS", "ResShiftUNet", "ResShiftUNetConfig", "SRUNet",
-           "UNetConfig", "apply_binarization", "build", "build_network", "build_unet", "describe_network",
-           "unet_preset"]
+__all__ = ["ARCHITECTURES", "AUTOENCODERS", "NETWORKS", "RESSHIFT_PRESETS", "UNET_BINARIZATION", "UNET_PRESETS",
+           "Autoencoder", "AutoencoderSpec", "BinarizationSpec", "Denoiser", "NetworkSpec", "ResShiftUNet",
+           "ResShiftUNetConfig", "SRUNet", "SpaceToDepth", "SpaceToDepthConfig", "UNetConfig", "apply_binarization",
+           "bind_timesteps", "build", "register_autoencoder", "register_network", "unet_preset"]

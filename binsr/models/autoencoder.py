@@ -1,16 +1,21 @@
 """The encoder/decoder interface of latent diffusion SR (ResShift runs in a VQ-f4 autoencoder's latent).
 
-Any object with ``factor``, ``latent_channels``, ``encode`` and ``decode`` plugs in; the paper's VQ-f4
-weights cannot be fetched here, so pixel space (no autoencoder) is what binsr ships.
+Any registered module with ``factor``, ``latent_channels``, ``encode`` and ``decode`` plugs in
+(:func:`binsr.models.register_autoencoder`); model files and recipes name it ``{type, config}``. The
+paper's VQ-f4 weights cannot be fetched here, so binsr ships the lossless space-to-depth one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from binsr.config import check_ranges
+from binsr.models.registry import register_autoencoder
 
 
 @runtime_checkable
@@ -25,27 +30,26 @@ class Autoencoder(Protocol):
     def decode(self, latent: torch.Tensor) -> torch.Tensor: ...
 
 
+@dataclass
+class SpaceToDepthConfig:
+    factor: int = 4
+
+    def __post_init__(self) -> None:
+        check_ranges(self, factor=(1, 16))
+
+
+@register_autoencoder("space_to_depth", SpaceToDepthConfig)
 class SpaceToDepth(nn.Module):
     """A lossless f-times autoencoder: pixel (un)shuffle, 3·f² latent channels. It exercises the latent
     path exactly (decode(encode(x)) == x) without trained weights."""
 
-    def __init__(self, factor: int = 4) -> None:
+    def __init__(self, config: SpaceToDepthConfig | int | None = None) -> None:
         super().__init__()
-        self.factor, self.latent_channels = factor, 3 * factor * factor
+        self.config = SpaceToDepthConfig(config) if isinstance(config, int) else config or SpaceToDepthConfig()
+        self.factor, self.latent_channels = self.config.factor, 3 * self.config.factor ** 2
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         return F.pixel_unshuffle(image, self.factor)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(latent, self.factor)
-
-
-def load_autoencoder(arch: str) -> nn.Module:
-    """The autoencoder made by ``package.module:factory`` (or a registered name), frozen in eval mode."""
-    from binsr.errors import BinsrError
-    from binsr.models import build
-
-    autoencoder = build(arch)
-    if not isinstance(autoencoder, Autoencoder):
-        raise BinsrError(f"{arch!r} is not an autoencoder: it needs factor, latent_channels, encode and decode")
-    return autoencoder.eval().requires_grad_(False)

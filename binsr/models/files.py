@@ -1,5 +1,7 @@
-"""Model files: ``.safetensors`` weights with the architecture config in the header metadata, so a
-file alone rebuilds its model (no flags). Written atomically; loading checks that the file fits."""
+"""Model files: ``.safetensors`` weights with the model's description in the header, so a file alone
+rebuilds its model (no flags). Written atomically. Reading never runs anything the file names, and a
+file's tensors are compared with the structure its description implies before memory is allocated.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +12,36 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_model, save
+from safetensors.torch import load_file, load_model, save
 from torch import nn
 
 from binsr.errors import BinsrError
+from binsr.models.legacy import upgrade_v1
 from binsr.utils.fs import atomic_write
 
 METADATA_KEY = "binsr"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# safetensors' dtype names of each torch dtype a binsr file may hold
+DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+          torch.uint64: "U64", torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+FLOATS = {"F32", "F16", "BF16", "F64"}
 
 
-def save_model_file(path: str | os.PathLike[str], model: nn.Module, spec: dict[str, Any],
+def save_model_file(path: str | os.PathLike[str], model: nn.Module, header: dict[str, Any],
                     float_dtype: torch.dtype | None = None) -> None:
-    """Write ``model``'s weights and ``spec`` (JSON-able: kind, architecture, scale, ...) atomically;
+    """Write ``model``'s weights and its description ``header`` (JSON-able; format 2) atomically;
     ``float_dtype`` (e.g. float16) stores every floating-point tensor in that type."""
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if float_dtype is not None:
         state = {k: v.to(float_dtype) if v.is_floating_point() else v for k, v in state.items()}
-    metadata = {METADATA_KEY: json.dumps({"format": FORMAT_VERSION, **spec})}
+    metadata = {METADATA_KEY: json.dumps({**header, "format": FORMAT_VERSION})}
     with atomic_write(path, "wb") as handle:
         handle.write(save(state, metadata=metadata))
 
 
-def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The spec stored in a model file, or a clear error if the file is not a binsr model."""
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The description stored in a model file as a format-2 dict (format 1 is upgraded), or one clear
+    error if the file is not a binsr model. Only the header is read."""
     path = Path(path)
     if not path.is_file():
         raise BinsrError(f"model file not found: {path}")
@@ -44,7 +52,66 @@ def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise BinsrError(f"{path}: not a safetensors model file ({type(err).__name__})") from None
     if METADATA_KEY not in metadata:
         raise BinsrError(f"{path}: safetensors file without binsr metadata (not saved by binsr)")
-    return json.loads(metadata[METADATA_KEY])
+    try:
+        header = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as err:
+        raise BinsrError(f"{path}: the binsr header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise BinsrError(f"{path}: the binsr header must be a JSON object")
+    version = header.get("format")
+    try:
+        if version == 1:
+            return upgrade_v1(header)
+    except BinsrError as err:
+        raise BinsrError(f"{path}: {err}") from None
+    if version != FORMAT_VERSION:
+        raise BinsrError(f"{path}: model file format {version!r} is not one binsr reads (1 or {FORMAT_VERSION})")
+    return header
+
+
+def tensor_layout(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Each stored tensor's (shape, safetensors dtype name), read from the header alone."""
+    with safe_open(str(path), framework="pt") as handle:
+        return {key: (tuple(handle.get_slice(key).get_shape()), handle.get_slice(key).get_dtype())
+                for key in handle.keys()}
+
+
+def check_layout(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Raise one error naming the file and the first tensor that does not fit ``model``'s structure
+    (missing, unexpected, other shape, or other dtype: floats may differ in width, nothing else may).
+    ``model`` may live on the meta device: only shapes and dtypes are compared."""
+    stored = tensor_layout(path)
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in stored:
+            raise BinsrError(f"{path} does not fit its described model: missing tensor {key} "
+                             f"({len(set(expected) - set(stored))} missing)")
+        shape, dtype = stored[key]
+        if shape != tuple(tensor.shape):
+            raise BinsrError(f"{path} does not fit its described model: {key} is {list(shape)}, "
+                             f"the model needs {list(tensor.shape)}")
+        wanted = DTYPES.get(tensor.dtype, str(tensor.dtype))
+        if dtype != wanted and not (dtype in FLOATS and wanted in FLOATS):
+            raise BinsrError(f"{path} does not fit its described model: {key} is {dtype}, the model needs {wanted}")
+    unexpected = sorted(set(stored) - set(expected))
+    if unexpected:
+        raise BinsrError(f"{path} does not fit its described model: unexpected tensor {unexpected[0]} "
+                         f"({len(unexpected)} unexpected)")
+
+
+def load_into_skeleton(skeleton: nn.Module, path: str | os.PathLike[str],
+                       device: str | torch.device = "cpu") -> nn.Module:
+    """Check the file against ``skeleton`` (a structure on the meta device), then fill it: each stored
+    tensor is read once onto ``device`` (floats cast to the structure's dtype) and becomes the module's
+    parameter or buffer, so nothing is allocated twice."""
+    check_layout(skeleton, path)
+    expected = skeleton.state_dict()
+    state = load_file(str(path), device=str(device))
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and tensor.dtype != expected[key].dtype:
+            state[key] = tensor.to(expected[key].dtype)
+    skeleton.load_state_dict(state, strict=True, assign=True)
+    return skeleton
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:

@@ -18,16 +18,25 @@ UNET_PRESETS: dict[str, UNetConfig] = {
     # BI-DiffSR paper setting: CP-Down/Up, CS-Fusion, K = 5 TaR/TaA groups, FP up path at 256/128.
     "bidiffsr": UNetConfig(),
     # The FP SR3 baseline of BI-DiffSR's Table 2.
-    "sr3": UNetConfig(binary=None, resample="conv", fusion="block", fp_res=()),
+    "sr3": UNetConfig(resample="conv", fusion="block", fp_res=()),
     # CPU-sized: 3 levels of 32/64/128 channels, one res block each; FP up path at the top level.
     "bidiffsr-small": UNetConfig(inner_channel=32, channel_mults=(1, 2, 4), res_blocks=1, norm_groups=8, dropout=0.0,
                                  image_size=64, fp_res=(64,)),
     "sr3-small": UNetConfig(inner_channel=32, channel_mults=(1, 2, 4), res_blocks=1, norm_groups=8, dropout=0.0,
-                            image_size=64, binary=None, resample="conv", fusion="block", fp_res=()),
+                            image_size=64, resample="conv", fusion="block", fp_res=()),
 }
 
+# How each UNet preset is binarized (None: full precision). BI-DiffSR: its BI-Conv with K = 5 TaR/TaA
+# groups, the FP parts of SRUNet.full_precision_patterns.
+BIDIFFSR_BINARIZATION: dict[str, object] = {"method": "bidiffsr", "options": {"timestep_groups": 5}}
+UNET_BINARIZATION: dict[str, dict[str, object] | None] = {
+    "bidiffsr": BIDIFFSR_BINARIZATION, "sr3": None, "bidiffsr-small": BIDIFFSR_BINARIZATION, "sr3-small": None,
+}
+# The process T the paper presets' timestep groups are counted against (BI-DiffSR's SR3: 2000 steps).
+UNET_TIMESTEPS = 2000
 
-# ResShift / SinSR / BiMaCoSR networks (REFERENCE.md §3). Counted at a 64×64 latent (a 256×256 output
+
+# ResShift / SinSR / BiMaCoSR networks (ResShift, Yue et al. 2023; BiMaCoSR, Liu et al. 2025). Counted at a 64×64 latent (a 256×256 output
 # through the VQ-f4 autoencoder, which is not counted): see ``binsr complexity --arch bimacosr --size 64``.
 RESSHIFT_PRESETS: dict[str, ResShiftUNetConfig] = {
     # The paper's latent-space UNet: 160 channels, (1, 2, 2, 4), Swin layers at every level.
@@ -42,7 +51,7 @@ RESSHIFT_PRESETS: dict[str, ResShiftUNetConfig] = {
                                        swin_embed_dim=64, window_size=8),
 }
 
-# BiMaCoSR's binarization of the student (REFERENCE.md §4): three branches, r = 8, k = 2·max(C_in, C_out),
+# BiMaCoSR's binarization of the student (BiMaCoSR §3): three branches, r = 8, k = 2·max(C_in, C_out),
 # everything but the first and last conv binarized.
 BIMACOSR_BINARIZATION: dict[str, object] = {"method": "bimacosr", "options": {"rank": 8, "k": "2max"}}
 

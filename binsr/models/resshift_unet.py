@@ -1,5 +1,6 @@
-"""The ResShift / SinSR / BiMaCoSR UNet (REFERENCE.md §3): residual blocks with scale-shift timestep
-norm, Swin-Transformer window-attention layers at chosen resolutions, concatenated skips.
+"""The ResShift / SinSR / BiMaCoSR UNet — ResShift (Yue et al. 2023, "ResShift: Efficient Diffusion Model
+for Image Super-resolution by Residual Shifting"), the network SinSR (Wang et al. 2024) distils and
+BiMaCoSR (Liu et al. 2025) binarizes: residual blocks with scale-shift timestep norm, Swin-Transformer window-attention layers at chosen resolutions, concatenated skips.
 
 ``forward(x, t)``: x is cat[x_t (scaled), y] — ``in_channels`` = 2 × the state's channels (6 in pixel
 space, 6 for a 3-channel latent) — and t one timestep index per sample; the output is x̂₀.
@@ -15,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binsr.errors import BinsrError
-from binsr.models.unet import SinusoidalEmbedding, zero_init
+from binsr.config import check_ranges
+from binsr.models.denoiser import Denoiser, output_head, time_embedding
+from binsr.models.registry import register_network
 
 
 @dataclass
@@ -41,8 +43,14 @@ class ResShiftUNetConfig:
 
     def __post_init__(self) -> None:
         self.channel_mult, self.attn_res = tuple(self.channel_mult), tuple(self.attn_res)
+        check_ranges(self, in_channels=(1, 1024), out_channels=(1, 1024), model_channels=(1, 4096),
+                     channel_mult=(1, 64), num_res_blocks=(0, 32), norm_groups=(1, 4096), dropout=(0.0, 1.0),
+                     image_size=(1, 1 << 16), attn_res=(1, 1 << 16), swin_depth=(0, 64), swin_embed_dim=(1, 8192),
+                     window_size=(1, 256), mlp_ratio=(0.0, 64.0), head_channels=(1, 8192))
+        if not 1 <= len(self.channel_mult) <= 8:
+            raise ValueError(f"channel_mult must have 1 to 8 levels, got {len(self.channel_mult)}")
         if self.swin_embed_dim % self.head_channels:
-            raise BinsrError(f"swin_embed_dim {self.swin_embed_dim} must be a multiple of head_channels "
+            raise ValueError(f"swin_embed_dim {self.swin_embed_dim} must be a multiple of head_channels "
                              f"{self.head_channels}")
 
     def attention_levels(self) -> list[int]:
@@ -66,15 +74,24 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
-        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
-        relative = (coords[:, :, None] - coords[:, None, :]) + window - 1  # (2, N, N) in [0, 2w-2]
-        self.register_buffer("bias_index", relative[0] * (2 * window - 1) + relative[1], persistent=False)
+        self._bias_index: torch.Tensor | None = None
+
+    def bias_index(self, device: torch.device) -> torch.Tensor:
+        """(N, N) index into ``bias_table`` of each token pair's relative position (made on first use, so
+        a network built on the meta device and then loaded needs nothing recomputed)."""
+        if self._bias_index is None or self._bias_index.device != device:
+            window = self.window
+            coords = torch.stack(torch.meshgrid(torch.arange(window, device=device), torch.arange(window, device=device),
+                                                indexing="ij")).flatten(1)
+            relative = (coords[:, :, None] - coords[:, None, :]) + window - 1  # (2, N, N) in [0, 2w-2]
+            self._bias_index = relative[0] * (2 * window - 1) + relative[1]
+        return self._bias_index
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """windows (B·nW, N, C), mask (nW, N, N) additive or None → (B·nW, N, C)."""
         count, tokens, dim = windows.shape
         q, k, v = self.qkv(windows).reshape(count, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        bias = self.bias_table[self.bias_index].permute(2, 0, 1)[None]  # (1, heads, N, N)
+        bias = self.bias_table[self.bias_index(windows.device)].permute(2, 0, 1)[None]  # (1, heads, N, N)
         if mask is not None:
             bias = (bias.reshape(1, 1, self.heads, tokens, tokens)
                     + mask[None, :, None].to(bias)).expand(count // mask.shape[0], -1, -1, -1, -1)
@@ -180,7 +197,8 @@ class Stage(nn.Module):
         return self.swin(x) if self.swin is not None else x
 
 
-class ResShiftUNet(nn.Module):
+@register_network("resshift_unet", ResShiftUNetConfig)
+class ResShiftUNet(Denoiser):
     """(B, in_channels, H, W), timestep indices (B,) → x̂₀ (B, out_channels, H, W)."""
 
     def __init__(self, config: ResShiftUNetConfig) -> None:
@@ -188,8 +206,7 @@ class ResShiftUNet(nn.Module):
         self.config = config
         c, groups, dropout = config.model_channels, config.norm_groups, config.dropout
         emb_dim = 4 * c
-        self.time_mlp = nn.Sequential(SinusoidalEmbedding(c), nn.Linear(c, emb_dim), nn.SiLU(),
-                                      nn.Linear(emb_dim, emb_dim))
+        self.time_mlp = time_embedding(c, emb_dim, emb_dim)
         attention = set(config.attention_levels())
         heads = config.swin_embed_dim // config.head_channels
 
@@ -219,24 +236,14 @@ class ResShiftUNet(nn.Module):
                 channels = c * mult
             if level != 0:
                 self.upsample.append(nn.Conv2d(channels, channels, 3, padding=1))
-        self.tail = nn.Sequential(nn.GroupNorm(groups, channels), nn.SiLU(),
-                                  nn.Conv2d(channels, config.out_channels, 3, padding=1))
-        if config.zero_init_tail:
-            zero_init(self.tail[-1])
+        self.tail = output_head(channels, config.out_channels, groups, config.zero_init_tail)
 
     def full_precision_patterns(self) -> list[str]:
         """BiMaCoSR keeps only the first and the last conv full precision."""
         return ["head", "tail.2"]
 
-    def example_inputs(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero inputs for one forward pass at a state size of height × width (complexity counting)."""
-        return torch.zeros(1, self.config.in_channels, height, width), torch.zeros(1, dtype=torch.long)
-
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        multiple = self.config.multiple
-        if x.shape[-1] % multiple or x.shape[-2] % multiple:
-            raise BinsrError(f"input size {tuple(x.shape[-2:])} must be a multiple of {multiple} for this UNet")
-        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
+        t = self.prepare(x, t)  # checks, (B,) timesteps, per-sample timestep groups
         emb = self.time_mlp(t)
         h = self.head(x)
         skips, blocks = [h], iter(self.down)

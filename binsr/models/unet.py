@@ -1,8 +1,10 @@
-"""The SR3 / BI-DiffSR conditional UNet (REFERENCE.md §2).
+"""The SR3 / BI-DiffSR conditional UNet: SR3 (Saharia et al. 2022, "Image Super-Resolution via Iterative
+Refinement") and BI-DiffSR (Chen et al. 2024, "Binarized Diffusion Model for Image Super-Resolution").
 
-One full-precision network covers both papers' architectures; :func:`build_unet` then binarizes it
-with any method of :mod:`binsr.binary`, keeping the FP parts full precision. ``forward(x, t)``
-takes the 6-channel input (bicubic-upsampled LR concatenated with x_t) and one timestep per sample.
+One full-precision network covers both papers' architectures; a model description's ``binarize``
+(:mod:`binsr.models.description`) then binarizes it with any method of :mod:`binsr.binary`, keeping the
+FP parts (:meth:`SRUNet.full_precision_patterns`). ``forward(x, t)`` takes the 6-channel input
+(bicubic-upsampled LR concatenated with x_t) and one timestep per sample.
 
 Switches (``UNetConfig``):
 
@@ -16,16 +18,16 @@ Switches (``UNetConfig``):
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binsr.binary import binarize, set_timesteps
+from binsr.config import check_ranges
 from binsr.errors import BinsrError
+from binsr.models.denoiser import Denoiser, output_head, time_embedding
+from binsr.models.registry import register_network
 
 RESAMPLE = ("cp", "conv")
 FUSIONS = ("cs", "split", "concat", "add", "block")
@@ -33,7 +35,7 @@ FUSIONS = ("cs", "split", "concat", "add", "block")
 
 @dataclass
 class UNetConfig:
-    """Architecture of the conditional SR UNet. ``binary`` None means full precision."""
+    """Architecture of the conditional SR UNet (full precision; binarization is described beside it)."""
 
     in_channels: int = 6
     out_channels: int = 3
@@ -47,14 +49,16 @@ class UNetConfig:
     resample: str = "cp"
     fusion: str = "cs"
     fp_res: tuple[int, ...] = (256, 128)    # up-path resolutions kept full precision (binary models)
-    binary: str | None = "bidiffsr"
-    binary_options: dict[str, Any] = field(default_factory=lambda: {"timestep_groups": 5})
-    num_timesteps: int = 2000
     zero_init_tail: bool = False            # output conv starts at zero (guided-diffusion's zero_module)
 
     def __post_init__(self) -> None:
         self.channel_mults, self.attn_res, self.fp_res = (
             tuple(self.channel_mults), tuple(self.attn_res), tuple(self.fp_res))
+        check_ranges(self, in_channels=(1, 1024), out_channels=(1, 1024), inner_channel=(1, 4096),
+                     channel_mults=(1, 64), res_blocks=(0, 32), norm_groups=(1, 4096), dropout=(0.0, 1.0),
+                     attn_res=(1, 1 << 16), image_size=(1, 1 << 16), fp_res=(1, 1 << 16))
+        if not 1 <= len(self.channel_mults) <= 8:
+            raise ValueError(f"channel_mults must have 1 to 8 levels, got {len(self.channel_mults)}")
         if self.resample not in RESAMPLE:
             raise BinsrError(f"resample must be one of {RESAMPLE}, got {self.resample!r}")
         if self.fusion not in FUSIONS:
@@ -64,27 +68,6 @@ class UNetConfig:
     def multiple(self) -> int:
         """Input height and width must be multiples of this (one halving per level below the top)."""
         return 2 ** (len(self.channel_mults) - 1)
-
-
-def zero_init(layer: nn.Conv2d) -> None:
-    """Zero a layer's weight and bias: a residual-predicting network then starts at the identity of its base."""
-    nn.init.zeros_(layer.weight)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-
-
-class SinusoidalEmbedding(nn.Module):
-    """Timestep t (B,) → (B, dim) sin/cos features (WaveGrad/SR3 positional encoding)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        half = self.dim // 2
-        freqs = torch.exp(-math.log(1e4) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-        angles = t.float()[:, None] * freqs[None]
-        return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 class SelfAttention(nn.Module):
@@ -215,7 +198,8 @@ class Level(nn.Module):
         self.resample = resample
 
 
-class SRUNet(nn.Module):
+@register_network("sr_unet", UNetConfig)
+class SRUNet(Denoiser):
     """Conditional SR UNet: (B, in_channels, H, W) and timesteps (B,) → (B, out_channels, H, W)."""
 
     def __init__(self, config: UNetConfig) -> None:
@@ -223,7 +207,7 @@ class SRUNet(nn.Module):
         self.config = config
         c, groups, dropout = config.inner_channel, config.norm_groups, config.dropout
         self.head = nn.Conv2d(config.in_channels, c, 3, padding=1)
-        self.time_mlp = nn.Sequential(SinusoidalEmbedding(c), nn.Linear(c, 4 * c), nn.SiLU(), nn.Linear(4 * c, c))
+        self.time_mlp = time_embedding(c, 4 * c, c)
 
         def block(dim: int, dim_out: int, resolution: int) -> ResBlock:
             return ResBlock(dim, dim_out, c, groups, dropout, resolution in config.attn_res)
@@ -271,10 +255,7 @@ class SRUNet(nn.Module):
                 channels = channels // 2 if config.resample == "cp" else channels
                 resolution *= 2
             self.up_levels.append(Level(blocks, resample, fusions))
-        self.tail = nn.Sequential(nn.GroupNorm(groups, channels), nn.SiLU(),
-                                  nn.Conv2d(channels, config.out_channels, 3, padding=1))
-        if config.zero_init_tail:
-            zero_init(self.tail[-1])
+        self.tail = output_head(channels, config.out_channels, groups, config.zero_init_tail)
 
     def full_precision_patterns(self) -> list[str]:
         """Module-name globs of the parts BI-DiffSR keeps full precision: first conv, time MLP and the
@@ -287,16 +268,8 @@ class SRUNet(nn.Module):
                 patterns.append(f"up_levels.{index}.fusions.*")
         return patterns
 
-    def example_inputs(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero inputs for one forward pass at an output size of height × width (complexity counting)."""
-        return torch.zeros(1, self.config.in_channels, height, width), torch.zeros(1)
-
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        multiple = self.config.multiple
-        if x.shape[-1] % multiple or x.shape[-2] % multiple:
-            raise BinsrError(f"input size {tuple(x.shape[-2:])} must be a multiple of {multiple} for this UNet")
-        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
-        set_timesteps(self, t, self.config.num_timesteps)  # per-sample TaR/TaA groups (no-op when FP)
+        t = self.prepare(x, t)  # checks, (B,) timesteps, per-sample TaR/TaA groups
         emb = self.time_mlp(t)
         h = self.head(x)
         skips = [h]
@@ -315,12 +288,3 @@ class SRUNet(nn.Module):
             if level.resample is not None:
                 h = level.resample(h)
         return self.tail(h)
-
-
-def build_unet(config: UNetConfig) -> nn.Module:
-    """The UNet of ``config``, binarized with ``config.binary`` (FP parts kept) unless it is None."""
-    model = SRUNet(config)
-    if config.binary:
-        binarize(model, config.binary, keep_fp=model.full_precision_patterns(), inplace=True,
-                 **config.binary_options)
-    return model

@@ -13,7 +13,7 @@ from binsr.data.realesrgan import RealESRGANConfig
 from binsr.diffusion.distill import DistillConfig
 from binsr.diffusion.resshift import ResShiftSchedule
 from binsr.diffusion.sr3 import SR3Schedule
-from binsr.models.presets import RESSHIFT_PRESETS, UNET_PRESETS
+from binsr.models.presets import RESSHIFT_PRESETS, UNET_BINARIZATION, UNET_PRESETS
 from binsr.models.resshift_unet import ResShiftUNetConfig
 from binsr.models.unet import UNetConfig
 
@@ -66,10 +66,10 @@ class TrainConfig:
     task: str = "sr3"
     model: UNetConfig | ResShiftUNetConfig = field(default_factory=UNetConfig)
     diffusion: SR3Schedule | ResShiftSchedule = field(default_factory=SR3Schedule)
-    autoencoder: str | None = None        # resshift: latent space of package.module:factory (an Autoencoder)
+    autoencoder: str | dict[str, Any] | None = None  # resshift: a registered autoencoder, name or {type, config}
     teacher: str | None = None            # distill: the ResShift teacher's model file
     init: str | None = None               # distill: student weights to start from (default: the teacher)
-    binarize: BinarizeConfig | None = None
+    binarize: BinarizeConfig | None = None  # sr3: default the model preset's; distill: binarize the student
     distill: DistillConfig = field(default_factory=DistillConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -106,6 +106,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     model = dict(data.pop("model", {}) or {})
     diffusion = data.pop("diffusion", {}) or {}
+    binarize_given = "binarize" in data
     config = from_dict(TrainConfig, data)
     if task == "distill":
         if model or diffusion:
@@ -122,8 +123,14 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         config.diffusion = from_dict(SR3Schedule if task == "sr3" else ResShiftSchedule, diffusion, "diffusion.")
         if config.autoencoder and task != "resshift":
             raise ConfigError("autoencoder belongs to task 'resshift' (distillation takes the teacher's)")
-        if config.teacher or config.init or config.binarize:
-            raise ConfigError(f"teacher, init and binarize belong to task 'distill', not {task!r}")
+        if config.teacher or config.init:
+            raise ConfigError(f"teacher and init belong to task 'distill', not {task!r}")
+        if task == "resshift" and config.binarize is not None:
+            raise ConfigError("a ResShift teacher trains in full precision: binarize its one-step student "
+                              "(task 'distill')")
+        if task == "sr3" and not binarize_given:  # the preset's own binarization (BI-DiffSR's BI-Conv)
+            default = UNET_BINARIZATION[preset]
+            config.binarize = from_dict(BinarizeConfig, default, "binarize.") if default else None
     if config.data.degradation not in ("bicubic", "realesrgan"):
         raise ConfigError(f"data.degradation must be 'bicubic' or 'realesrgan', got {config.data.degradation!r}")
     if config.data.degradation == "realesrgan":

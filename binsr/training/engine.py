@@ -33,7 +33,8 @@ from binsr.data.realesrgan import RealESRGANDegradation
 from binsr.diffusion.sr3 import sample_generators
 from binsr.errors import BinsrError
 from binsr.metrics.psnr_ssim import psnr
-from binsr.models.files import save_model_file
+from binsr.models.files import FORMAT_VERSION, save_model_file
+from binsr.pipelines.model_file import ModelSpec
 from binsr.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from binsr.training.config import TrainConfig
 from binsr.training.tasks import make_task
@@ -94,8 +95,11 @@ class Trainer:
 
     # --- the model file every checkpoint and the final export carry ---------------------------
     def spec(self) -> dict[str, Any]:
-        return {**self.task.spec(), "name": self.config.name, "scale": self.config.data.scale,
-                "trained_steps": self.step, "recipe": to_dict(self.config)}
+        """The model file's header (format 2), validated like any file binsr reads."""
+        header = {**self.task.spec(), "format": FORMAT_VERSION, "name": self.config.name,
+                  "scale": self.config.data.scale, "packed": None, "sampling_steps": None,
+                  "trained_steps": self.step, "recipe": to_dict(self.config)}
+        return ModelSpec.parse(header).to_dict()
 
     def batches(self):
         """(lr, hr) batches of this process from ``self.step`` on, forever (epoch after epoch)."""

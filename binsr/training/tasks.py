@@ -22,12 +22,10 @@ from binsr.diffusion.resshift import ResShift, to_model_range
 from binsr.diffusion.sr3 import SR3
 from binsr.errors import BinsrError
 from binsr.image.resize import imresize
-from binsr.models.autoencoder import load_autoencoder
-from binsr.models.files import load_weights, read_spec
-from binsr.models.networks import apply_binarization, build_network, describe_network
-from binsr.models.resshift_unet import ResShiftUNet
-from binsr.models.unet import build_unet
-from binsr.pipelines import load_resshift_model
+from binsr.diffusion.processes import ProcessSpec
+from binsr.models.denoiser import bind_timesteps
+from binsr.models.description import AutoencoderSpec, BinarizationSpec, NetworkSpec, apply_binarization
+from binsr.pipelines import load_model, load_network, read_model_spec
 from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
 from binsr.training.config import TrainConfig
 
@@ -39,10 +37,17 @@ def upsampled(lr: torch.Tensor, scale: int) -> torch.Tensor:
     return imresize(lr, float(scale)).clamp(0, 1)
 
 
+def sr3_network(config: TrainConfig) -> tuple[nn.Module, BinarizationSpec | None]:
+    """The UNet of an sr3 recipe, binarized as its ``binarize`` says, bound to its process's T."""
+    network = NetworkSpec.of(config.model).build()
+    binarization = apply_binarization(network, to_dict(config.binarize)) if config.binarize is not None else None
+    return bind_timesteps(network, config.diffusion.num_timesteps), binarization
+
+
 class SR3Task:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.model = build_unet(config.model)
+        self.model, self.binarization = sr3_network(config)
         self.diffusion = SR3(config.diffusion)
         self.multiple = config.model.multiple
 
@@ -59,7 +64,8 @@ class SR3Task:
                            multiple=self.multiple)
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "sr3", "unet": to_dict(self.config.model), "diffusion": to_dict(self.config.diffusion)}
+        return {"kind": "sr3", "network": NetworkSpec.of(self.config.model, self.binarization).to_dict(),
+                "process": ProcessSpec.of(self.config.diffusion).to_dict(), "autoencoder": None, "teacher": None}
 
 
 class _LatentStates:
@@ -83,10 +89,11 @@ class _LatentStates:
 class ResShiftTask(_LatentStates):
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.model = ResShiftUNet(config.model)
+        self.model = bind_timesteps(NetworkSpec.of(config.model).build(), config.diffusion.num_timesteps)
         self.process = ResShift(config.diffusion)
         self.multiple = config.model.multiple
-        self.autoencoder = load_autoencoder(config.autoencoder) if config.autoencoder else None
+        self.autoencoder_spec = recipe_autoencoder(config.autoencoder)
+        self.autoencoder = self.autoencoder_spec.build() if self.autoencoder_spec is not None else None
         channels = self.autoencoder.latent_channels if self.autoencoder is not None else 3
         if (config.model.in_channels, config.model.out_channels) != (2 * channels, channels):
             raise BinsrError(f"model.in_channels / out_channels must be {2 * channels} / {channels} for "
@@ -106,8 +113,22 @@ class ResShiftTask(_LatentStates):
         return ResShiftUpscaler(net, self.process, self.config.data.scale, **self.upscaler_options(self.multiple))
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "resshift", "network": describe_network(self.config.model),
-                "diffusion": to_dict(self.config.diffusion), "autoencoder": self.config.autoencoder}
+        autoencoder = self.autoencoder_spec.to_dict() if self.autoencoder_spec is not None else None
+        return {"kind": "resshift", "network": NetworkSpec.of(self.config.model).to_dict(),
+                "process": ProcessSpec.of(self.config.diffusion).to_dict(), "autoencoder": autoencoder,
+                "teacher": None}
+
+
+def recipe_autoencoder(value: str | dict[str, Any] | None) -> AutoencoderSpec | None:
+    """A recipe's ``autoencoder``: a registered name, or ``{type, config}`` with some config values."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return AutoencoderSpec.named(value)
+    unknown = set(value) - {"type", "config"}
+    if unknown or "type" not in value:
+        raise BinsrError(f"autoencoder must be a registered name or {{type, config}}, got keys {sorted(value)}")
+    return AutoencoderSpec.named(value["type"], value.get("config"))
 
 
 class DistillTask(_LatentStates):
@@ -115,33 +136,31 @@ class DistillTask(_LatentStates):
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        teacher_spec = read_spec(config.teacher)
-        if teacher_spec.get("kind") != "resshift":
-            raise BinsrError(f"teacher {config.teacher} is not a ResShift teacher (kind {teacher_spec.get('kind')!r}); "
+        self.teacher_spec = read_model_spec(config.teacher)
+        if self.teacher_spec.kind != "resshift":
+            raise BinsrError(f"teacher {config.teacher} is not a ResShift teacher (kind {self.teacher_spec.kind!r}); "
                              f"train one with a 'resshift' recipe")
-        if teacher_spec["scale"] != config.data.scale:
-            raise BinsrError(f"teacher {config.teacher} is a x{teacher_spec['scale']} model but the student is "
+        if self.teacher_spec.scale != config.data.scale:
+            raise BinsrError(f"teacher {config.teacher} is a x{self.teacher_spec.scale} model but the student is "
                              f"trained for x{config.data.scale} (data.scale)")
-        self.teacher, self.process = load_resshift_model(config.teacher, teacher_spec)
+        teacher = load_model(config.teacher)
+        self.teacher, self.process, self.autoencoder = teacher.network, teacher.process, teacher.autoencoder
         self.teacher.requires_grad_(False).eval()
-        self.teacher_spec = teacher_spec
-        arch = teacher_spec.get("autoencoder")
-        self.autoencoder = load_autoencoder(arch) if arch else None
         init = config.init or config.teacher
-        init_spec = teacher_spec if init == config.teacher else read_spec(init)
-        if init_spec.get("kind") not in ("resshift", "onestep") or init_spec["scale"] != config.data.scale:
-            raise BinsrError(f"init {init} is not a x{config.data.scale} ResShift teacher or one-step student")
-        if init_spec["network"]["config"] != teacher_spec["network"]["config"]:
+        init_spec = teacher.spec if init == config.teacher else read_model_spec(init)
+        if init_spec.kind not in ("resshift", "onestep") or init_spec.scale != config.data.scale or init_spec.packed:
+            raise BinsrError(f"init {init} is not a x{config.data.scale} ResShift teacher or one-step student "
+                             f"with trainable weights")
+        if init_spec.network.config != teacher.spec.network.config:
             raise BinsrError(f"init {init} has another architecture than the teacher {config.teacher}")
-        self.model = build_network(init_spec["network"])
-        load_weights(self.model, init)
-        self.binarization = init_spec["network"].get("binarize")
+        self.model = load_network(init, init_spec)
+        self.binarization = init_spec.network.binarize
         if config.binarize is not None:
             if self.binarization:
-                raise BinsrError(f"init {init} is already binarized ({self.binarization['method']}); drop 'binarize'")
-            _, self.binarization = apply_binarization(self.model, to_dict(config.binarize))
+                raise BinsrError(f"init {init} is already binarized ({self.binarization.method}); drop 'binarize'")
+            self.binarization = apply_binarization(self.model, to_dict(config.binarize))
         self.distillation = SinSRDistillation(self.process, self.teacher, config.distill)
-        self.multiple = self.model.config.multiple
+        self.multiple = self.model.multiple
 
     def to(self, device: torch.device) -> DistillTask:
         for part in (self.model, self.teacher, self.autoencoder):
@@ -157,9 +176,11 @@ class DistillTask(_LatentStates):
         return OneStepUpscaler(net, self.process, self.config.data.scale, **self.upscaler_options(self.multiple))
 
     def spec(self) -> dict[str, Any]:
-        network = {**self.teacher_spec["network"], "binarize": self.binarization}
-        return {"kind": "onestep", "network": network, "diffusion": self.teacher_spec["diffusion"],
-                "teacher": Path(self.config.teacher).name, "autoencoder": self.teacher_spec.get("autoencoder")}
+        network = NetworkSpec(self.teacher_spec.network.type, self.teacher_spec.network.config, self.binarization)
+        autoencoder = self.teacher_spec.autoencoder
+        return {"kind": "onestep", "network": network.to_dict(), "process": self.teacher_spec.process.to_dict(),
+                "teacher": Path(self.config.teacher).name,
+                "autoencoder": autoencoder.to_dict() if autoencoder is not None else None}
 
 
 def make_task(config: TrainConfig) -> SR3Task | ResShiftTask | DistillTask:
