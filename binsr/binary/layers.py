@@ -27,7 +27,9 @@ from binsr.binary.quantizers import activation_planes, weight_bits
 
 
 class TimestepGrouped(nn.Module):
-    """Holds K per-channel parameter sets; ``group`` (int or (B,) tensor) picks one per sample."""
+    """Holds K per-channel parameter sets; ``group`` (int or (B,) tensor) picks one per sample. An input
+    whose batch is B·m rows folded sample-major (the windows of each sample, as Swin layers make) gets
+    each sample's set on its m rows."""
 
     def __init__(self, groups: int, channel_dim: int) -> None:
         super().__init__()
@@ -42,9 +44,11 @@ class TimestepGrouped(nn.Module):
         group = torch.as_tensor(self.group, device=param.device).long().reshape(-1)
         if group.numel() and (group.min() < 0 or group.max() >= self.num_groups):
             raise ValueError(f"timestep group {group.tolist()} out of range for {self.num_groups} groups")
-        if group.numel() not in (1, x.shape[0]):
+        if group.numel() > 1 and x.shape[0] % group.numel():
             raise ValueError(f"{group.numel()} timestep groups given for a batch of {x.shape[0]}")
         chosen = param[group]  # (1 or B, C)
+        if 1 < group.numel() < x.shape[0]:  # a batch folded sample-major (a Swin layer's windows): B·m rows
+            chosen = chosen.repeat_interleave(x.shape[0] // group.numel(), dim=0)
         shape = [chosen.shape[0]] + [1] * (x.dim() - 1)
         shape[self.channel_dim] = param.shape[1]
         return chosen.view(shape)

@@ -17,11 +17,14 @@ is allocated. Nothing named in a file is imported or called.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 from torch import nn
 
 from binsr.config import ConfigError, exact_keys
@@ -30,7 +33,8 @@ from binsr.diffusion.processes import ProcessSpec
 from binsr.errors import BinsrError
 from binsr.models.denoiser import bind_timesteps
 from binsr.models.description import AutoencoderSpec, NetworkSpec
-from binsr.models.files import FORMAT_VERSION, load_into_skeleton, read_header
+from binsr.models.files import FORMAT_VERSION, METADATA_KEY, load_into_skeleton, read_header
+from binsr.utils.fs import atomic_write
 
 KINDS = {"sr3": "sr3", "resshift": "resshift", "onestep": "resshift"}  # kind -> the process it needs
 KEYS = ("format", "kind", "scale", "network", "process", "autoencoder", "packed", "sampling_steps", "name",
@@ -159,3 +163,15 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     network = load_network(path, spec, device)
     autoencoder = spec.autoencoder.build().to(device) if spec.autoencoder is not None else None
     return LoadedModel(spec, network, spec.process.build(), autoencoder)
+
+
+def upgrade_model_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> ModelSpec:
+    """Rewrite a format-1 model file in format 2: the same tensors, byte for byte, under the new header.
+    The file is loaded first, so only a file that loads is rewritten (atomically)."""
+    spec = read_model_spec(source)
+    load_network(source, spec)
+    with safe_open(str(source), framework="pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    with atomic_write(target, "wb") as out:
+        out.write(save(tensors, metadata={METADATA_KEY: json.dumps(spec.to_dict())}))
+    return spec
