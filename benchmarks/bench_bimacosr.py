@@ -27,7 +27,7 @@ from binsr.models.presets import BIMACOSR_BINARIZATION
 SIZES = {"small": ("resshift-small", 256, 64, 4), "paper": ("resshift", 64, 64, 1)}  # preset, infer, train, batch
 
 
-def timed(fn, repeats: int) -> float:  # noqa: ANN001
+def timed(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -57,7 +57,7 @@ def run(size: str, repeats: int) -> dict[str, float]:
     x0 = torch.rand_like(y) * 2 - 1
     generators = lambda: [torch.Generator().manual_seed(i) for i in range(batch)]  # noqa: E731
 
-    def step(net: torch.nn.Module, loss_fn) -> float:  # noqa: ANN001
+    def step(net: torch.nn.Module, loss_fn) -> float:
         net.train()
         optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 1e-5)
 

@@ -5,10 +5,10 @@ For each shipped model (default: all) and each LR input size (default 64 and 256
 * ``cli_s``: wall time of the command a user types, ``binsr upscale IMG.png --model NAME -o DIR`` in a fresh
   process (Python start, imports, loading the packed file, reading, upscaling, writing the PNG);
 * ``packed_s`` / ``simulated_s`` / ``fp_s``: median in-process ``upscaler.upscale(lr)`` time (bicubic condition,
-  padding, every network call, decoding; outputs over 512² in 512-pixel tiles, as ``binsr upscale`` does) with the packed network, the simulated 1-bit network and the FP network
-  of the same architecture. The simulated and FP networks are built from the packed file's description with
-  untrained weights: their time does not depend on the weight values, and no float copy of the shipped weights
-  exists in the package.
+  padding, every network call, decoding; outputs over 512² in 512-pixel tiles, as ``binsr upscale`` does)
+  with the packed network, the simulated 1-bit network and the FP network of the same architecture. The
+  simulated and FP networks are built from the packed file's description with untrained weights: their time
+  does not depend on the weight values, and no float copy of the shipped weights exists in the package.
 
 Usage: python benchmarks/bench_upscale.py [--models bimacosr-x4 ...] [--sizes 64 256] [--repeats 3] [--json F]
 """

@@ -17,7 +17,7 @@ class DataError(BinsrError):
     """A dataset folder is empty, or its images do not fit the requested scale or patch size."""
 
 
-class MetricUnavailable(BinsrError):
+class MetricUnavailable(BinsrError):  # noqa: N818 - a state ("unavailable"), caught by name in the CLI
     """A metric cannot be computed here (e.g. LPIPS without its network weights)."""
 
 

@@ -1,8 +1,9 @@
 """Model cards for shipped models: what a model is, how it was trained, and what it measured.
 
 A card is a small JSON dict written beside a packed file (``binsr export ... --card``): architecture
-(the model file's own network, process and autoencoder descriptions, Params, OPs), training (recipe, data, steps, wall-clock hours from the run's log, the
-hardware) and the mean metrics of ``binsr eval --json`` results of that model.
+(the model file's own network, process and autoencoder descriptions, Params, OPs), training (recipe,
+data, steps, wall-clock hours from the run's log, the hardware) and the mean metrics of ``binsr eval --json``
+results of that model.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ from binsr.evaluation import describe_model
 from binsr.training import Trainer, load_train_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import smooth_image  # noqa: E402
-from test_deploy import tiny_onestep_spec, trained_file  # noqa: E402
+from conftest import smooth_image
+from test_deploy import tiny_onestep_spec, trained_file
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -16,7 +16,6 @@ from binsr.config import ConfigError
 from binsr.diffusion import DistillConfig, ResShift, SinSRDistillation, to_model_range
 from binsr.errors import BinsrError
 from binsr.models import ResShiftUNet, ResShiftUNetConfig, build
-from binsr.models.files import save_model_file
 from binsr.pipelines import read_model_spec
 from binsr.training import Trainer
 from binsr.training.config import load_train_config

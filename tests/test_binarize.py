@@ -153,7 +153,7 @@ def test_binarized_cnn_trains_on_a_toy_regression(method):
     before = latent.detach().clone()
     optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
     losses = []
-    for step in range(60):
+    for _ in range(60):
         loss = F.mse_loss(student(x), target)
         optimizer.zero_grad()
         loss.backward()

@@ -60,6 +60,20 @@ def test_imports_flow_downward():
     assert not violations, "\n".join(violations)
 
 
+def test_the_package_docstring_lists_every_layer():
+    """binsr/__init__.py names each part of the package under its layer number."""
+    doc = ast.get_docstring(ast.parse((REPO / "binsr" / "__init__.py").read_text()))
+    markers = list(re.finditer(r"(\d+)\. ``", doc))
+    listed = {}
+    for marker, following in zip(markers, markers[1:] + [None]):
+        segment = doc[marker.start():following.start() if following else len(doc)]
+        for part in re.findall(r"``(\w+)``", segment):
+            listed.setdefault(part, int(marker.group(1)))
+    for part, layer in LAYERS.items():
+        if part != "__init__":
+            assert listed.get(part) == layer, f"binsr/__init__.py lists '{part}' at {listed.get(part)}, not {layer}"
+
+
 def _readme_commands() -> list[str]:
     text = (REPO / "README.md").read_text()
     block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.S)

@@ -19,7 +19,7 @@ from binsr.image import read_image
 from binsr.pipelines import shipped
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_deploy import tiny_onestep_spec, trained_file  # noqa: E402
+from test_deploy import tiny_onestep_spec, trained_file
 
 CARD = {"name": "bimacosr-x4", "scale": 4, "method": "bimacosr", "bits": 1, "sampling": "1 network call",
         "training": {"steps": 3, "hardware": "test"}, "metrics": {"Set5": {"psnr": 10.0, "ssim": 0.1}}}

@@ -46,7 +46,7 @@ def test_decomposition_is_exact_and_uses_the_right_parts(shape):
 
 def _fp_three_branch(layer, **kwargs):
     """Three branches whose BMB keeps FP weights and inputs (no quantizers): must equal the layer."""
-    return build_three_branch(layer, lambda l: (BinaryConv2d if isinstance(l, nn.Conv2d) else BinaryLinear).from_float(l),
+    return build_three_branch(layer, lambda fp: (BinaryConv2d if isinstance(fp, nn.Conv2d) else BinaryLinear).from_float(fp),
                               **kwargs)
 
 

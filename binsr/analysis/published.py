@@ -1,6 +1,6 @@
 """Published numbers to print beside ours: BI-DiffSR's Table 2 (PSNR / SSIM / LPIPS; Params in M and OPs
-in G for one network call at a 3×256×256 output). Source: the BI-DiffSR paper (NeurIPS 2024), as
-collected in the project's REFERENCE.md; tests check this table against that file."""
+in G for one network call at a 3×256×256 output). Source: Chen et al., "Binarized Diffusion Model for
+Image Super-Resolution", NeurIPS 2024, Table 2."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - the CLI promise: one line, never a torch traceback
+    except Exception as err:
         if debug:
             raise
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import argparse
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from binsr.errors import BinsrError
+
+if TYPE_CHECKING:
+    from binsr.pipelines.base import Upscaler
 
 PROG = "binsr"
 
@@ -45,7 +50,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR", help="data root for dataset names (overrides $BINSR_DATA)")
 
 
-def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object):  # noqa: ANN202
+def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object) -> Upscaler:
     from binsr import pipelines
 
     if args.model == "bicubic":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -108,8 +109,9 @@ class ComplexityReport:
     def format_table(self) -> str:
         """Per-layer table followed by the totals, for terminals."""
         rows = [
-            (l.name or "(model)", l.kind, l.params_fp, l.params_binary, human_count(l.flops), human_count(l.bops))
-            for l in self.layers
+            (layer.name or "(model)", layer.kind, layer.params_fp, layer.params_binary, human_count(layer.flops),
+             human_count(layer.bops))
+            for layer in self.layers
         ]
         table = format_table(["layer", "type", "FP params", "binary params", "FLOPs", "BOPs"], rows, "llrrrr")
         totals = (
@@ -162,7 +164,7 @@ def count_complexity(model: nn.Module, *args: Any, **kwargs: Any) -> ComplexityR
     return ComplexityReport(layers, _storage_bytes(model, binary_params), sorted(uncounted))
 
 
-def _make_hook(cost: LayerCost, custom: Any, rule: Any):
+def _make_hook(cost: LayerCost, custom: Any, rule: Any) -> Callable[..., None]:
     def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         cost.calls += 1
         if custom is not None:

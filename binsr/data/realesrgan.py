@@ -260,7 +260,9 @@ class RealESRGANDegradation:
         if draw.chance(c.second_order_prob):
             stages.append(("second", "2", c.blur_kernel_size2, c.second_blur_prob))
         for stage, suffix, kernel_size, blur_prob in stages:
-            get = lambda name: getattr(c, name + suffix)  # noqa: E731
+            def get(name: str, suffix: str = suffix) -> Any:  # the stage's own setting (suffix "" or "2")
+                return getattr(c, name + suffix)
+
             if draw.chance(blur_prob):
                 kernel = random_blur_kernel(draw, kernel_size, get("kernel_list"), get("kernel_prob"), get("sinc_prob"),
                                             get("blur_sigma"), get("betag_range"), get("betap_range"), stage)

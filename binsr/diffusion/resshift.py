@@ -49,7 +49,8 @@ class ResShiftSchedule:
     def __post_init__(self) -> None:
         if self.target not in ("image", "residual"):
             raise ValueError(f"target must be 'image' or 'residual', got {self.target!r}")
-        if isinstance(self.num_timesteps, bool) or not isinstance(self.num_timesteps, int) or not 2 <= self.num_timesteps <= 10_000:
+        steps = self.num_timesteps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= 10_000:
             raise ValueError(f"num_timesteps must be an integer from 2 to 10000, got {self.num_timesteps!r}")
         if self.kappa <= 0 or self.power <= 0:
             raise ValueError(f"kappa and power must be positive, got kappa={self.kappa}, power={self.power}")

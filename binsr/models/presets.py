@@ -36,8 +36,9 @@ UNET_BINARIZATION: dict[str, dict[str, object] | None] = {
 UNET_TIMESTEPS = 2000
 
 
-# ResShift / SinSR / BiMaCoSR networks (ResShift, Yue et al. 2023; BiMaCoSR, Liu et al. 2025). Counted at a 64×64 latent (a 256×256 output
-# through the VQ-f4 autoencoder, which is not counted): see ``binsr complexity --arch bimacosr --size 64``.
+# ResShift / SinSR / BiMaCoSR networks (ResShift, Yue et al. 2023; BiMaCoSR, Liu et al. 2025). Counted at a
+# 64×64 latent (a 256×256 output through the VQ-f4 autoencoder, which is not counted): see
+# ``binsr complexity --arch bimacosr --size 64``.
 RESSHIFT_PRESETS: dict[str, ResShiftUNetConfig] = {
     # The paper's latent-space UNet: 160 channels, (1, 2, 2, 4), Swin layers at every level.
     "resshift": ResShiftUNetConfig(),

@@ -1,6 +1,7 @@
 """The ResShift / SinSR / BiMaCoSR UNet — ResShift (Yue et al. 2023, "ResShift: Efficient Diffusion Model
 for Image Super-resolution by Residual Shifting"), the network SinSR (Wang et al. 2024) distils and
-BiMaCoSR (Liu et al. 2025) binarizes: residual blocks with scale-shift timestep norm, Swin-Transformer window-attention layers at chosen resolutions, concatenated skips.
+BiMaCoSR (Liu et al. 2025) binarizes: residual blocks with scale-shift timestep norm, Swin-Transformer
+window-attention layers at chosen resolutions, concatenated skips.
 
 ``forward(x, t)``: x is cat[x_t (scaled), y] — ``in_channels`` = 2 × the state's channels (6 in pixel
 space, 6 for a 3-channel latent) — and t one timestep index per sample; the output is x̂₀.

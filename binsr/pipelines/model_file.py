@@ -95,7 +95,8 @@ class ModelSpec:
             kind=kind, scale=scale, network=NetworkSpec.parse(data["network"]), process=process,
             autoencoder=None if data["autoencoder"] is None else AutoencoderSpec.parse(data["autoencoder"]),
             packed=packed, sampling_steps=_optional(data["sampling_steps"], int, "sampling_steps", 1, 100_000),
-            name=_optional(data["name"], str, "name"), trained_steps=_optional(data["trained_steps"], int, "trained_steps", 0, 1 << 40),
+            name=_optional(data["name"], str, "name"),
+            trained_steps=_optional(data["trained_steps"], int, "trained_steps", 0, 1 << 40),
             recipe=recipe, teacher=_optional(data["teacher"], str, "teacher"))
 
     def to_dict(self) -> dict[str, Any]:

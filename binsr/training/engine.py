@@ -14,6 +14,7 @@ import csv
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ class Trainer:
                   "trained_steps": self.step, "recipe": to_dict(self.config)}
         return ModelSpec.parse(header).to_dict()
 
-    def batches(self):
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(lr, hr) batches of this process from ``self.step`` on, forever (epoch after epoch)."""
         batch, count = self.config.data.batch_size, len(self.dataset)
         per_epoch = count // self.global_batch
