@@ -12,11 +12,13 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
 from binsr.errors import BinsrError
+from binsr.utils.registry import ComponentType, Registry
 
 T = TypeVar("T")
 
@@ -104,6 +106,45 @@ def exact_keys(data: Any, where: str, required: tuple[str, ...]) -> dict[str, An
         if key not in required:
             raise ConfigError(f"'{where}' has unknown key '{key}' (keys: {', '.join(required)})")
     return data
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """``{"type": a registered name, "config": {...every field...}}``: one component of a model file.
+    Subclasses name their registry (whose entries are :class:`~binsr.utils.registry.ComponentType`)."""
+
+    type: str
+    config: Any
+    registry: ClassVar[Registry[ComponentType]]
+    where: ClassVar[str]
+
+    @classmethod
+    def parse(cls, data: Any, where: str | None = None) -> Any:
+        """From a file: the type must be registered and every config field given."""
+        where = where or cls.where
+        data = exact_keys(data, where, ("type", "config"))
+        kind = cls.registry.get(data["type"])
+        return cls(kind.name, from_dict(kind.config, data["config"], f"{where}.config.", complete=True))
+
+    @classmethod
+    def named(cls, name: str, config: dict[str, Any] | None = None) -> Any:
+        """From a recipe: a registered name with some config values (defaults filled in)."""
+        kind = cls.registry.get(name)
+        return cls(kind.name, from_dict(kind.config, config or {}, f"{cls.where}.config."))
+
+    @classmethod
+    def of(cls, config: Any) -> Any:
+        """The spec of ``config``, an instance of a registered config class."""
+        kind = next((entry for entry in cls.registry.values() if isinstance(config, entry.config)), None)
+        if kind is None:
+            raise ConfigError(f"no registered {cls.registry.what} has config {type(config).__name__}")
+        return cls(kind.name, config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "config": to_dict(self.config)}
+
+    def build(self) -> Any:
+        return self.registry.get(self.type).cls(self.config)
 
 
 def check_ranges(config: Any, **ranges: tuple[float, float]) -> None:

@@ -98,6 +98,8 @@ class LowRankBranch(nn.Module):
         else:
             self.down = nn.Conv2d(in_features, rank, 1, stride=stride, bias=False, **like)
             self.up = nn.Conv2d(rank, out_features, 1, bias=False, **like)
+        if down.is_meta:  # a structure only: no values to copy
+            return
         with torch.no_grad():
             self.down.weight.copy_(down.view_as(self.down.weight))
             self.up.weight.copy_(up.view_as(self.up.weight))
@@ -214,6 +216,7 @@ def build_three_branch(layer: nn.Module, bmb_factory: Callable[[nn.Module], nn.M
     lrmb = LowRankBranch(parts.up, parts.down, conv_stride) if use_lrmb and rank > 0 else None
     smb = SparseBranch(parts.sparse_index, parts.sparse_values, shape, conv_stride) if use_smb and k > 0 else None
     bmb = bmb_factory(layer)
-    with torch.no_grad():
-        bmb.weight.copy_(parts.remainder)
+    if not layer.weight.is_meta:
+        with torch.no_grad():
+            bmb.weight.copy_(parts.remainder)
     return ThreeBranch(bmb, lrmb, smb)

@@ -113,7 +113,8 @@ def unpack_signs(packed: torch.Tensor, channels: int) -> torch.Tensor:
 
 def stray_bits(packed: torch.Tensor, channels: int) -> int:
     """How many bits are set past the last of ``channels`` (0 in every valid file)."""
-    return int(unpack_signs(packed, packed.shape[-1] * WORD_BITS)[..., channels:].sum())
+    full = channels // WORD_BITS  # words wholly inside the channels: only the later words can have stray bits
+    return int(unpack_signs(packed[..., full:], (packed.shape[-1] - full) * WORD_BITS)[..., channels % WORD_BITS:].sum())
 
 
 # --- packed weights ------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from torch import nn
 
 from binsr.binary import METHODS, binarize
 from binsr.binary.convert import check_option
-from binsr.config import ConfigError, exact_keys, from_dict, to_dict
+from binsr.config import ComponentSpec, ConfigError, exact_keys, from_dict, to_dict
 from binsr.errors import BinsrError
 from binsr.models.registry import AUTOENCODERS, NETWORKS
 
@@ -163,28 +163,12 @@ def apply_binarization(network: nn.Module, binarization: BinarizationSpec | dict
     return BinarizationSpec(method, dict(report.options), tuple(keep_fp), report.layer_options())
 
 
-@dataclass(frozen=True)
-class AutoencoderSpec:
+class AutoencoderSpec(ComponentSpec):
     """A registered autoencoder and its complete config."""
 
-    type: str
-    config: Any
-
-    @classmethod
-    def parse(cls, data: Any, where: str = "autoencoder") -> AutoencoderSpec:
-        data = exact_keys(data, where, ("type", "config"))
-        kind = AUTOENCODERS.get(data["type"])
-        return cls(kind.name, from_dict(kind.config, data["config"], f"{where}.config.", complete=True))
-
-    @classmethod
-    def named(cls, name: str, config: dict[str, Any] | None = None) -> AutoencoderSpec:
-        """A recipe's autoencoder: a registered name with optional config values (defaults filled in)."""
-        kind = AUTOENCODERS.get(name)
-        return cls(kind.name, from_dict(kind.config, config or {}, "autoencoder.config."))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "config": to_dict(self.config)}
+    registry = AUTOENCODERS
+    where = "autoencoder"
 
     def build(self) -> nn.Module:
         """The autoencoder, frozen in eval mode."""
-        return AUTOENCODERS.get(self.type).cls(self.config).eval().requires_grad_(False)
+        return super().build().eval().requires_grad_(False)

@@ -10,21 +10,8 @@ A plugin package registers its own from a module named in the ``binsr.networks``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from torch import nn
-
-from binsr.utils.registry import Registry
-
-
-@dataclass(frozen=True)
-class ComponentType:
-    """A registered kind of module: its name, its config dataclass and the class built from a config."""
-
-    name: str
-    config: type
-    cls: Callable[[object], nn.Module]
-
+from binsr.utils.registry import ComponentType, Registry
 
 NETWORKS: Registry[ComponentType] = Registry("network type", "binsr.networks")
 AUTOENCODERS: Registry[ComponentType] = Registry("autoencoder", "binsr.autoencoders")

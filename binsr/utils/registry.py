@@ -10,12 +10,22 @@ one inside a file is not.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from binsr.errors import BinsrError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ComponentType:
+    """A registered kind of component: its name, its config dataclass and what is built from a config."""
+
+    name: str
+    config: type
+    cls: Callable[[Any], Any]
 
 
 class Registry(Generic[T]):
