@@ -396,3 +396,24 @@ def test_a_new_architecture_is_one_registration(tmp_path: Path) -> None:
     x = torch.randn(1, 6, 4, 4)
     with torch.no_grad():
         assert torch.equal(load_network(path)(x, torch.zeros(1)), network(x, torch.zeros(1)))
+
+
+def test_plugins_register_through_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package's entry point is loaded once, the first time a name is missing; it registers."""
+    from binsr.utils import registry as module
+
+    things = module.Registry("thing", "binsr.things")
+    loaded = []
+
+    class Point:
+        def load(self) -> None:
+            loaded.append(True)
+            things.register("plugged", "from a plugin")
+
+    monkeypatch.setattr(module, "entry_points", lambda group: [Point()] if group == "binsr.things" else [])
+    assert things.get("plugged") == "from a plugin" and loaded == [True]
+    with pytest.raises(BinsrError, match=r"unknown thing 'nope' \(known: plugged\)"):
+        things.get("nope")
+    with pytest.raises(BinsrError, match="unknown thing 3"):
+        things.get(3)
+    assert loaded == [True]
