@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm.auto import tqdm
 
 from binsr.config import check_ranges
+
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler, DDPMScheduler
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -64,10 +67,15 @@ class SR3Schedule:
                 "beta_end": self.beta_end, "beta_schedule": self.beta_schedule,
                 "prediction_type": self.prediction_type}
 
+    # diffusers is imported where a scheduler is made: it takes seconds to import, and only SR3 models need it.
     def ddpm(self) -> DDPMScheduler:
+        from diffusers import DDPMScheduler
+
         return DDPMScheduler(**self._kwargs())
 
     def ddim(self) -> DDIMScheduler:
+        from diffusers import DDIMScheduler
+
         return DDIMScheduler(**self._kwargs())
 
 

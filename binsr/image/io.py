@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import png  # pypng
-import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -125,6 +124,8 @@ def _high_depth_colour(path: Path, im: Image.Image) -> np.ndarray | None:
     if im.format == "TIFF" and im.mode in ("RGB", "RGBA"):
         bits = im.tag_v2.get(_TIFF_BITS_PER_SAMPLE, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) == 16:
+            import tifffile  # only for TIFF files: importing it costs a tenth of a second at every start
+
             array = tifffile.imread(path)
             if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
                 array = array.transpose(1, 2, 0)  # planar TIFF
