@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 
 import torch
+from torch import nn
 
 from binsr.cli.common import example_inputs, parse_option, parse_size
 from binsr.errors import BinsrError
@@ -42,16 +44,33 @@ def add_complexity(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_complexity)
 
 
+def user_architecture(arch: str) -> nn.Module:
+    """``--arch``: a registered name, or ``package.module:factory`` typed by the user on the command line
+    (the only place binsr imports code by a path; model files name registered types only)."""
+    from binsr.models import ARCHITECTURES, build
+
+    if arch in ARCHITECTURES or ":" not in arch:
+        return build(arch)
+    module_name, _, attr = arch.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise BinsrError(f"cannot import architecture {arch!r}: {err}") from None
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise BinsrError(f"{arch!r} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
 def _run_complexity(args: argparse.Namespace) -> int:
     from binsr.binary import binarize
     from binsr.complexity import count_complexity
-    from binsr.models import build
     from binsr.utils import write_json
     from binsr.utils.text import human_count
 
     height, width = parse_size(args.size)
-    model = build(args.arch)
-    reference = build(args.compare) if args.compare else (model if args.method else None)
+    model = user_architecture(args.arch)
+    reference = user_architecture(args.compare) if args.compare else (model if args.method else None)
     summary: dict = {"arch": args.arch, "size": [height, width], "scale": args.scale, "method": args.method}
     if args.method:
         model, report = binarize(model, args.method, keep_fp=args.keep_fp, inplace=False,

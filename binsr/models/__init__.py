@@ -1,14 +1,13 @@
 """Model architectures by name, built on :mod:`binsr.binary`.
 
 Networks implement the :class:`~binsr.models.denoiser.Denoiser` contract and are registered by type
-(:func:`register_network`); a model file describes one as a :class:`NetworkSpec`. :func:`build` takes a
-registered architecture name, or an import path ``package.module:factory`` that a user types (never
-one read from a file), so tools such as ``binsr complexity`` work on any model.
+(:func:`register_network`); a model file describes one as a :class:`NetworkSpec`. :func:`build` makes a
+registered architecture by name; nothing here imports code by a path (only the CLI does, for an
+``--arch package.module:factory`` the user types).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from torch import nn
@@ -52,21 +51,11 @@ ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
 
 
 def build(arch: str) -> nn.Module:
-    """The model called ``arch`` (registered name) or made by ``package.module:factory`` (typed by a user)."""
-    if arch in ARCHITECTURES:
-        return ARCHITECTURES[arch]()
-    if ":" not in arch:
-        known = ", ".join(sorted(ARCHITECTURES)) or "none registered yet"
-        raise BinsrError(f"unknown architecture {arch!r} (names: {known}; or give package.module:factory)")
-    module_name, _, attr = arch.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise BinsrError(f"cannot import architecture {arch!r}: {err}") from None
-    model = factory()
-    if not isinstance(model, nn.Module):
-        raise BinsrError(f"{arch!r} returned {type(model).__name__}, not an nn.Module")
-    return model
+    """The registered architecture called ``arch`` (a new, untrained network)."""
+    if arch not in ARCHITECTURES:
+        raise BinsrError(f"unknown architecture {arch!r} (names: {', '.join(sorted(ARCHITECTURES))}; "
+                         f"or give package.module:factory)")
+    return ARCHITECTURES[arch]()
 
 
 __all__ = ["ARCHITECTURES", "AUTOENCODERS", "NETWORKS", "RESSHIFT_PRESETS", "UNET_BINARIZATION", "UNET_PRESETS",
