@@ -135,10 +135,7 @@ class ComponentSpec:
     @classmethod
     def of(cls, config: Any) -> Any:
         """The spec of ``config``, an instance of a registered config class."""
-        kind = next((entry for entry in cls.registry.values() if isinstance(config, entry.config)), None)
-        if kind is None:
-            raise ConfigError(f"no registered {cls.registry.what} has config {type(config).__name__}")
-        return cls(kind.name, config)
+        return cls(cls.registry.type_of(config).name, config)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "config": to_dict(self.config)}

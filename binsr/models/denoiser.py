@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from binsr.binary.layers import TimestepGrouped, set_timesteps
+from binsr.binary.layers import TimestepGrouped, timestep_to_group
 from binsr.errors import BinsrError
 
 
@@ -65,16 +65,14 @@ class Denoiser(nn.Module):
             t = t.expand(x.shape[0])
         elif t.numel() != x.shape[0]:
             raise BinsrError(f"{t.numel()} timesteps given for a batch of {x.shape[0]}")
-        if self.timestep_groups() > 1:
+        grouped = [m for m in self.modules() if isinstance(m, TimestepGrouped) and m.num_groups > 1]
+        if grouped:  # parts with one group always use it
             if self.num_timesteps is None:
                 raise BinsrError(f"{type(self).__name__} has timestep-aware parts but no process T: "
                                  f"call binsr.models.bind_timesteps(network, T) first")
-            set_timesteps(self, t, self.num_timesteps)
+            for module in grouped:
+                module.group = timestep_to_group(t, module.num_groups, self.num_timesteps)
         return t
-
-    def timestep_groups(self) -> int:
-        """The largest number of timestep groups K of any part (1: nothing depends on t)."""
-        return max((m.num_groups for m in self.modules() if isinstance(m, TimestepGrouped)), default=1)
 
 
 def bind_timesteps(network: nn.Module, num_timesteps: int) -> nn.Module:

@@ -94,10 +94,7 @@ class NetworkSpec:
     @classmethod
     def of(cls, config: Any, binarize: BinarizationSpec | None = None) -> NetworkSpec:
         """The description of a network with ``config`` (an instance of a registered config class)."""
-        kind = next((entry for entry in NETWORKS.values() if isinstance(config, entry.config)), None)
-        if kind is None:
-            raise BinsrError(f"no registered network type has config {type(config).__name__}")
-        return cls(kind.name, config, binarize)
+        return cls(NETWORKS.type_of(config).name, config, binarize)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "config": to_dict(self.config),

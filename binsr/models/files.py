@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,11 @@ def tensor_layout(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ..
                 for key in handle.keys()}
 
 
-def check_layout(model: nn.Module, path: str | os.PathLike[str], expected: dict[str, torch.Tensor] | None = None) -> None:
-    """Raise one error naming the file and the first tensor that does not fit ``model``'s structure
-    (missing, unexpected, other shape, or other dtype: floats may differ in width, nothing else may).
-    ``model`` may live on the meta device: only shapes and dtypes are compared."""
+def check_layout(expected: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Raise one error naming the file and the first tensor that does not fit ``expected`` (a state dict,
+    typically of a structure on the meta device): missing, unexpected, other shape, or other dtype
+    (floats may differ in width, nothing else may). Only shapes and dtypes are compared."""
     stored = tensor_layout(path)
-    expected = model.state_dict() if expected is None else expected
     for key, tensor in expected.items():
         if key not in stored:
             raise BinsrError(f"{path} does not fit its described model: missing tensor {key} "
@@ -105,7 +105,7 @@ def load_into_skeleton(skeleton: nn.Module, path: str | os.PathLike[str],
     tensor is read once onto ``device`` (floats cast to the structure's dtype) and becomes the module's
     parameter or buffer, so nothing is allocated twice."""
     expected = skeleton.state_dict()
-    check_layout(skeleton, path, expected)
+    check_layout(expected, path)
     state = load_file(str(path), device=str(device))
     # What load_state_dict(assign=True) does, without its per-module hook and key-filtering passes (a
     # third of the load time of a packed network with ~1000 modules): each tensor replaces its meta twin.

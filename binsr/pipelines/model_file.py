@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -117,10 +117,6 @@ class ModelSpec:
         """How many times smaller than the image the network works (1: pixel space)."""
         return int(self.autoencoder.config.factor) if self.autoencoder is not None else 1
 
-    def full_precision(self) -> ModelSpec:
-        """The FP twin's spec: same architecture and process, not binarized, not packed."""
-        return replace(self, network=self.network.full_precision(), packed=None)
-
 
 def read_model_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """The validated description of model file ``path`` (one line naming the file on any problem)."""
@@ -158,9 +154,11 @@ def load_network(path: str | os.PathLike[str], spec: ModelSpec | None = None,
     return bind_timesteps(network, spec.process.num_timesteps)
 
 
-def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
-    """Every part of model file ``path``, validated before anything is allocated."""
-    spec = read_model_spec(path)
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+               spec: ModelSpec | None = None) -> LoadedModel:
+    """Every part of model file ``path`` (whose spec, when already read, is ``spec``), validated before
+    anything is allocated."""
+    spec = spec or read_model_spec(path)
     network = load_network(path, spec, device)
     autoencoder = spec.autoencoder.build().to(device) if spec.autoencoder is not None else None
     return LoadedModel(spec, network, spec.process.build(), autoencoder)

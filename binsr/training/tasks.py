@@ -10,6 +10,7 @@ model-file spec. The engine (:mod:`binsr.training.engine`) runs any of them the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ class DistillTask(_LatentStates):
         if self.teacher_spec.scale != config.data.scale:
             raise BinsrError(f"teacher {config.teacher} is a x{self.teacher_spec.scale} model but the student is "
                              f"trained for x{config.data.scale} (data.scale)")
-        teacher = load_model(config.teacher)
+        teacher = load_model(config.teacher, spec=self.teacher_spec)
         self.teacher, self.process, self.autoencoder = teacher.network, teacher.process, teacher.autoencoder
         self.teacher.requires_grad_(False).eval()
         init = config.init or config.teacher
@@ -176,7 +177,7 @@ class DistillTask(_LatentStates):
         return OneStepUpscaler(net, self.process, self.config.data.scale, **self.upscaler_options(self.multiple))
 
     def spec(self) -> dict[str, Any]:
-        network = NetworkSpec(self.teacher_spec.network.type, self.teacher_spec.network.config, self.binarization)
+        network = replace(self.teacher_spec.network, binarize=self.binarization)
         autoencoder = self.teacher_spec.autoencoder
         return {"kind": "onestep", "network": network.to_dict(), "process": self.teacher_spec.process.to_dict(),
                 "teacher": Path(self.config.teacher).name,

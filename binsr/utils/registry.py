@@ -81,11 +81,12 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
-    def __len__(self) -> int:
-        return len(self.names())
-
-    def items(self) -> list[tuple[str, T]]:
-        return [(name, self._entries[name]) for name in self.names()]
-
     def values(self) -> list[T]:
         return [self._entries[name] for name in self.names()]
+
+    def type_of(self, config: object) -> T:
+        """The entry whose ``config`` class ``config`` is an instance of (entries are ComponentTypes)."""
+        entry = next((e for e in self.values() if isinstance(config, e.config)), None)
+        if entry is None:
+            raise BinsrError(f"no registered {self.what} has config {type(config).__name__}")
+        return entry
