@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from binsr.binary.branches import ThreeBranch
 from binsr.binary.convert import set_submodule
-from binsr.deploy.layers import PACKED_FORMS, _PackedBinaryLayer
+from binsr.deploy.layers import PACKED_FORMS, PackedThreeBranch, _PackedBinaryLayer
 from binsr.errors import BinsrError
 
 
@@ -55,6 +56,9 @@ def pack_model(model: nn.Module, fill: bool = True) -> PackReport:
         report.layers.append(name)
         report.binary_weights += module.weight.numel()
         report.packed_bytes += packed.weight_bits.numel() * 8 + packed.weight_scale.numel() * 4
+    for name, module in list(model.named_modules()):  # BiMaCoSR's layers: all three branches in one call
+        if type(module) is ThreeBranch and isinstance(module.bmb, _PackedBinaryLayer):
+            set_submodule(model, name, PackedThreeBranch(module.bmb, module.lrmb, module.smb))
     model.eval()
     model.requires_grad_(False)
     return report

@@ -13,9 +13,11 @@ floats and ``F.conv2d``/``F.linear`` (exact while |dot| < 2²⁴).
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -240,3 +242,111 @@ def _native_conv(packed: torch.Tensor, weight: PackedWeight, scale: torch.Tensor
                  weight.channels, weight.out_channels, hp, wp, *out_size, *kernel, *stride, *padding,
                  torch.get_num_threads())
     return out
+
+
+# --- fused layers ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Epilogue:
+    """What a fused layer does after α·(binary result), in this order, while each output tile is hot:
+    + ``bias`` (O,); RPReLU ``activation`` = (shift, slope, bias), each (rows, O), row ⌊sample·rows/N⌋
+    for each sample (token block for linears); + the input (``residual``, identity shortcut);
+    + LRMB ``up`` (O, r) · ``down`` (r, C) · x; + SMB ``sparse`` = (row pointers (O+1,), input channels (k,),
+    values (k,)), CSR over the (O, C) matrix, int32/int32/float32."""
+
+    bias: torch.Tensor | None = None
+    activation: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    residual: bool = False
+    down: torch.Tensor | None = None
+    up: torch.Tensor | None = None
+    sparse: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+
+def fusable(x: torch.Tensor) -> bool:
+    """Whether :func:`fused_binary_layer` can run on ``x`` (native kernels on, a float32 CPU tensor)."""
+    return _native_on(x) and x.dtype == torch.float32
+
+
+def _ptr(t: torch.Tensor | None, dtype: torch.dtype, shape: tuple[int, ...], what: str) -> int:
+    if t is None:
+        return 0
+    if t.dtype != dtype or not t.is_contiguous() or tuple(t.shape) != shape or t.device.type != "cpu":
+        raise BinsrError(f"fused layer: {what} must be a contiguous {dtype} CPU tensor of shape {shape}, "
+                         f"got {t.dtype} {tuple(t.shape)}")
+    return t.data_ptr()
+
+
+class FusedCall:
+    """A whole packed layer prepared for one input shape: (N, C, H, W) → (N, O, H', W') for a 4-D weight
+    (conv), (..., C) → (..., O) for a 2-D one (linear). Built once (shapes and tables checked, pointers
+    taken), then ``call(x, h)`` is one native call: sign-pack ``h`` (default ``x``; the layer's pre-biased
+    input) against ``threshold`` (rows, C) with BiMaCoSR's per-pixel β = mean_c |h| if ``pixel_scale``,
+    XNOR-popcount, α, then the :class:`Epilogue` (its residual, LRMB and SMB read ``x``). Rows of the
+    per-sample tables divide the samples (tokens for linears) in order. Equal to the unfused layer up to
+    float rounding (the binary dot products are the same integers).
+    """
+
+    def __init__(self, shape: tuple[int, ...], weight: PackedWeight, epilogue: Epilogue,
+                 stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
+                 threshold: torch.Tensor | None = None, pixel_scale: bool = False) -> None:
+        if _native is None:
+            raise BinsrError("fused layers need the native kernels")
+        conv = weight.bits.dim() == 4
+        channels, out_channels = weight.channels, weight.out_channels
+        if (conv and len(shape) != 4) or shape[1 if conv else -1] != channels:
+            raise BinsrError(f"packed layer expects {channels} input channels, got input {tuple(shape)}")
+        if conv:
+            batch, _, height, width = shape
+            kh, kw = weight.bits.shape[1:3]
+            self.out_shape = (batch, out_channels, (height + 2 * padding[0] - kh) // stride[0] + 1,
+                              (width + 2 * padding[1] - kw) // stride[1] + 1)
+            units = batch
+        else:
+            batch, height, width, kh, kw = 1, 1, math.prod(shape[:-1]), 1, 1
+            self.out_shape = (*shape[:-1], out_channels)
+            units = width
+        if epilogue.residual and self.out_shape != tuple(shape):
+            raise BinsrError(f"a residual needs the output shape {self.out_shape} to equal the input's {tuple(shape)}")
+        self.in_shape = tuple(shape)
+        bits = weight.bits.contiguous()
+        self._keep = (bits, weight, epilogue, threshold)  # everything the pointers below point into
+        fields: dict[str, Any] = {"layout": 0 if conv else 1, "N": batch, "C": channels, "H": height, "W": width,
+                                  "O": out_channels, "kh": kh, "kw": kw, "sh": stride[0], "sw": stride[1],
+                                  "ph": padding[0], "pw": padding[1], "wts": bits.data_ptr(),
+                                  "alpha": _alpha_ptr(weight), "corr": weight.tap_sums().data_ptr(),
+                                  "pixel_scale": int(pixel_scale), "residual": int(epilogue.residual)}
+        rows = {"threshold": threshold.shape[0] if threshold is not None else 0,
+                "activation": epilogue.activation[0].shape[0] if epilogue.activation is not None else 0}
+        for what, count in rows.items():
+            if count and units % count:
+                raise BinsrError(f"{count} {what} rows do not divide {units} samples")
+        fields.update(thr=_ptr(threshold, torch.float32, (rows["threshold"], channels), "threshold"),
+                      thr_rows=rows["threshold"], act_rows=rows["activation"],
+                      bias=_ptr(epilogue.bias, torch.float32, (out_channels,), "bias"))
+        for name, t in zip(("act_shift", "act_slope", "act_bias"), epilogue.activation or (None, None, None)):
+            fields[name] = _ptr(t, torch.float32, (rows["activation"], out_channels), name)
+        rank = epilogue.down.shape[0] if epilogue.down is not None else 0
+        fields.update(down=_ptr(epilogue.down, torch.float32, (rank, channels), "low-rank down"),
+                      up=_ptr(epilogue.up if rank else None, torch.float32, (out_channels, rank), "low-rank up"),
+                      rank=rank, sp_ptr=0, sp_col=0, sp_val=0)
+        if epilogue.sparse is not None:
+            pointers, columns, values = epilogue.sparse
+            k = values.numel()
+            fields.update(sp_ptr=_ptr(pointers, torch.int32, (out_channels + 1,), "sparse row pointers"),
+                          sp_col=_ptr(columns, torch.int32, (k,), "sparse columns"),
+                          sp_val=_ptr(values, torch.float32, (k,), "sparse values"))
+        self._fields = fields
+
+    def __call__(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        if tuple(x.shape) != self.in_shape or (h is not None and h.shape != x.shape):
+            raise BinsrError(f"this fused call was prepared for inputs {self.in_shape}, got {tuple(x.shape)}")
+        if not fusable(x):
+            raise BinsrError("fused layers need the native kernels and a float32 CPU input")
+        x = x.contiguous()
+        h = x if h is None else _float_input(h, "pre-biased input")
+        out = torch.empty(self.out_shape)
+        fields = self._fields
+        fields.update(x=x.data_ptr(), h=h.data_ptr(), out=out.data_ptr(), threads=torch.get_num_threads())
+        _native.fused(fields)
+        return out

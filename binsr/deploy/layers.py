@@ -13,9 +13,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from binsr.binary.layers import BinaryConv2d, BinaryLinear, finish_binary_output
+from binsr.binary.branches import LowRankBranch, SparseBranch, ThreeBranch
+from binsr.binary.layers import (
+    BinaryConv2d,
+    BinaryLinear,
+    GroupedBias,
+    GroupedRPReLU,
+    IdentityShortcut,
+    TimestepGrouped,
+    finish_binary_output,
+)
 from binsr.binary.quantizers import weight_bits
-from binsr.deploy.kernels import PackedWeight, binary_conv2d, binary_linear, pack_signs, stray_bits, words
+from binsr.deploy.kernels import (
+    Epilogue,
+    FusedCall,
+    PackedWeight,
+    binary_conv2d,
+    binary_linear,
+    fusable,
+    pack_signs,
+    stray_bits,
+    words,
+)
 from binsr.errors import BinsrError
 from binsr.utils.registry import Registry
 
@@ -74,6 +93,7 @@ class _PackedBinaryLayer(nn.Module):
         for name in PARTS:
             setattr(self, name, parts.get(name))
         self._cache: tuple[tuple[int, ...], PackedWeight] | None = None
+        self._plans: dict[tuple, tuple[list, FusedCall]] = {}  # prepared fused calls (see fused())
 
     def _fill_from(self, layer: BinaryConv2d | BinaryLinear, threshold: torch.Tensor | None) -> None:
         negative, alpha = quantized_signs(layer)
@@ -103,6 +123,63 @@ class _PackedBinaryLayer(nn.Module):
         if stray:
             raise BinsrError(f"{stray} weight bits are set past input channel {self.in_features} "
                              f"(packed for a wider layer?)")
+
+    # --- the fused path: the whole layer in one native call ------------------------------------------------
+
+    def fusion_problem(self) -> str | None:
+        """Why this layer's FP parts cannot run inside the fused kernel (None: they can)."""
+        if self.output_scale is not None:
+            return f"output scale {type(self.output_scale).__name__} is not fused"
+        if self.activation is not None and type(self.activation) is not GroupedRPReLU:
+            return f"activation {type(self.activation).__name__} is not fused"
+        if self.shortcut is not None and type(self.shortcut) is not IdentityShortcut:
+            return f"shortcut {type(self.shortcut).__name__} is not fused"
+        if self.pre_bias is not None and type(self.pre_bias) is not GroupedBias:
+            return f"pre-bias {type(self.pre_bias).__name__} is not fused"
+        return None
+
+    def _sources(self, lowrank: LowRankBranch | None, sparse: SparseBranch | None) -> list[torch.Tensor]:
+        """Every tensor a fused call's tables are derived from (a change to any rebuilds them)."""
+        parts = [self.weight_bits, self.weight_scale, self.bias, self.input_threshold]
+        for module, names in ((self.activation, ("shift", "slope", "bias")), (sparse, ("values", "index"))):
+            parts += [getattr(module, name) for name in names] if module is not None else []
+        if lowrank is not None:
+            parts += [lowrank.down.weight, lowrank.up.weight]
+        return [t for t in parts if t is not None]
+
+    def _prepare(self, shape: tuple[int, ...], lowrank: LowRankBranch | None,
+                 sparse: SparseBranch | None) -> FusedCall:
+        act = self.activation
+        epilogue = Epilogue(bias=_f32(self.bias), residual=self.shortcut is not None,
+                            activation=tuple(_group_rows(act, p) for p in (act.shift, act.slope, act.bias))
+                            if act is not None else None)
+        if lowrank is not None and lowrank.rank:
+            epilogue.down, epilogue.up = _f32(lowrank.down.weight.flatten(1)), _f32(lowrank.up.weight.flatten(1))
+        if sparse is not None:
+            epilogue.sparse = sparse_rows(sparse)
+        threshold = self.input_threshold.view(1, -1) if self.input_threshold is not None else None
+        return FusedCall(shape, self.packed_weight(), epilogue, threshold=_f32(threshold), pixel_scale=self.pixel_scale,
+                         **self._geometry())
+
+    def fused(self, x: torch.Tensor, lowrank: LowRankBranch | None = None,
+              sparse: SparseBranch | None = None) -> torch.Tensor | None:
+        """This layer (+ LRMB + SMB of its three-branch layer) in one native call; None where it cannot run
+        fused (PyTorch backend, not float32, an FP part the kernel does not have). The prepared call is
+        cached per input shape and timestep groups, and rebuilt when a parameter changes."""
+        if not fusable(x) or self.fusion_problem() is not None or (self.pre_bias is not None and self.pixel_scale):
+            return None  # (β of a pre-biased input: not a case any method has)
+        act = self.activation
+        key = (tuple(x.shape), _group_key(act), id(lowrank), id(sparse))
+        plan = self._plans.get(key)
+        if plan is None or any(t._version != v or t.data_ptr() != p for t, v, p in plan[0]):
+            sources = [(t, t._version, t.data_ptr()) for t in self._sources(lowrank, sparse)]
+            if len(self._plans) > 16:  # many shapes (tiles, batch sizes): keep the cache small
+                self._plans.clear()
+            plan = self._plans[key] = sources, self._prepare(tuple(x.shape), lowrank, sparse)
+        return plan[1](x, self.pre_bias(x) if self.pre_bias is not None else None)
+
+    def _geometry(self) -> dict[str, tuple[int, int]]:
+        return {}
 
     def _input_scale(self, h: torch.Tensor) -> torch.Tensor | None:
         """BiMaCoSR's β = mean over channels of |h| per pixel/token (as ResidualSignActivation order 1)."""
@@ -139,7 +216,13 @@ class PackedBinaryConv2d(_PackedBinaryLayer):
             packed._fill_from(layer, threshold)
         return packed
 
+    def _geometry(self) -> dict[str, tuple[int, int]]:
+        return {"stride": self.stride, "padding": self.padding}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.fused(x)
+        if fused is not None:
+            return fused
         h = self.pre_bias(x) if self.pre_bias is not None else x
         out = binary_conv2d(h, self.packed_weight(), self.stride, self.padding, self.input_threshold,
                             self._input_scale(h))
@@ -172,6 +255,9 @@ class PackedBinaryLinear(_PackedBinaryLayer):
         return packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.fused(x)
+        if fused is not None:
+            return fused
         h = self.pre_bias(x) if self.pre_bias is not None else x
         out = binary_linear(h, self.packed_weight(), self.input_threshold, self._input_scale(h))
         return finish_binary_output(self, out, x)
@@ -179,3 +265,44 @@ class PackedBinaryLinear(_PackedBinaryLayer):
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, threshold={self.input_threshold is not None}, "
                 f"pixel_scale={self.pixel_scale}")
+
+
+def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
+    return t.detach().float().contiguous() if t is not None else None
+
+
+def _group_key(module: TimestepGrouped | None) -> tuple[int, ...] | None:
+    if module is None:
+        return None
+    group = module.group
+    return tuple(group.reshape(-1).tolist()) if isinstance(group, torch.Tensor) else (int(group),)
+
+
+def _group_rows(module: TimestepGrouped, param: torch.Tensor) -> torch.Tensor:
+    """(rows, C) float32: the rows of a (K, C) timestep-grouped parameter its current groups pick."""
+    chosen = _group_key(module)
+    if min(chosen) < 0 or max(chosen) >= module.num_groups:
+        raise BinsrError(f"timestep group {list(chosen)} out of range for {module.num_groups} groups")
+    return param.detach()[list(chosen)].float().contiguous()
+
+
+def sparse_rows(sparse: SparseBranch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SMB's sorted flat (o·C_in + c) indices as CSR: row pointers (O+1,), columns (k,) int32, values (k,)."""
+    out_features, in_features = sparse.shape
+    index = sparse.index.long()
+    if index.numel() and (index.min() < 0 or index.max() >= out_features * in_features or
+                          bool((index[1:] < index[:-1]).any())):
+        raise BinsrError("sparse branch indices must be sorted and inside its matrix")
+    counts = torch.bincount(index // in_features, minlength=out_features)
+    pointers = torch.zeros(out_features + 1, dtype=torch.int32)
+    pointers[1:] = counts.cumsum(0)
+    return pointers, (index % in_features).to(torch.int32), sparse.values.detach().float().contiguous()
+
+
+class PackedThreeBranch(ThreeBranch):
+    """BiMaCoSR's three-branch layer with a packed BMB: BMB, LRMB and SMB in one native call (the same
+    children and state dict as :class:`~binsr.binary.branches.ThreeBranch`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.bmb.fused(x, self.lrmb, self.smb)
+        return fused if fused is not None else super().forward(x)

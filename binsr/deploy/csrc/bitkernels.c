@@ -24,6 +24,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -163,10 +165,12 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
     const int64_t Cw = a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
     const uint64_t *wbase = a->wts + o * wstride;
     __m256i acc[4], bytes[4];
-    __m128 facc[4];
+    __m128 facc[4], bsum = _mm_setzero_ps(); /* scaled: sum_taps s (popcount - C/2), sum_taps s */
+    const __m256i start = scaled ? _mm256_set1_epi64x(-(a->C / 2)) : _mm256_setzero_si256();
     int pending = 0; /* words summed into `bytes` since the last flush (at most 31: 31 x 8 < 256) */
     UNROLL for (int c = 0; c < cb; c++) {
-        acc[c] = bytes[c] = _mm256_setzero_si256();
+        acc[c] = start;
+        bytes[c] = _mm256_setzero_si256();
         facc[c] = _mm_setzero_ps();
     }
     for (int64_t ky = 0; ky < kh; ky++) {
@@ -189,19 +193,19 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
             }
             if (scaled) { /* acc holds this tap's popcounts */
                 __m128 s = _mm_loadu_ps(a->pscale + (n * a->Hp + iy) * Wp + ox + kx);
-                __m256i cc = _mm256_set1_epi64x(a->C);
+                bsum = _mm_add_ps(bsum, s);
                 UNROLL for (int c = 0; c < cb; c++) {
-                    facc[c] = _mm_fmadd_ps(low_dwords_to_ps(_mm256_sub_epi64(cc, _mm256_slli_epi64(acc[c], 1))), s,
-                                           facc[c]);
-                    acc[c] = _mm256_setzero_si256();
+                    facc[c] = _mm_fmadd_ps(low_dwords_to_ps(acc[c]), s, facc[c]);
+                    acc[c] = start;
                 }
             }
         }
     }
     int border = !scaled && tile_touches_border(a, oy, ox, ox + 4);
     const __m256i k = _mm256_set1_epi64x(a->C * kh * kw);
+    const __m128 odd = _mm_mul_ps(_mm_set1_ps((float)(a->C % 2)), bsum), two = _mm_set1_ps(2.0f);
     UNROLL for (int c = 0; c < cb; c++) {
-        __m128 v = facc[c];
+        __m128 v = _mm_fnmadd_ps(two, facc[c], odd); /* sum_taps s (C - 2 popcount) */
         if (!scaled) {
             __m256i total = _mm256_add_epi64(acc[c], sum_bytes(bytes[c]));
             __m256i d = _mm256_sub_epi64(k, _mm256_slli_epi64(total, 1));
@@ -256,22 +260,22 @@ AVX512_ATTR static __m512i padding_correction_avx512(const conv_args *a, int64_t
 AVX512_ATTR static inline __attribute__((always_inline)) void tile_avx512(const conv_args *a, int64_t n, int64_t oy,
                                                                          int64_t ox, int64_t rem, int64_t o,
                                                                          const int cb, const int strided,
-                                                                         const int scaled) {
-    const int64_t Cw = a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
+                                                                         const int scaled, const int one_word) {
+    const int64_t Cw = one_word ? 1 : a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
     const int64_t sw = strided ? a->sw : 1;
     const __mmask8 m = (__mmask8)((1u << rem) - 1u);
     const __m512i lanes = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(sw));
     const uint64_t *wbase = a->wts + o * wstride;
     __m512i acc[CB_MAX], tap[CB_MAX];
-    __m256 facc[CB_MAX];
+    __m256 facc[CB_MAX], bsum = _mm256_setzero_ps(); /* scaled: sum_taps s (popcount - C/2), sum_taps s */
     UNROLL for (int c = 0; c < cb; c++) { acc[c] = _mm512_setzero_si512(); facc[c] = _mm256_setzero_ps(); }
     for (int64_t ky = 0; ky < kh; ky++) {
         int64_t iy = oy * a->sh + ky;
         const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp + ox * sw;
         for (int64_t kx = 0; kx < kw; kx++) {
             const uint64_t *w = wbase + (ky * kw + kx) * Cw;
-            if (scaled)
-                UNROLL for (int c = 0; c < cb; c++) tap[c] = _mm512_setzero_si512();
+            if (scaled) /* counts from -floor(C/2): the small numbers C - 2 popcount has, without a pass */
+                UNROLL for (int c = 0; c < cb; c++) tap[c] = _mm512_set1_epi64(-(a->C / 2));
             for (int64_t g = 0; g < Cw; g++) {
                 const uint64_t *p = row + g * Wp + kx;
                 __m512i av = strided ? _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), m, lanes, p, 8)
@@ -286,17 +290,16 @@ AVX512_ATTR static inline __attribute__((always_inline)) void tile_avx512(const 
                 const float *sp = a->pscale + (n * a->Hp + iy) * Wp + ox * sw + kx;
                 __m256 s = strided ? _mm512_mask_i64gather_ps(_mm256_setzero_ps(), m, lanes, sp, 4)
                                    : _mm256_maskz_loadu_ps(m, sp);
-                __m512i cc = _mm512_set1_epi64(a->C);
-                UNROLL for (int c = 0; c < cb; c++)
-                    facc[c] = _mm256_fmadd_ps(_mm512_cvtepi64_ps(_mm512_sub_epi64(cc, _mm512_slli_epi64(tap[c], 1))),
-                                              s, facc[c]);
+                bsum = _mm256_add_ps(bsum, s);
+                UNROLL for (int c = 0; c < cb; c++) facc[c] = _mm256_fmadd_ps(_mm512_cvtepi64_ps(tap[c]), s, facc[c]);
             }
         }
     }
     int border = !scaled && tile_touches_border(a, oy, ox, ox + rem);
     const __m512i k = _mm512_set1_epi64(a->C * kh * kw);
+    const __m256 odd = _mm256_mul_ps(_mm256_set1_ps((float)(a->C % 2)), bsum), two = _mm256_set1_ps(2.0f);
     UNROLL for (int c = 0; c < cb; c++) {
-        __m256 v = facc[c];
+        __m256 v = _mm256_fnmadd_ps(two, facc[c], odd); /* sum_taps s (C - 2 popcount) */
         if (!scaled) {
             __m512i d = _mm512_sub_epi64(k, _mm512_slli_epi64(acc[c], 1));
             if (border) d = _mm512_sub_epi64(d, padding_correction_avx512(a, o + c, oy, ox, m));
@@ -307,21 +310,32 @@ AVX512_ATTR static inline __attribute__((always_inline)) void tile_avx512(const 
     }
 }
 
-#define AVX512_ROW(STRIDED, SCALED)                                                                      \
+#define AVX512_ROW(STRIDED, SCALED, ONE)                                                                 \
     for (int64_t ox = x0; ox < x1; ox += 8) {                                                            \
         int64_t rem = x1 - ox < 8 ? x1 - ox : 8;                                                         \
         int64_t o = o0;                                                                                  \
-        for (; o + CB_MAX <= o1; o += CB_MAX) tile_avx512(a, n, oy, ox, rem, o, CB_MAX, STRIDED, SCALED); \
-        for (; o < o1; o++) tile_avx512(a, n, oy, ox, rem, o, 1, STRIDED, SCALED);                       \
+        for (; o + CB_MAX <= o1; o += CB_MAX) tile_avx512(a, n, oy, ox, rem, o, CB_MAX, STRIDED, SCALED, ONE); \
+        for (; o < o1; o++) tile_avx512(a, n, oy, ox, rem, o, 1, STRIDED, SCALED, ONE);                  \
     }
 
-AVX512_ATTR static void conv_avx512(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0,
-                                    int64_t o1) {
-    int strided = a->sw != 1;
-    if (strided && a->pscale) { AVX512_ROW(1, 1) }
-    else if (strided) { AVX512_ROW(1, 0) }
-    else if (a->pscale) { AVX512_ROW(0, 1) }
-    else { AVX512_ROW(0, 0) }
+/* one instance per (strided, scaled, 64 channels or fewer): the branches fold away inside each */
+#define AVX512_VARIANT(NAME, STRIDED, SCALED, ONE)                                                       \
+    AVX512_ATTR static void NAME(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, \
+                                 int64_t o1) { AVX512_ROW(STRIDED, SCALED, ONE) }
+AVX512_VARIANT(conv_avx512_000, 0, 0, 0)
+AVX512_VARIANT(conv_avx512_001, 0, 0, 1)
+AVX512_VARIANT(conv_avx512_010, 0, 1, 0)
+AVX512_VARIANT(conv_avx512_011, 0, 1, 1)
+AVX512_VARIANT(conv_avx512_100, 1, 0, 0)
+AVX512_VARIANT(conv_avx512_101, 1, 0, 1)
+AVX512_VARIANT(conv_avx512_110, 1, 1, 0)
+AVX512_VARIANT(conv_avx512_111, 1, 1, 1)
+
+static void conv_avx512(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1) {
+    typedef void (*variant)(const conv_args *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+    static const variant table[8] = {conv_avx512_000, conv_avx512_001, conv_avx512_010, conv_avx512_011,
+                                     conv_avx512_100, conv_avx512_101, conv_avx512_110, conv_avx512_111};
+    table[(a->sw != 1) * 4 + (a->pscale != NULL) * 2 + (a->Cw == 1)](a, n, oy, x0, x1, o0, o1);
 }
 
 /* 64 channels (one word) of 16 pixels from an NCHW plane set: one compare per channel and vector */
@@ -393,9 +407,198 @@ static void pack_rows_portable(const float *x, const float *thr, int64_t C, uint
     }
 }
 
+/* --- fused layers: one call per binary layer --------------------------------------------------
+ *
+ * fused_conv() runs a whole packed layer in two parallel passes over the activations:
+ *   1. per input row: sign-pack h (threshold per sample and channel, or 0), BiMaCoSR's per-pixel scale
+ *      beta = mean_c |h|, and the low-rank branch's down-projections low[r] = sum_c D[r,c] x[c];
+ *   2. per output tile: the XNOR-popcount conv (alpha, beta) above, then, while the tile is in L1,
+ *      + bias, RPReLU/TaA of the sample's timestep group, + the identity residual, + the low-rank
+ *      up-projection sum_r U[o,r] low[r] and + the sparse branch as a gather over sorted (o, c) entries,
+ *      in the order the simulated layer adds them.
+ * Layout 0 is a conv, (N, C, H, W) -> (N, O, Hout, Wout); layout 1 is a linear on P tokens,
+ * (P, C) -> (P, O), run as a 1 x P image with 1 x 1 taps. The float loops are plain C compiled for
+ * several instruction sets (target_clones) and vectorized by the compiler.
+ */
+
+#if defined(BINSR_X86) && defined(__linux__)
+#define FLOAT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FLOAT_CLONES
+#endif
+
+typedef struct {
+    const float *x;                  /* the layer input, layout 0: (N, C, H, W); layout 1: (P, C) */
+    const float *h;                  /* what is sign-packed (x after the layer's pre-bias), shaped as x */
+    int64_t layout, N, C, H, W;      /* layout 1: N = H = 1, W = P */
+    const float *thr;                /* (thr_rows, C) or NULL */
+    int64_t thr_rows;
+    int64_t pixel_scale;             /* 1: beta = mean_c |x| per pixel */
+    const float *bias;               /* (O,) or NULL */
+    const float *act_shift, *act_slope, *act_bias; /* (act_rows, O) or NULL: RPReLU per sample row */
+    int64_t act_rows;
+    int64_t residual;                /* 1: + x (same shape as the output) */
+    const float *down, *up;          /* LRMB: (rank, C), (O, rank), or NULL */
+    int64_t rank;
+    const int32_t *sp_ptr, *sp_col;  /* SMB: CSR rows (O + 1,), input channels (k,) */
+    const float *sp_val;
+    float *out;                      /* layout 0: (N, O, Hout, Wout); layout 1: (P, O) */
+    float *low;                      /* scratch (N, rank, H * W) */
+    int threads;
+} fused_args;
+
+/* row of a per-sample table for sample-row `unit` of `units` (N samples, or P tokens in layout 1) */
+static inline int64_t table_row(int64_t unit, int64_t units, int64_t rows) { return unit / (units / rows); }
+
+FLOAT_CLONES static void beta_row(const float *x, int64_t C, int64_t plane, int64_t W, float *beta) {
+    for (int64_t i = 0; i < W; i++) beta[i] = 0.0f;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < W; i++) beta[i] += fabsf(x[c * plane + i]);
+    for (int64_t i = 0; i < W; i++) beta[i] /= (float)C;
+}
+
+FLOAT_CLONES static void low_row(const float *x, int64_t C, int64_t plane, int64_t W, const float *down,
+                                 int64_t rank, float *low, int64_t low_plane) {
+    for (int64_t r = 0; r < rank; r++) {
+        float *l = low + r * low_plane;
+        const float *d = down + r * C;
+        for (int64_t i = 0; i < W; i++) l[i] = 0.0f;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < W; i++) l[i] += d[c] * x[c * plane + i];
+    }
+}
+
+/* one token's beta and low-rank projections: reductions over its C contiguous values */
+FLOAT_CLONES static void token_beta_low(const float *x, const float *h, int64_t C, const float *down, int64_t rank,
+                                        float *beta, float *low, int64_t low_stride) {
+    if (beta) {
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t c = 0; c < C; c++) sum += fabsf(h[c]);
+        *beta = sum / (float)C;
+    }
+    for (int64_t r = 0; r < rank; r++) {
+        const float *d = down + r * C;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t c = 0; c < C; c++) sum += d[c] * x[c];
+        low[r * low_stride] = sum;
+    }
+}
+
+/* pass 1, layout 0: one padded row of packed words, beta and low-rank projections per (n, yp) */
+static void fused_prepare_nchw(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale) {
+    const int64_t N = f->N, C = f->C, H = f->H, W = f->W, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp;
+    const int64_t ph = a->ph, pw = a->pw;
+    const int isa = isa_used;
+#pragma omp parallel for schedule(static) num_threads(f->threads)
+    for (int64_t r = 0; r < N * Hp; r++) {
+        int64_t n = r / Hp, yp = r % Hp;
+        uint64_t *row = act + r * Cw * Wp;
+        float *srow = pscale ? pscale + r * Wp : NULL;
+        memset(row, 0, (size_t)(Cw * Wp) * sizeof(uint64_t));
+        if (srow) memset(srow, 0, (size_t)Wp * sizeof(float));
+        if (yp < ph || yp >= H + ph) continue;
+        const int64_t y = yp - ph;
+        const int64_t offset = n * C * H * W + y * W;
+        const float *src = f->h + offset;
+        const float *thr = f->thr ? f->thr + table_row(n, N, f->thr_rows) * C : NULL;
+#ifdef BINSR_X86
+        if (isa == ISA_AVX512) pack_nchw_row_avx512(src, thr, C, H * W, W, row + pw, Wp);
+        else
+#endif
+            pack_nchw_row_portable(src, thr, C, H * W, W, row + pw, Wp);
+        if (srow) beta_row(src, C, H * W, W, srow + pw);
+        if (f->rank) low_row(f->x + offset, C, H * W, W, f->down, f->rank, f->low + n * f->rank * H * W + y * W, H * W);
+    }
+}
+
+/* pass 1, layout 1: tokens (P, C) -> words (Cw, P), beta (P,), low (rank, P) */
+static void fused_prepare_rows(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale) {
+    const int64_t P = f->W, C = f->C;
+    const int isa = isa_used;
+#pragma omp parallel for schedule(static) num_threads(f->threads)
+    for (int64_t p = 0; p < P; p++) {
+        const float *src = f->h + p * C;
+        const float *thr = f->thr ? f->thr + table_row(p, P, f->thr_rows) * C : NULL;
+#ifdef BINSR_X86
+        if (isa == ISA_AVX512) pack_rows_avx512(src, thr, C, act + p, P);
+        else
+#endif
+            pack_rows_portable(src, thr, C, act + p, P);
+        token_beta_low(f->x + p * C, src, C, f->down, f->rank, pscale ? pscale + p : NULL, f->low + p, P);
+    }
+}
+
+/* pass 2 epilogue on one finished tile: outputs (n, oy, x0..x1) of channels o0..o1 */
+FLOAT_CLONES static void fused_epilogue(const fused_args *f, const conv_args *a, const float *acc_base,
+                                        int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1) {
+    const int64_t O = a->O, C = f->C, HW = f->H * f->W, count = x1 - x0;
+    const int rows = f->layout == 1;
+    const int64_t sy = oy * a->sh, sx = a->sw;
+    float v[64];
+    for (int64_t o = o0; o < o1; o++) {
+        const float *acc = rows ? acc_base + o * a->Wout + x0 : acc_base + ((n * O + o) * a->Hout + oy) * a->Wout + x0;
+        for (int64_t i = 0; i < count; i++) v[i] = acc[i] + (f->bias ? f->bias[o] : 0.0f);
+        if (f->act_shift) {
+            for (int64_t i0 = 0; i0 < count;) { /* runs of outputs whose sample uses one parameter row */
+                int64_t unit = rows ? x0 + i0 : n, units = rows ? a->Wout : f->N;
+                int64_t g = table_row(unit, units, f->act_rows);
+                int64_t i1 = rows ? (g + 1) * (units / f->act_rows) - x0 : count;
+                if (i1 > count) i1 = count;
+                const float sh = f->act_shift[g * O + o], sl = f->act_slope[g * O + o], b = f->act_bias[g * O + o];
+                for (int64_t i = i0; i < i1; i++) {
+                    float y = v[i] - sh;
+                    v[i] = (y >= 0.0f ? y : sl * y) + b;
+                }
+                i0 = i1;
+            }
+        }
+        if (f->residual) {
+            if (rows) for (int64_t i = 0; i < count; i++) v[i] += f->x[(x0 + i) * C + o];
+            else {
+                const float *r = f->x + ((n * C + o) * f->H + oy) * f->W + x0;
+                for (int64_t i = 0; i < count; i++) v[i] += r[i];
+            }
+        }
+        if (f->rank) {
+            float lr[64];
+            for (int64_t i = 0; i < count; i++) lr[i] = 0.0f;
+            for (int64_t r = 0; r < f->rank; r++) {
+                const float u = f->up[o * f->rank + r];
+                const float *l = rows ? f->low + r * a->Wout + x0 : f->low + (n * f->rank + r) * HW + sy * f->W + x0 * sx;
+                if (sx == 1) for (int64_t i = 0; i < count; i++) lr[i] += u * l[i];
+                else for (int64_t i = 0; i < count; i++) lr[i] += u * l[i * sx];
+            }
+            for (int64_t i = 0; i < count; i++) v[i] += lr[i];
+        }
+        if (f->sp_ptr && f->sp_ptr[o + 1] > f->sp_ptr[o]) {
+            float sp[64];
+            for (int64_t i = 0; i < count; i++) sp[i] = 0.0f;
+            for (int32_t j = f->sp_ptr[o]; j < f->sp_ptr[o + 1]; j++) {
+                const float w = f->sp_val[j];
+                const int64_t c = f->sp_col[j];
+                if (rows) for (int64_t i = 0; i < count; i++) sp[i] += w * f->x[(x0 + i) * C + c];
+                else {
+                    const float *s = f->x + (n * C + c) * HW + sy * f->W + x0 * sx;
+                    if (sx == 1) for (int64_t i = 0; i < count; i++) sp[i] += w * s[i];
+                    else for (int64_t i = 0; i < count; i++) sp[i] += w * s[i * sx];
+                }
+            }
+            for (int64_t i = 0; i < count; i++) v[i] += sp[i];
+        }
+        if (rows) for (int64_t i = 0; i < count; i++) f->out[(x0 + i) * O + o] = v[i];
+        else {
+            float *dst = f->out + ((n * O + o) * a->Hout + oy) * a->Wout + x0;
+            for (int64_t i = 0; i < count; i++) dst[i] = v[i];
+        }
+    }
+}
+
 /* --- drivers (OpenMP over independent tiles) ------------------------------------------------- */
 
-static void run_conv(const conv_args *a, int threads) {
+/* f != NULL: apply a fused layer's epilogue to each tile as soon as it is computed */
+static void run_conv(const conv_args *a, int threads, const fused_args *f) {
     /* work items: (n, oy, 64-pixel chunk, 32-channel group), so both big maps and linears split */
     const int64_t xc = 64, oc = 32;
     const int64_t nx = (a->Wout + xc - 1) / xc, no = (a->O + oc - 1) / oc;
@@ -416,6 +619,7 @@ static void run_conv(const conv_args *a, int threads) {
         else
 #endif
             conv_portable(a, n, oy, x0, x1, o0, o1);
+        if (f) fused_epilogue(f, a, a->out, n, oy, x0, x1, o0, o1);
     }
 }
 
@@ -449,6 +653,33 @@ static void run_pack_rows(const float *x, const float *thr, uint64_t *out, int64
 #endif
         pack_rows_portable(x + p * C, thr, C, out + p, P);
     }
+}
+
+
+/* the whole layer: scratch buffers, pass 1, pass 2 (returns -1 when out of memory) */
+static int run_fused(fused_args *f, conv_args *a) {
+    const int64_t N = a->N, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp;
+    /* below ~20 us of work a second thread costs more than it saves (waking it, sharing lines) */
+    if (N * a->Hout * a->Wout * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
+    uint64_t *act = malloc((size_t)(N * Hp * Cw * Wp) * sizeof(uint64_t));
+    float *pscale = f->pixel_scale ? malloc((size_t)(N * Hp * Wp) * sizeof(float)) : NULL;
+    float *low = f->rank ? malloc((size_t)(N * f->rank * f->H * f->W) * sizeof(float)) : NULL;
+    float *scratch = f->layout == 1 ? malloc((size_t)(a->O * a->Wout) * sizeof(float)) : NULL;
+    int ok = act && (pscale || !f->pixel_scale) && (low || !f->rank) && (scratch || f->layout != 1);
+    if (ok) {
+        f->low = low;
+        a->act = act;
+        a->pscale = pscale;
+        a->out = scratch ? scratch : f->out;
+        if (f->layout == 1) fused_prepare_rows(f, a, act, pscale);
+        else fused_prepare_nchw(f, a, act, pscale);
+        run_conv(a, f->threads, f);
+    }
+    free(act);
+    free(pscale);
+    free(low);
+    free(scratch);
+    return ok ? 0 : -1;
 }
 
 /* --- Python bindings: plain integers (data pointers and sizes); binsr/deploy/kernels.py checks
@@ -485,8 +716,45 @@ static PyObject *py_conv(PyObject *self, PyObject *args) {
     conv_args a = {PTR(act), PTR(wts), PTR(alpha), PTR(pscale), PTR(corr), PTR(out),
                    N, C, (C + 63) / 64, O, Hp, Wp, Hout, Wout, kh, kw, sh, sw, ph, pw};
     Py_BEGIN_ALLOW_THREADS
-    run_conv(&a, threads);
+    run_conv(&a, threads, NULL);
     Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+
+/* one named integer (a pointer or a size) from the fused call's dict */
+static int get_field(PyObject *d, const char *name, Py_ssize_t *value) {
+    PyObject *item = PyDict_GetItemString(d, name); /* borrowed */
+    if (!item) { PyErr_Format(PyExc_KeyError, "fused layer field %s is missing", name); return -1; }
+    *value = PyLong_AsSsize_t(item);
+    return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *py_fused(PyObject *self, PyObject *args) {
+    PyObject *d;
+    if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &d)) return NULL;
+    enum { X, HH, LAYOUT, N, C, H, W, THR, THR_ROWS, PIXEL_SCALE, WTS, ALPHA, CORR, O, KH, KW, SH, SW, PH, PW, BIAS,
+           ACT_SHIFT, ACT_SLOPE, ACT_BIAS, ACT_ROWS, RESIDUAL, DOWN, UP, RANK, SP_PTR, SP_COL, SP_VAL, OUT, THREADS,
+           NFIELDS };
+    static const char *names[NFIELDS] = {"x", "h", "layout", "N", "C", "H", "W", "thr", "thr_rows", "pixel_scale", "wts",
+                                         "alpha", "corr", "O", "kh", "kw", "sh", "sw", "ph", "pw", "bias", "act_shift",
+                                         "act_slope", "act_bias", "act_rows", "residual", "down", "up", "rank",
+                                         "sp_ptr", "sp_col", "sp_val", "out", "threads"};
+    Py_ssize_t v[NFIELDS];
+    for (int i = 0; i < NFIELDS; i++)
+        if (get_field(d, names[i], &v[i]) < 0) return NULL;
+    fused_args f = {PTR(v[X]), PTR(v[HH]), v[LAYOUT], v[N], v[C], v[H], v[W], PTR(v[THR]), v[THR_ROWS], v[PIXEL_SCALE],
+                    PTR(v[BIAS]), PTR(v[ACT_SHIFT]), PTR(v[ACT_SLOPE]), PTR(v[ACT_BIAS]), v[ACT_ROWS], v[RESIDUAL],
+                    PTR(v[DOWN]), PTR(v[UP]), v[RANK], PTR(v[SP_PTR]), PTR(v[SP_COL]), PTR(v[SP_VAL]), PTR(v[OUT]),
+                    NULL, (int)v[THREADS]};
+    const int64_t Hp = v[H] + 2 * v[PH], Wp = v[W] + 2 * v[PW];
+    conv_args a = {NULL, PTR(v[WTS]), PTR(v[ALPHA]), NULL, PTR(v[CORR]), NULL, v[N], v[C], (v[C] + 63) / 64, v[O], Hp,
+                   Wp, (Hp - v[KH]) / v[SH] + 1, (Wp - v[KW]) / v[SW] + 1, v[KH], v[KW], v[SH], v[SW], v[PH], v[PW]};
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = run_fused(&f, &a);
+    Py_END_ALLOW_THREADS
+    if (status < 0) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
@@ -515,6 +783,7 @@ static PyMethodDef methods[] = {
     {"pack_nchw", py_pack_nchw, METH_VARARGS, "sign-pack an NCHW float32 tensor into padded (N, Hp, Cw, Wp) words"},
     {"pack_rows", py_pack_rows, METH_VARARGS, "sign-pack (P, C) float32 rows into (Cw, P) words"},
     {"conv", py_conv, METH_VARARGS, "XNOR-popcount convolution of packed activations and weights"},
+    {"fused", py_fused, METH_VARARGS, "a whole packed layer in one call: pack, XNOR-popcount, epilogue (dict of fields)"},
     {"isa", py_isa, METH_NOARGS, "the instruction set the kernels use"},
     {"isas", py_isas, METH_NOARGS, "instruction sets this CPU supports, fastest first"},
     {"set_isa", py_set_isa, METH_VARARGS, "use a (slower) supported instruction set, e.g. for tests"},
