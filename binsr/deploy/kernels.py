@@ -281,10 +281,9 @@ class FusedCall:
     """A whole packed layer prepared for one input shape: (N, C, H, W) → (N, O, H', W') for a 4-D weight
     (conv), (..., C) → (..., O) for a 2-D one (linear). Built once (shapes and tables checked, pointers
     taken), then ``call(x, h)`` is one native call: sign-pack ``h`` (default ``x``; the layer's pre-biased
-    input) against ``threshold`` (rows, C) with BiMaCoSR's per-pixel β = mean_c |h| if ``pixel_scale``,
-    XNOR-popcount, α, then the :class:`Epilogue` (its residual, LRMB and SMB read ``x``). Rows of the
-    per-sample tables divide the samples (tokens for linears) in order. Equal to the unfused layer up to
-    float rounding (the binary dot products are the same integers).
+    input) against ``threshold`` (C,) with BiMaCoSR's per-pixel β = mean_c |h| if ``pixel_scale``,
+    XNOR-popcount, α, then the :class:`Epilogue` (its residual, LRMB and SMB read ``x``). Equal to the
+    unfused layer up to float rounding (the binary dot products are the same integers).
     """
 
     def __init__(self, shape: tuple[int, ...], weight: PackedWeight, epilogue: Epilogue,
@@ -316,16 +315,13 @@ class FusedCall:
                                   "ph": padding[0], "pw": padding[1], "wts": bits.data_ptr(),
                                   "alpha": _alpha_ptr(weight), "corr": weight.tap_sums().data_ptr(),
                                   "pixel_scale": int(pixel_scale), "residual": int(epilogue.residual)}
-        rows = {"threshold": threshold.shape[0] if threshold is not None else 0,
-                "activation": epilogue.activation[0].shape[0] if epilogue.activation is not None else 0}
-        for what, count in rows.items():
-            if count and units % count:
-                raise BinsrError(f"{count} {what} rows do not divide {units} samples")
-        fields.update(thr=_ptr(threshold, torch.float32, (rows["threshold"], channels), "threshold"),
-                      thr_rows=rows["threshold"], act_rows=rows["activation"],
+        act_rows = epilogue.activation[0].shape[0] if epilogue.activation is not None else 0
+        if act_rows and units % act_rows:
+            raise BinsrError(f"{act_rows} activation parameter rows do not divide {units} samples")
+        fields.update(thr=_ptr(threshold, torch.float32, (channels,), "threshold"), act_rows=act_rows,
                       bias=_ptr(epilogue.bias, torch.float32, (out_channels,), "bias"))
         for name, t in zip(("act_shift", "act_slope", "act_bias"), epilogue.activation or (None, None, None)):
-            fields[name] = _ptr(t, torch.float32, (rows["activation"], out_channels), name)
+            fields[name] = _ptr(t, torch.float32, (act_rows, out_channels), name)
         rank = epilogue.down.shape[0] if epilogue.down is not None else 0
         fields.update(down=_ptr(epilogue.down, torch.float32, (rank, channels), "low-rank down"),
                       up=_ptr(epilogue.up if rank else None, torch.float32, (out_channels, rank), "low-rank up"),

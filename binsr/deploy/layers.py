@@ -157,7 +157,7 @@ class _PackedBinaryLayer(nn.Module):
             epilogue.down, epilogue.up = _f32(lowrank.down.weight.flatten(1)), _f32(lowrank.up.weight.flatten(1))
         if sparse is not None:
             epilogue.sparse = sparse_rows(sparse)
-        threshold = self.input_threshold.view(1, -1) if self.input_threshold is not None else None
+        threshold = self.input_threshold
         return FusedCall(shape, self.packed_weight(), epilogue, threshold=_f32(threshold), pixel_scale=self.pixel_scale,
                          **self._geometry())
 

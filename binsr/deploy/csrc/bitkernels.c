@@ -409,18 +409,22 @@ static void pack_rows_portable(const float *x, const float *thr, int64_t C, uint
 
 /* --- fused layers: one call per binary layer --------------------------------------------------
  *
- * fused_conv() runs a whole packed layer in two parallel passes over the activations:
- *   1. per input row: sign-pack h (threshold per sample and channel, or 0), BiMaCoSR's per-pixel scale
- *      beta = mean_c |h|, and the low-rank branch's down-projections low[r] = sum_c D[r,c] x[c];
- *   2. per output tile: the XNOR-popcount conv (alpha, beta) above, then, while the tile is in L1,
+ * run_fused() computes a whole packed layer in two parallel passes over the activations:
+ *   1. per input row: sign-pack h (the input after the layer's pre-bias) against the threshold,
+ *      BiMaCoSR's per-pixel scale beta = mean_c |h|, and the low-rank branch's down-projections
+ *      low[r] = sum_c D[r,c] x[c];
+ *   2. per output tile: the XNOR-popcount conv above (alpha, beta), then, while the tile is in L1,
  *      + bias, RPReLU/TaA of the sample's timestep group, + the identity residual, + the low-rank
- *      up-projection sum_r U[o,r] low[r] and + the sparse branch as a gather over sorted (o, c) entries,
- *      in the order the simulated layer adds them.
- * Layout 0 is a conv, (N, C, H, W) -> (N, O, Hout, Wout); layout 1 is a linear on P tokens,
- * (P, C) -> (P, O), run as a 1 x P image with 1 x 1 taps. The float loops are plain C compiled for
- * several instruction sets (target_clones) and vectorized by the compiler.
+ *      up-projection sum_r U[o,r] low[r], + the sparse branch as a gather over its sorted (o, c)
+ *      entries, in the order the simulated layer adds them.
+ * Layout 0 is a conv, (N, C, H, W) -> (N, O, Hout, Wout). Layout 1 is a linear on P tokens,
+ * (P, C) -> (P, O): transposed to a (1, C, 1, P) image, run as a 1 x 1 conv, transposed back.
+ * The float loops are plain C compiled for several instruction sets (target_clones).
  */
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi" /* vector helpers are always inlined into each clone: no ABI crosses */
+#endif
 #if defined(BINSR_X86) && defined(__linux__)
 #define FLOAT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -431,11 +435,10 @@ typedef struct {
     const float *x;                  /* the layer input, layout 0: (N, C, H, W); layout 1: (P, C) */
     const float *h;                  /* what is sign-packed (x after the layer's pre-bias), shaped as x */
     int64_t layout, N, C, H, W;      /* layout 1: N = H = 1, W = P */
-    const float *thr;                /* (thr_rows, C) or NULL */
-    int64_t thr_rows;
-    int64_t pixel_scale;             /* 1: beta = mean_c |x| per pixel */
+    const float *thr;                /* (C,) or NULL */
+    int64_t pixel_scale;             /* 1: beta = mean_c |h| per pixel */
     const float *bias;               /* (O,) or NULL */
-    const float *act_shift, *act_slope, *act_bias; /* (act_rows, O) or NULL: RPReLU per sample row */
+    const float *act_shift, *act_slope, *act_bias; /* (act_rows, O) or NULL: RPReLU per sample (token) block */
     int64_t act_rows;
     int64_t residual;                /* 1: + x (same shape as the output) */
     const float *down, *up;          /* LRMB: (rank, C), (O, rank), or NULL */
@@ -445,49 +448,76 @@ typedef struct {
     float *out;                      /* layout 0: (N, O, Hout, Wout); layout 1: (P, O) */
     float *low;                      /* scratch (N, rank, H * W) */
     int threads;
+    int64_t O;                       /* output channels (as conv_args.O) */
 } fused_args;
 
-/* row of a per-sample table for sample-row `unit` of `units` (N samples, or P tokens in layout 1) */
-static inline int64_t table_row(int64_t unit, int64_t units, int64_t rows) { return unit / (units / rows); }
+/* 8 floats: GCC/clang vector extensions, compiled for each FLOAT_CLONES target (ymm, 2 xmm, ...) */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
 
-FLOAT_CLONES static void beta_row(const float *x, int64_t C, int64_t plane, int64_t W, float *beta) {
-    for (int64_t i = 0; i < W; i++) beta[i] = 0.0f;
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t i = 0; i < W; i++) beta[i] += fabsf(x[c * plane + i]);
-    for (int64_t i = 0; i < W; i++) beta[i] /= (float)C;
+/* n <= 8 values p[0], p[step], ...; lanes past n are 0 */
+static inline __attribute__((always_inline)) vf8 load8(const float *p, int64_t step, int64_t n) {
+    vf8 v = {0};
+    if (n == 8 && step == 1) memcpy(&v, p, sizeof v);
+    else for (int64_t k = 0; k < n; k++) v[k] = p[k * step];
+    return v;
 }
 
-FLOAT_CLONES static void low_row(const float *x, int64_t C, int64_t plane, int64_t W, const float *down,
-                                 int64_t rank, float *low, int64_t low_plane) {
-    for (int64_t r = 0; r < rank; r++) {
-        float *l = low + r * low_plane;
-        const float *d = down + r * C;
-        for (int64_t i = 0; i < W; i++) l[i] = 0.0f;
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t i = 0; i < W; i++) l[i] += d[c] * x[c * plane + i];
+static inline __attribute__((always_inline)) void store8(float *p, int64_t step, int64_t n, vf8 v) {
+    if (n == 8 && step == 1) memcpy(p, &v, sizeof v);
+    else for (int64_t k = 0; k < n; k++) p[k * step] = v[k];
+}
+
+#define UNROLL4 _Pragma("GCC unroll 4")
+
+/* beta[i] = mean_c |h[c, i]| (beta may be NULL) and low[r, i] = sum_c D[r, c] x[c, i] for one row of W
+ * pixels: 32 pixels x 4 ranks of accumulators, so each value loaded feeds 4 multiply-adds */
+FLOAT_CLONES static void beta_low_row(const float *x, const float *h, int64_t C, int64_t plane, int64_t W,
+                                      float *beta, const float *down, int64_t rank, float *low, int64_t low_plane) {
+    const vf8 zero = {0};
+    const vi8 magnitude = (vi8){0} + 0x7fffffff; /* clears the sign bit: |v| */
+    for (int64_t i0 = 0; i0 < W; i0 += 32) {
+        int64_t n[4];
+        UNROLL4 for (int q = 0; q < 4; q++) n[q] = W - i0 - 8 * q < 0 ? 0 : (W - i0 - 8 * q > 8 ? 8 : W - i0 - 8 * q);
+        if (beta) {
+            vf8 acc[4] = {zero, zero, zero, zero};
+            for (int64_t c = 0; c < C; c++)
+                UNROLL4 for (int q = 0; q < 4; q++)
+                    acc[q] += (vf8)((vi8)load8(h + c * plane + i0 + 8 * q, 1, n[q]) & magnitude);
+            UNROLL4 for (int q = 0; q < 4; q++) store8(beta + i0 + 8 * q, 1, n[q], acc[q] / (float)C);
+        }
+        for (int64_t r0 = 0; r0 < rank; r0 += 4) {
+            const int64_t nr = rank - r0 < 4 ? rank - r0 : 4;
+            vf8 acc[4][4];
+            UNROLL4 for (int r = 0; r < 4; r++) UNROLL4 for (int q = 0; q < 4; q++) acc[r][q] = zero;
+            for (int64_t c = 0; c < C; c++) {
+                vf8 xv[4];
+                UNROLL4 for (int q = 0; q < 4; q++) xv[q] = load8(x + c * plane + i0 + 8 * q, 1, n[q]);
+                UNROLL4 for (int r = 0; r < 4; r++) {
+                    const float d = r < nr ? down[(r0 + r) * C + c] : 0.0f;
+                    UNROLL4 for (int q = 0; q < 4; q++) acc[r][q] += d * xv[q];
+                }
+            }
+            for (int r = 0; r < nr; r++)
+                UNROLL4 for (int q = 0; q < 4; q++) store8(low + (r0 + r) * low_plane + i0 + 8 * q, 1, n[q], acc[r][q]);
+        }
     }
 }
 
-/* one token's beta and low-rank projections: reductions over its C contiguous values */
-FLOAT_CLONES static void token_beta_low(const float *x, const float *h, int64_t C, const float *down, int64_t rank,
-                                        float *beta, float *low, int64_t low_stride) {
-    if (beta) {
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < C; c++) sum += fabsf(h[c]);
-        *beta = sum / (float)C;
-    }
-    for (int64_t r = 0; r < rank; r++) {
-        const float *d = down + r * C;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < C; c++) sum += d[c] * x[c];
-        low[r * low_stride] = sum;
+/* dst (cols, rows) = src (rows, cols) transposed, in 32 x 32 blocks */
+static void transpose(const float *src, int64_t rows, int64_t cols, float *dst, int threads) {
+    const int64_t B = 32, rb = (rows + B - 1) / B, cb = (cols + B - 1) / B;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t blk = 0; blk < rb * cb; blk++) {
+        const int64_t r0 = blk / cb * B, c0 = blk % cb * B;
+        const int64_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
+        for (int64_t c = c0; c < c1; c++)
+            for (int64_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
     }
 }
 
-/* pass 1, layout 0: one padded row of packed words, beta and low-rank projections per (n, yp) */
-static void fused_prepare_nchw(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale) {
+/* pass 1: one padded row of packed words, beta and low-rank projections per (n, yp) */
+static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale) {
     const int64_t N = f->N, C = f->C, H = f->H, W = f->W, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp;
     const int64_t ph = a->ph, pw = a->pw;
     const int isa = isa_used;
@@ -499,100 +529,71 @@ static void fused_prepare_nchw(const fused_args *f, const conv_args *a, uint64_t
         memset(row, 0, (size_t)(Cw * Wp) * sizeof(uint64_t));
         if (srow) memset(srow, 0, (size_t)Wp * sizeof(float));
         if (yp < ph || yp >= H + ph) continue;
-        const int64_t y = yp - ph;
-        const int64_t offset = n * C * H * W + y * W;
+        const int64_t y = yp - ph, offset = n * C * H * W + y * W;
         const float *src = f->h + offset;
-        const float *thr = f->thr ? f->thr + table_row(n, N, f->thr_rows) * C : NULL;
 #ifdef BINSR_X86
-        if (isa == ISA_AVX512) pack_nchw_row_avx512(src, thr, C, H * W, W, row + pw, Wp);
+        if (isa == ISA_AVX512) pack_nchw_row_avx512(src, f->thr, C, H * W, W, row + pw, Wp);
         else
 #endif
-            pack_nchw_row_portable(src, thr, C, H * W, W, row + pw, Wp);
-        if (srow) beta_row(src, C, H * W, W, srow + pw);
-        if (f->rank) low_row(f->x + offset, C, H * W, W, f->down, f->rank, f->low + n * f->rank * H * W + y * W, H * W);
+            pack_nchw_row_portable(src, f->thr, C, H * W, W, row + pw, Wp);
+        beta_low_row(f->x + offset, src, C, H * W, W, srow ? srow + pw : NULL, f->down, f->rank,
+                     f->low + n * f->rank * H * W + y * W, H * W);
     }
 }
 
-/* pass 1, layout 1: tokens (P, C) -> words (Cw, P), beta (P,), low (rank, P) */
-static void fused_prepare_rows(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale) {
-    const int64_t P = f->W, C = f->C;
-    const int isa = isa_used;
-#pragma omp parallel for schedule(static) num_threads(f->threads)
-    for (int64_t p = 0; p < P; p++) {
-        const float *src = f->h + p * C;
-        const float *thr = f->thr ? f->thr + table_row(p, P, f->thr_rows) * C : NULL;
-#ifdef BINSR_X86
-        if (isa == ISA_AVX512) pack_rows_avx512(src, thr, C, act + p, P);
-        else
-#endif
-            pack_rows_portable(src, thr, C, act + p, P);
-        token_beta_low(f->x + p * C, src, C, f->down, f->rank, pscale ? pscale + p : NULL, f->low + p, P);
+/* pass 2 epilogue on count <= 64 contiguous outputs of one tile row (channel o), all with activation
+ * row g; low and src are read every `step` pixels (the layer's stride). Eight vectors of accumulators
+ * keep the rank and sparse sums independent chains rather than one long dependency. */
+FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const float *res, const float *low,
+                                      int64_t low_plane, const float *src, int64_t src_plane, int64_t step,
+                                      int64_t o, int64_t g, int64_t count) {
+    const int64_t O = f->O, rank = f->rank;
+    const vf8 zero = {0};
+    const float b = f->bias ? f->bias[o] : 0.0f;
+    const int act = f->act_shift != NULL;
+    const float sh = act ? f->act_shift[g * O + o] : 0.0f, sl = act ? f->act_slope[g * O + o] : 1.0f,
+                ab = act ? f->act_bias[g * O + o] : 0.0f;
+    const float *up = f->up + o * rank;
+    const int32_t j0 = f->sp_ptr ? f->sp_ptr[o] : 0, j1 = f->sp_ptr ? f->sp_ptr[o + 1] : 0;
+    vf8 v[8], lr[8], sp[8];
+    int64_t n[8];
+    UNROLL for (int q = 0; q < 8; q++) {
+        n[q] = count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q);
+        v[q] = load8(row + 8 * q, 1, n[q]) + b;
+        if (act) {
+            vf8 y = v[q] - sh;
+            vi8 positive = y >= zero;
+            v[q] = (vf8)(((vi8)y & positive) | ((vi8)(sl * y) & ~positive)) + ab;
+        }
+        if (res) v[q] += load8(res + 8 * q, 1, n[q]);
+        lr[q] = sp[q] = zero;
     }
+    for (int64_t r = 0; r < rank; r++)
+        UNROLL for (int q = 0; q < 8; q++) lr[q] += up[r] * load8(low + r * low_plane + 8 * q * step, step, n[q]);
+    for (int32_t j = j0; j < j1; j++) {
+        const float w = f->sp_val[j];
+        const float *s = src + f->sp_col[j] * src_plane;
+        UNROLL for (int q = 0; q < 8; q++) sp[q] += w * load8(s + 8 * q * step, step, n[q]);
+    }
+    UNROLL for (int q = 0; q < 8; q++) store8(row + 8 * q, 1, n[q], v[q] + lr[q] + sp[q]); /* (BMB + LRMB) + SMB */
 }
 
-/* pass 2 epilogue on one finished tile: outputs (n, oy, x0..x1) of channels o0..o1 */
-FLOAT_CLONES static void fused_epilogue(const fused_args *f, const conv_args *a, const float *acc_base,
-                                        int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1) {
-    const int64_t O = a->O, C = f->C, HW = f->H * f->W, count = x1 - x0;
-    const int rows = f->layout == 1;
-    const int64_t sy = oy * a->sh, sx = a->sw;
-    float v[64];
-    for (int64_t o = o0; o < o1; o++) {
-        const float *acc = rows ? acc_base + o * a->Wout + x0 : acc_base + ((n * O + o) * a->Hout + oy) * a->Wout + x0;
-        for (int64_t i = 0; i < count; i++) v[i] = acc[i] + (f->bias ? f->bias[o] : 0.0f);
-        if (f->act_shift) {
-            for (int64_t i0 = 0; i0 < count;) { /* runs of outputs whose sample uses one parameter row */
-                int64_t unit = rows ? x0 + i0 : n, units = rows ? a->Wout : f->N;
-                int64_t g = table_row(unit, units, f->act_rows);
-                int64_t i1 = rows ? (g + 1) * (units / f->act_rows) - x0 : count;
-                if (i1 > count) i1 = count;
-                const float sh = f->act_shift[g * O + o], sl = f->act_slope[g * O + o], b = f->act_bias[g * O + o];
-                for (int64_t i = i0; i < i1; i++) {
-                    float y = v[i] - sh;
-                    v[i] = (y >= 0.0f ? y : sl * y) + b;
-                }
-                i0 = i1;
-            }
+/* pass 2 epilogue on one finished tile, in place: outputs (n, oy, x0..x1) of channels o0..o1 */
+static void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
+                           int64_t o0, int64_t o1) {
+    const int64_t O = a->O, C = f->C, HW = f->H * f->W, sy = oy * a->sh, sx = a->sw;
+    /* activation rows cover blocks of samples (layout 0) or of tokens (layout 1: one image row) */
+    const int64_t units = f->layout == 1 ? a->Wout : f->N, span = f->act_rows ? units / f->act_rows : units;
+    for (int64_t o = o0; o < o1; o++)
+        for (int64_t i0 = x0; i0 < x1;) {
+            const int64_t unit = f->layout == 1 ? i0 : n, g = unit / span;
+            const int64_t i1 = f->layout == 1 && (g + 1) * span < x1 ? (g + 1) * span : x1;
+            float *row = a->out + ((n * O + o) * a->Hout + oy) * a->Wout + i0;
+            const float *res = f->residual ? f->x + ((n * C + o) * f->H + oy) * f->W + i0 : NULL;
+            epilogue_run(f, row, res, f->low + n * f->rank * HW + sy * f->W + i0 * sx, HW,
+                         f->x + n * C * HW + sy * f->W + i0 * sx, HW, sx, o, g, i1 - i0); /* i1 - i0 <= 64 */
+            i0 = i1;
         }
-        if (f->residual) {
-            if (rows) for (int64_t i = 0; i < count; i++) v[i] += f->x[(x0 + i) * C + o];
-            else {
-                const float *r = f->x + ((n * C + o) * f->H + oy) * f->W + x0;
-                for (int64_t i = 0; i < count; i++) v[i] += r[i];
-            }
-        }
-        if (f->rank) {
-            float lr[64];
-            for (int64_t i = 0; i < count; i++) lr[i] = 0.0f;
-            for (int64_t r = 0; r < f->rank; r++) {
-                const float u = f->up[o * f->rank + r];
-                const float *l = rows ? f->low + r * a->Wout + x0 : f->low + (n * f->rank + r) * HW + sy * f->W + x0 * sx;
-                if (sx == 1) for (int64_t i = 0; i < count; i++) lr[i] += u * l[i];
-                else for (int64_t i = 0; i < count; i++) lr[i] += u * l[i * sx];
-            }
-            for (int64_t i = 0; i < count; i++) v[i] += lr[i];
-        }
-        if (f->sp_ptr && f->sp_ptr[o + 1] > f->sp_ptr[o]) {
-            float sp[64];
-            for (int64_t i = 0; i < count; i++) sp[i] = 0.0f;
-            for (int32_t j = f->sp_ptr[o]; j < f->sp_ptr[o + 1]; j++) {
-                const float w = f->sp_val[j];
-                const int64_t c = f->sp_col[j];
-                if (rows) for (int64_t i = 0; i < count; i++) sp[i] += w * f->x[(x0 + i) * C + c];
-                else {
-                    const float *s = f->x + (n * C + c) * HW + sy * f->W + x0 * sx;
-                    if (sx == 1) for (int64_t i = 0; i < count; i++) sp[i] += w * s[i];
-                    else for (int64_t i = 0; i < count; i++) sp[i] += w * s[i * sx];
-                }
-            }
-            for (int64_t i = 0; i < count; i++) v[i] += sp[i];
-        }
-        if (rows) for (int64_t i = 0; i < count; i++) f->out[(x0 + i) * O + o] = v[i];
-        else {
-            float *dst = f->out + ((n * O + o) * a->Hout + oy) * a->Wout + x0;
-            for (int64_t i = 0; i < count; i++) dst[i] = v[i];
-        }
-    }
 }
 
 /* --- drivers (OpenMP over independent tiles) ------------------------------------------------- */
@@ -619,7 +620,7 @@ static void run_conv(const conv_args *a, int threads, const fused_args *f) {
         else
 #endif
             conv_portable(a, n, oy, x0, x1, o0, o1);
-        if (f) fused_epilogue(f, a, a->out, n, oy, x0, x1, o0, o1);
+        if (f) fused_epilogue(f, a, n, oy, x0, x1, o0, o1);
     }
 }
 
@@ -658,27 +659,40 @@ static void run_pack_rows(const float *x, const float *thr, uint64_t *out, int64
 
 /* the whole layer: scratch buffers, pass 1, pass 2 (returns -1 when out of memory) */
 static int run_fused(fused_args *f, conv_args *a) {
-    const int64_t N = a->N, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp;
+    const int64_t N = a->N, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp, rows = f->layout == 1, P = f->W, C = f->C;
     /* below ~20 us of work a second thread costs more than it saves (waking it, sharing lines) */
     if (N * a->Hout * a->Wout * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
     uint64_t *act = malloc((size_t)(N * Hp * Cw * Wp) * sizeof(uint64_t));
     float *pscale = f->pixel_scale ? malloc((size_t)(N * Hp * Wp) * sizeof(float)) : NULL;
     float *low = f->rank ? malloc((size_t)(N * f->rank * f->H * f->W) * sizeof(float)) : NULL;
-    float *scratch = f->layout == 1 ? malloc((size_t)(a->O * a->Wout) * sizeof(float)) : NULL;
-    int ok = act && (pscale || !f->pixel_scale) && (low || !f->rank) && (scratch || f->layout != 1);
+    /* layout 1: x and h as (C, P) planes, the result as (O, P) before its transpose into (P, O) */
+    float *xt = rows ? malloc((size_t)(C * P) * sizeof(float)) : NULL;
+    float *ht = rows && f->h != f->x ? malloc((size_t)(C * P) * sizeof(float)) : NULL;
+    float *ot = rows ? malloc((size_t)(a->O * P) * sizeof(float)) : NULL;
+    int ok = act && (pscale || !f->pixel_scale) && (low || !f->rank) && (!rows || (xt && ot && (ht || f->h == f->x)));
     if (ok) {
+        float *out = f->out;
         f->low = low;
+        f->O = a->O;
         a->act = act;
         a->pscale = pscale;
-        a->out = scratch ? scratch : f->out;
-        if (f->layout == 1) fused_prepare_rows(f, a, act, pscale);
-        else fused_prepare_nchw(f, a, act, pscale);
+        a->out = rows ? ot : out;
+        if (rows) {
+            transpose(f->x, P, C, xt, f->threads);
+            if (ht) transpose(f->h, P, C, ht, f->threads);
+            f->h = ht ? ht : xt;
+            f->x = xt;
+        }
+        fused_prepare(f, a, act, pscale);
         run_conv(a, f->threads, f);
+        if (rows) transpose(ot, a->O, P, out, f->threads);
     }
     free(act);
     free(pscale);
     free(low);
-    free(scratch);
+    free(xt);
+    free(ht);
+    free(ot);
     return ok ? 0 : -1;
 }
 
@@ -733,20 +747,20 @@ static int get_field(PyObject *d, const char *name, Py_ssize_t *value) {
 static PyObject *py_fused(PyObject *self, PyObject *args) {
     PyObject *d;
     if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &d)) return NULL;
-    enum { X, HH, LAYOUT, N, C, H, W, THR, THR_ROWS, PIXEL_SCALE, WTS, ALPHA, CORR, O, KH, KW, SH, SW, PH, PW, BIAS,
+    enum { X, HH, LAYOUT, N, C, H, W, THR, PIXEL_SCALE, WTS, ALPHA, CORR, O, KH, KW, SH, SW, PH, PW, BIAS,
            ACT_SHIFT, ACT_SLOPE, ACT_BIAS, ACT_ROWS, RESIDUAL, DOWN, UP, RANK, SP_PTR, SP_COL, SP_VAL, OUT, THREADS,
            NFIELDS };
-    static const char *names[NFIELDS] = {"x", "h", "layout", "N", "C", "H", "W", "thr", "thr_rows", "pixel_scale", "wts",
+    static const char *names[NFIELDS] = {"x", "h", "layout", "N", "C", "H", "W", "thr", "pixel_scale", "wts",
                                          "alpha", "corr", "O", "kh", "kw", "sh", "sw", "ph", "pw", "bias", "act_shift",
                                          "act_slope", "act_bias", "act_rows", "residual", "down", "up", "rank",
                                          "sp_ptr", "sp_col", "sp_val", "out", "threads"};
     Py_ssize_t v[NFIELDS];
     for (int i = 0; i < NFIELDS; i++)
         if (get_field(d, names[i], &v[i]) < 0) return NULL;
-    fused_args f = {PTR(v[X]), PTR(v[HH]), v[LAYOUT], v[N], v[C], v[H], v[W], PTR(v[THR]), v[THR_ROWS], v[PIXEL_SCALE],
+    fused_args f = {PTR(v[X]), PTR(v[HH]), v[LAYOUT], v[N], v[C], v[H], v[W], PTR(v[THR]), v[PIXEL_SCALE],
                     PTR(v[BIAS]), PTR(v[ACT_SHIFT]), PTR(v[ACT_SLOPE]), PTR(v[ACT_BIAS]), v[ACT_ROWS], v[RESIDUAL],
                     PTR(v[DOWN]), PTR(v[UP]), v[RANK], PTR(v[SP_PTR]), PTR(v[SP_COL]), PTR(v[SP_VAL]), PTR(v[OUT]),
-                    NULL, (int)v[THREADS]};
+                    NULL, (int)v[THREADS], v[O]};
     const int64_t Hp = v[H] + 2 * v[PH], Wp = v[W] + 2 * v[PW];
     conv_args a = {NULL, PTR(v[WTS]), PTR(v[ALPHA]), NULL, PTR(v[CORR]), NULL, v[N], v[C], (v[C] + 63) / 64, v[O], Hp,
                    Wp, (Hp - v[KH]) / v[SH] + 1, (Wp - v[KW]) / v[SW] + 1, v[KH], v[KW], v[SH], v[SW], v[PH], v[PW]};
