@@ -446,7 +446,8 @@ typedef struct {
     const int32_t *sp_ptr, *sp_col;  /* SMB: CSR rows (O + 1,), input channels (k,) */
     const float *sp_val;
     float *out;                      /* layout 0: (N, O, Hout, Wout); layout 1: (P, O) */
-    float *low;                      /* scratch (N, rank, H * W) */
+    float *low;                      /* scratch (N, rank, Hout, Wout) */
+    float *xs;                       /* scratch (N, C, Hout, Wout): x at the pixels a strided layer's 1x1 branches read */
     int threads;
     int64_t O;                       /* output channels (as conv_args.O) */
 } fused_args;
@@ -470,37 +471,51 @@ static inline __attribute__((always_inline)) void store8(float *p, int64_t step,
 
 #define UNROLL4 _Pragma("GCC unroll 4")
 
-/* beta[i] = mean_c |h[c, i]| (beta may be NULL) and low[r, i] = sum_c D[r, c] x[c, i] for one row of W
- * pixels: 32 pixels x 4 ranks of accumulators, so each value loaded feeds 4 multiply-adds */
-FLOAT_CLONES static void beta_low_row(const float *x, const float *h, int64_t C, int64_t plane, int64_t W,
-                                      float *beta, const float *down, int64_t rank, float *low, int64_t low_plane) {
+/* beta and low-rank projections of one block of pixels: NV vectors of 8 (a constant after inlining;
+ * then every load is one plain vector load), or, with NV = 0, the n (< 32) pixels of a ragged end */
+static inline __attribute__((always_inline)) void beta_low_block(const float *x, const float *h, int64_t C,
+                                                                int64_t plane, float *beta, const float *down,
+                                                                int64_t rank, float *low, int64_t low_plane,
+                                                                const int NV, int64_t count) {
     const vf8 zero = {0};
     const vi8 magnitude = (vi8){0} + 0x7fffffff; /* clears the sign bit: |v| */
-    for (int64_t i0 = 0; i0 < W; i0 += 32) {
-        int64_t n[4];
-        UNROLL4 for (int q = 0; q < 4; q++) n[q] = W - i0 - 8 * q < 0 ? 0 : (W - i0 - 8 * q > 8 ? 8 : W - i0 - 8 * q);
-        if (beta) {
-            vf8 acc[4] = {zero, zero, zero, zero};
-            for (int64_t c = 0; c < C; c++)
-                UNROLL4 for (int q = 0; q < 4; q++)
-                    acc[q] += (vf8)((vi8)load8(h + c * plane + i0 + 8 * q, 1, n[q]) & magnitude);
-            UNROLL4 for (int q = 0; q < 4; q++) store8(beta + i0 + 8 * q, 1, n[q], acc[q] / (float)C);
-        }
-        for (int64_t r0 = 0; r0 < rank; r0 += 4) {
-            const int64_t nr = rank - r0 < 4 ? rank - r0 : 4;
-            vf8 acc[4][4];
-            UNROLL4 for (int r = 0; r < 4; r++) UNROLL4 for (int q = 0; q < 4; q++) acc[r][q] = zero;
-            for (int64_t c = 0; c < C; c++) {
-                vf8 xv[4];
-                UNROLL4 for (int q = 0; q < 4; q++) xv[q] = load8(x + c * plane + i0 + 8 * q, 1, n[q]);
-                UNROLL4 for (int r = 0; r < 4; r++) {
-                    const float d = r < nr ? down[(r0 + r) * C + c] : 0.0f;
-                    UNROLL4 for (int q = 0; q < 4; q++) acc[r][q] += d * xv[q];
-                }
+    const int nv = NV ? NV : 4;
+    int64_t n[4];
+    UNROLL4 for (int q = 0; q < 4; q++) n[q] = NV ? 8 : (count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q));
+    if (beta) {
+        vf8 acc[4] = {zero, zero, zero, zero};
+        for (int64_t c = 0; c < C; c++)
+            UNROLL4 for (int q = 0; q < nv; q++) acc[q] += (vf8)((vi8)load8(h + c * plane + 8 * q, 1, n[q]) & magnitude);
+        UNROLL4 for (int q = 0; q < nv; q++) store8(beta + 8 * q, 1, n[q], acc[q] / (float)C);
+    }
+    for (int64_t r0 = 0; r0 < rank; r0 += 4) {
+        const int64_t nr = rank - r0 < 4 ? rank - r0 : 4;
+        vf8 acc[4][4];
+        UNROLL4 for (int r = 0; r < 4; r++) UNROLL4 for (int q = 0; q < 4; q++) acc[r][q] = zero;
+        for (int64_t c = 0; c < C; c++) {
+            vf8 xv[4];
+            UNROLL4 for (int q = 0; q < nv; q++) xv[q] = load8(x + c * plane + 8 * q, 1, n[q]);
+            UNROLL4 for (int r = 0; r < 4; r++) {
+                const float d = r < nr ? down[(r0 + r) * C + c] : 0.0f;
+                UNROLL4 for (int q = 0; q < nv; q++) acc[r][q] += d * xv[q];
             }
-            for (int r = 0; r < nr; r++)
-                UNROLL4 for (int q = 0; q < 4; q++) store8(low + (r0 + r) * low_plane + i0 + 8 * q, 1, n[q], acc[r][q]);
         }
+        for (int r = 0; r < nr; r++)
+            UNROLL4 for (int q = 0; q < nv; q++) store8(low + (r0 + r) * low_plane + 8 * q, 1, n[q], acc[r][q]);
+    }
+}
+
+/* beta[i] = mean_c |h[c, i]| and low[r, i] = sum_c D[r, c] x[c, i] for one row of W pixels (beta or low
+ * may be NULL): 32 pixels x 4 ranks of accumulators, so each value loaded feeds 4 multiply-adds */
+FLOAT_CLONES static void beta_low_row(const float *x, const float *h, int64_t C, int64_t plane, int64_t W,
+                                      float *beta, const float *down, int64_t rank, float *low, int64_t low_plane) {
+    for (int64_t i0 = 0; i0 < W;) {
+        float *b = beta ? beta + i0 : NULL, *l = low ? low + i0 : NULL;
+        const int64_t left = W - i0, r = low ? rank : 0;
+        if (left >= 32) beta_low_block(x + i0, h + i0, C, plane, b, down, r, l, low_plane, 4, 32), i0 += 32;
+        else if (left >= 16) beta_low_block(x + i0, h + i0, C, plane, b, down, r, l, low_plane, 2, 16), i0 += 16;
+        else if (left >= 8) beta_low_block(x + i0, h + i0, C, plane, b, down, r, l, low_plane, 1, 8), i0 += 8;
+        else beta_low_block(x + i0, h + i0, C, plane, b, down, r, l, low_plane, 0, left), i0 = W;
     }
 }
 
@@ -516,10 +531,13 @@ static void transpose(const float *src, int64_t rows, int64_t cols, float *dst, 
     }
 }
 
-/* pass 1: one padded row of packed words, beta and low-rank projections per (n, yp) */
-static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale) {
+/* pass 1: one padded row of packed words and beta per (n, yp); on rows the output samples (every sh-th),
+ * the low-rank projections and, for strided layers, x at the sampled pixels (xs: (N, C, Hout, Wout)),
+ * so that pass 2 reads both contiguously */
+static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale, float *xs) {
     const int64_t N = f->N, C = f->C, H = f->H, W = f->W, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp;
-    const int64_t ph = a->ph, pw = a->pw;
+    const int64_t ph = a->ph, pw = a->pw, sh = a->sh, sw = a->sw, Ho = a->Hout, Wo = a->Wout;
+    const int strided = sh != 1 || sw != 1;
     const int isa = isa_used;
 #pragma omp parallel for schedule(static) num_threads(f->threads)
     for (int64_t r = 0; r < N * Hp; r++) {
@@ -536,17 +554,29 @@ static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act
         else
 #endif
             pack_nchw_row_portable(src, f->thr, C, H * W, W, row + pw, Wp);
-        beta_low_row(f->x + offset, src, C, H * W, W, srow ? srow + pw : NULL, f->down, f->rank,
-                     f->low + n * f->rank * H * W + y * W, H * W);
+        const int sampled = y % sh == 0 && y / sh < Ho; /* the 1x1 branches read this row */
+        if (!strided) {
+            beta_low_row(f->x + offset, src, C, H * W, W, srow ? srow + pw : NULL, f->down, f->rank,
+                         f->rank ? f->low + n * f->rank * H * W + y * W : NULL, H * W);
+            continue;
+        }
+        if (srow) beta_low_row(NULL, src, C, H * W, W, srow + pw, NULL, 0, NULL, 0);
+        if (!sampled || !xs) continue;
+        const int64_t oy = y / sh, plane = Ho * Wo;
+        float *dst = xs + n * C * plane + oy * Wo;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t ox = 0; ox < Wo; ox++) dst[c * plane + ox] = f->x[offset + c * H * W + ox * sw];
+        if (f->rank) beta_low_row(dst, dst, C, plane, Wo, NULL, f->down, f->rank, f->low + n * f->rank * plane + oy * Wo,
+                                  plane);
     }
 }
 
-/* pass 2 epilogue on count <= 64 contiguous outputs of one tile row (channel o), all with activation
- * row g; low and src are read every `step` pixels (the layer's stride). Eight vectors of accumulators
- * keep the rank and sparse sums independent chains rather than one long dependency. */
-FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const float *res, const float *low,
-                                      int64_t low_plane, const float *src, int64_t src_plane, int64_t step,
-                                      int64_t o, int64_t g, int64_t count) {
+/* pass 2 epilogue on `count` (<= 64) contiguous outputs of one tile row (channel o), all with activation
+ * row g. NV vectors of 8 (a constant after inlining: plain vector loads), or NV = 0 for a ragged count.
+ * Eight vectors of accumulators keep the rank and sparse sums independent chains. */
+static inline __attribute__((always_inline)) void epilogue_body(const fused_args *f, float *row, const float *res,
+                                                               const float *low, const float *src, int64_t plane,
+                                                               int64_t o, int64_t g, const int NV, int64_t count) {
     const int64_t O = f->O, rank = f->rank;
     const vf8 zero = {0};
     const float b = f->bias ? f->bias[o] : 0.0f;
@@ -555,10 +585,11 @@ FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const flo
                 ab = act ? f->act_bias[g * O + o] : 0.0f;
     const float *up = f->up + o * rank;
     const int32_t j0 = f->sp_ptr ? f->sp_ptr[o] : 0, j1 = f->sp_ptr ? f->sp_ptr[o + 1] : 0;
+    const int nv = NV ? NV : 8;
     vf8 v[8], lr[8], sp[8];
     int64_t n[8];
-    UNROLL for (int q = 0; q < 8; q++) {
-        n[q] = count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q);
+    UNROLL for (int q = 0; q < nv; q++) {
+        n[q] = NV ? 8 : (count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q));
         v[q] = load8(row + 8 * q, 1, n[q]) + b;
         if (act) {
             vf8 y = v[q] - sh;
@@ -569,29 +600,43 @@ FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const flo
         lr[q] = sp[q] = zero;
     }
     for (int64_t r = 0; r < rank; r++)
-        UNROLL for (int q = 0; q < 8; q++) lr[q] += up[r] * load8(low + r * low_plane + 8 * q * step, step, n[q]);
+        UNROLL for (int q = 0; q < nv; q++) lr[q] += up[r] * load8(low + r * plane + 8 * q, 1, n[q]);
     for (int32_t j = j0; j < j1; j++) {
         const float w = f->sp_val[j];
-        const float *s = src + f->sp_col[j] * src_plane;
-        UNROLL for (int q = 0; q < 8; q++) sp[q] += w * load8(s + 8 * q * step, step, n[q]);
+        const float *s = src + f->sp_col[j] * plane;
+        UNROLL for (int q = 0; q < nv; q++) sp[q] += w * load8(s + 8 * q, 1, n[q]);
     }
-    UNROLL for (int q = 0; q < 8; q++) store8(row + 8 * q, 1, n[q], v[q] + lr[q] + sp[q]); /* (BMB + LRMB) + SMB */
+    UNROLL for (int q = 0; q < nv; q++) store8(row + 8 * q, 1, n[q], v[q] + lr[q] + sp[q]); /* (BMB + LRMB) + SMB */
 }
 
-/* pass 2 epilogue on one finished tile, in place: outputs (n, oy, x0..x1) of channels o0..o1 */
+FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const float *res, const float *low,
+                                      const float *src, int64_t plane, int64_t o, int64_t g, int64_t count) {
+    switch (count) {
+    case 64: epilogue_body(f, row, res, low, src, plane, o, g, 8, 64); break;
+    case 32: epilogue_body(f, row, res, low, src, plane, o, g, 4, 32); break;
+    case 16: epilogue_body(f, row, res, low, src, plane, o, g, 2, 16); break;
+    case 8: epilogue_body(f, row, res, low, src, plane, o, g, 1, 8); break;
+    default: epilogue_body(f, row, res, low, src, plane, o, g, 0, count);
+    }
+}
+
+/* pass 2 epilogue on one finished tile, in place: outputs (n, oy, x0..x1) of channels o0..o1; the 1x1
+ * branches read x (stride 1) or its samples xs (strided) and low in the output grid */
 static void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
                            int64_t o0, int64_t o1) {
-    const int64_t O = a->O, C = f->C, HW = f->H * f->W, sy = oy * a->sh, sx = a->sw;
+    const int64_t O = a->O, C = f->C, HWo = a->Hout * a->Wout;
+    const float *src = f->xs ? f->xs : f->x; /* xs: only where the layer strides; else x has the output grid */
     /* activation rows cover blocks of samples (layout 0) or of tokens (layout 1: one image row) */
     const int64_t units = f->layout == 1 ? a->Wout : f->N, span = f->act_rows ? units / f->act_rows : units;
     for (int64_t o = o0; o < o1; o++)
         for (int64_t i0 = x0; i0 < x1;) {
             const int64_t unit = f->layout == 1 ? i0 : n, g = unit / span;
             const int64_t i1 = f->layout == 1 && (g + 1) * span < x1 ? (g + 1) * span : x1;
-            float *row = a->out + ((n * O + o) * a->Hout + oy) * a->Wout + i0;
-            const float *res = f->residual ? f->x + ((n * C + o) * f->H + oy) * f->W + i0 : NULL;
-            epilogue_run(f, row, res, f->low + n * f->rank * HW + sy * f->W + i0 * sx, HW,
-                         f->x + n * C * HW + sy * f->W + i0 * sx, HW, sx, o, g, i1 - i0); /* i1 - i0 <= 64 */
+            const int64_t at = oy * a->Wout + i0;
+            float *row = a->out + (n * O + o) * HWo + at;
+            const float *res = f->residual ? f->x + (n * C + o) * HWo + at : NULL;
+            epilogue_run(f, row, res, f->low + n * f->rank * HWo + at, src + n * C * HWo + at, HWo, o, g,
+                         i1 - i0); /* i1 - i0 <= 64 */
             i0 = i1;
         }
 }
@@ -664,15 +709,20 @@ static int run_fused(fused_args *f, conv_args *a) {
     if (N * a->Hout * a->Wout * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
     uint64_t *act = malloc((size_t)(N * Hp * Cw * Wp) * sizeof(uint64_t));
     float *pscale = f->pixel_scale ? malloc((size_t)(N * Hp * Wp) * sizeof(float)) : NULL;
-    float *low = f->rank ? malloc((size_t)(N * f->rank * f->H * f->W) * sizeof(float)) : NULL;
+    const int strided = a->sh != 1 || a->sw != 1;
+    float *low = f->rank ? malloc((size_t)(N * f->rank * a->Hout * a->Wout) * sizeof(float)) : NULL;
+    const int branches = f->rank || f->sp_ptr; /* LRMB or SMB: 1x1 convs that read x at the output's pixels */
+    float *xs = strided && branches ? malloc((size_t)(N * C * a->Hout * a->Wout) * sizeof(float)) : NULL;
     /* layout 1: x and h as (C, P) planes, the result as (O, P) before its transpose into (P, O) */
     float *xt = rows ? malloc((size_t)(C * P) * sizeof(float)) : NULL;
     float *ht = rows && f->h != f->x ? malloc((size_t)(C * P) * sizeof(float)) : NULL;
     float *ot = rows ? malloc((size_t)(a->O * P) * sizeof(float)) : NULL;
-    int ok = act && (pscale || !f->pixel_scale) && (low || !f->rank) && (!rows || (xt && ot && (ht || f->h == f->x)));
+    int ok = act && (pscale || !f->pixel_scale) && (low || !f->rank) && (xs || !strided || !branches) &&
+             (!rows || (xt && ot && (ht || f->h == f->x)));
     if (ok) {
         float *out = f->out;
         f->low = low;
+        f->xs = xs;
         f->O = a->O;
         a->act = act;
         a->pscale = pscale;
@@ -683,13 +733,14 @@ static int run_fused(fused_args *f, conv_args *a) {
             f->h = ht ? ht : xt;
             f->x = xt;
         }
-        fused_prepare(f, a, act, pscale);
+        fused_prepare(f, a, act, pscale, xs);
         run_conv(a, f->threads, f);
         if (rows) transpose(ot, a->O, P, out, f->threads);
     }
     free(act);
     free(pscale);
     free(low);
+    free(xs);
     free(xt);
     free(ht);
     free(ot);
@@ -760,7 +811,7 @@ static PyObject *py_fused(PyObject *self, PyObject *args) {
     fused_args f = {PTR(v[X]), PTR(v[HH]), v[LAYOUT], v[N], v[C], v[H], v[W], PTR(v[THR]), v[PIXEL_SCALE],
                     PTR(v[BIAS]), PTR(v[ACT_SHIFT]), PTR(v[ACT_SLOPE]), PTR(v[ACT_BIAS]), v[ACT_ROWS], v[RESIDUAL],
                     PTR(v[DOWN]), PTR(v[UP]), v[RANK], PTR(v[SP_PTR]), PTR(v[SP_COL]), PTR(v[SP_VAL]), PTR(v[OUT]),
-                    NULL, (int)v[THREADS], v[O]};
+                    NULL, NULL, (int)v[THREADS], v[O]};
     const int64_t Hp = v[H] + 2 * v[PH], Wp = v[W] + 2 * v[PW];
     conv_args a = {NULL, PTR(v[WTS]), PTR(v[ALPHA]), NULL, PTR(v[CORR]), NULL, v[N], v[C], (v[C] + 63) / 64, v[O], Hp,
                    Wp, (Hp - v[KH]) / v[SH] + 1, (Wp - v[KW]) / v[SW] + 1, v[KH], v[KW], v[SH], v[SW], v[PH], v[PW]};
