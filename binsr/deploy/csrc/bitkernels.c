@@ -702,49 +702,79 @@ static void run_pack_rows(const float *x, const float *thr, uint64_t *out, int64
 }
 
 
-/* the whole layer: scratch buffers, pass 1, pass 2 (returns -1 when out of memory) */
+/* Scratch memory reused across calls: fresh large mallocs are mmapped and page-faulted on every layer
+ * (glibc returns them at free), which cost more than small layers' arithmetic. One cached block; a
+ * call that finds it taken (another Python thread, the GIL being released) uses its own malloc. */
+static void *scratch_block = NULL;
+static size_t scratch_size = 0;
+static int scratch_taken = 0;
+
+static void *scratch_take(size_t size, int *cached) {
+    *cached = !__atomic_exchange_n(&scratch_taken, 1, __ATOMIC_ACQUIRE);
+    if (!*cached) return malloc(size);
+    if (scratch_size < size) {
+        free(scratch_block);
+        scratch_block = malloc(size);
+        scratch_size = scratch_block ? size : 0;
+    }
+    if (!scratch_block) __atomic_store_n(&scratch_taken, 0, __ATOMIC_RELEASE);
+    return scratch_block;
+}
+
+static void scratch_give(void *block, int cached) {
+    if (cached) __atomic_store_n(&scratch_taken, 0, __ATOMIC_RELEASE);
+    else free(block);
+}
+
+/* the next 64-byte aligned piece of `bytes` bytes from *at (NULL for 0 bytes) */
+static void *carve(char **at, size_t bytes) {
+    if (!bytes) return NULL;
+    void *piece = *at;
+    *at += (bytes + 63) / 64 * 64;
+    return piece;
+}
+
+/* the whole layer: scratch, pass 1, pass 2 (returns -1 when out of memory) */
 static int run_fused(fused_args *f, conv_args *a) {
     const int64_t N = a->N, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp, rows = f->layout == 1, P = f->W, C = f->C;
+    const int64_t HWo = a->Hout * a->Wout;
     /* below ~20 us of work a second thread costs more than it saves (waking it, sharing lines) */
-    if (N * a->Hout * a->Wout * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
-    uint64_t *act = malloc((size_t)(N * Hp * Cw * Wp) * sizeof(uint64_t));
-    float *pscale = f->pixel_scale ? malloc((size_t)(N * Hp * Wp) * sizeof(float)) : NULL;
-    const int strided = a->sh != 1 || a->sw != 1;
-    float *low = f->rank ? malloc((size_t)(N * f->rank * a->Hout * a->Wout) * sizeof(float)) : NULL;
-    const int branches = f->rank || f->sp_ptr; /* LRMB or SMB: 1x1 convs that read x at the output's pixels */
-    float *xs = strided && branches ? malloc((size_t)(N * C * a->Hout * a->Wout) * sizeof(float)) : NULL;
-    /* layout 1: x and h as (C, P) planes, the result as (O, P) before its transpose into (P, O) */
-    float *xt = rows ? malloc((size_t)(C * P) * sizeof(float)) : NULL;
-    float *ht = rows && f->h != f->x ? malloc((size_t)(C * P) * sizeof(float)) : NULL;
-    float *ot = rows ? malloc((size_t)(a->O * P) * sizeof(float)) : NULL;
-    int ok = act && (pscale || !f->pixel_scale) && (low || !f->rank) && (xs || !strided || !branches) &&
-             (!rows || (xt && ot && (ht || f->h == f->x)));
-    if (ok) {
-        float *out = f->out;
-        f->low = low;
-        f->xs = xs;
-        f->O = a->O;
-        a->act = act;
-        a->pscale = pscale;
-        a->out = rows ? ot : out;
-        if (rows) {
-            transpose(f->x, P, C, xt, f->threads);
-            if (ht) transpose(f->h, P, C, ht, f->threads);
-            f->h = ht ? ht : xt;
-            f->x = xt;
-        }
-        fused_prepare(f, a, act, pscale, xs);
-        run_conv(a, f->threads, f);
-        if (rows) transpose(ot, a->O, P, out, f->threads);
+    if (N * HWo * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
+    const int strided = a->sh != 1 || a->sw != 1, branches = f->rank || f->sp_ptr; /* 1x1 convs reading x */
+    const size_t sizes[7] = {
+        (size_t)(N * Hp * Cw * Wp) * sizeof(uint64_t),                          /* packed words */
+        f->pixel_scale ? (size_t)(N * Hp * Wp) * sizeof(float) : 0,            /* beta */
+        (size_t)(N * f->rank * HWo) * sizeof(float),                           /* low-rank projections */
+        strided && branches ? (size_t)(N * C * HWo) * sizeof(float) : 0,       /* x at the sampled pixels */
+        rows ? (size_t)(C * P) * sizeof(float) : 0,                            /* layout 1: x as (C, P) */
+        rows && f->h != f->x ? (size_t)(C * P) * sizeof(float) : 0,            /*           h as (C, P) */
+        rows ? (size_t)(a->O * P) * sizeof(float) : 0};                        /*           out as (O, P) */
+    size_t total = 0;
+    for (int i = 0; i < 7; i++) total += (sizes[i] + 63) / 64 * 64;
+    int cached;
+    char *block = scratch_take(total + 64, &cached), *at = (char *)(((uintptr_t)block + 63) / 64 * 64);
+    if (!block) return -1;
+    uint64_t *act = carve(&at, sizes[0]);
+    float *pscale = carve(&at, sizes[1]), *low = carve(&at, sizes[2]), *xs = carve(&at, sizes[3]);
+    float *xt = carve(&at, sizes[4]), *ht = carve(&at, sizes[5]), *ot = carve(&at, sizes[6]);
+    float *out = f->out;
+    f->low = low;
+    f->xs = xs;
+    f->O = a->O;
+    a->act = act;
+    a->pscale = pscale;
+    a->out = rows ? ot : out;
+    if (rows) {
+        transpose(f->x, P, C, xt, f->threads);
+        if (ht) transpose(f->h, P, C, ht, f->threads);
+        f->h = ht ? ht : xt;
+        f->x = xt;
     }
-    free(act);
-    free(pscale);
-    free(low);
-    free(xs);
-    free(xt);
-    free(ht);
-    free(ot);
-    return ok ? 0 : -1;
+    fused_prepare(f, a, act, pscale, xs);
+    run_conv(a, f->threads, f);
+    if (rows) transpose(ot, a->O, P, out, f->threads);
+    scratch_give(block, cached);
+    return 0;
 }
 
 /* --- Python bindings: plain integers (data pointers and sizes); binsr/deploy/kernels.py checks
