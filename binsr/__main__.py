@@ -1,7 +1,5 @@
 """``python -m binsr`` = the ``binsr`` command."""
 
-import sys
+from binsr.cli import run
 
-from binsr.cli import main
-
-sys.exit(main())
+run()

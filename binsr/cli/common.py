@@ -25,12 +25,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_model_arguments(p: argparse.ArgumentParser, required: bool, default: str | None = "bicubic") -> None:
-    """--model, --steps, --seed, --device: how eval and upscale pick and run a model (they add --quiet)."""
+    """--model, --steps, --seed, --device, --threads: how eval and upscale pick and run a model (they add
+    --quiet). Both leave the interpreter without its teardown once done (see :func:`binsr.cli.run`)."""
     shown = f" [default: {default}]" if default else " [default: the shipped default model]"
     p.add_argument("--model", required=required, default=None if required else default,
                    help="model name (bicubic, or a shipped model: see 'binsr models') or a .safetensors model file"
                         + ("" if required else shown))
     add_sampling_arguments(p, quiet=False)
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads [default: the cores this process may use "
+                   "that other processes are not keeping busy]")
+    p.set_defaults(fast_exit=True)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser, quiet: bool = True) -> None:
@@ -53,9 +57,12 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object) -> Upscaler:
     from binsr import pipelines
 
+    if args.threads is not None and args.threads < 1:
+        raise BinsrError(f"--threads must be at least 1, got {args.threads}")
     if args.model == "bicubic":
-        return pipelines.load("bicubic", args.scale)
-    return pipelines.load(args.model, args.scale, device=device, steps=args.steps, seed=args.seed, **sampling)
+        return pipelines.load("bicubic", args.scale, threads=args.threads)
+    return pipelines.load(args.model, args.scale, device=device, threads=args.threads, steps=args.steps,
+                          seed=args.seed, **sampling)
 
 
 def pick_device(name: str) -> torch.device:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from binsr.errors import BinsrError
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
 from binsr.pipelines.model_file import LoadedModel, ModelSpec, load_model, load_network, read_model_spec
 from binsr.pipelines.shipped import DEFAULT_MODEL, ShippedModel, shipped_models, shipped_path
+from binsr.utils.threads import configure_threads
 
 NAMES = ("bicubic",)
 DEFAULT_SR3_STEPS = 50
@@ -36,12 +39,19 @@ def resolve(name_or_path: str) -> Path:
     return path
 
 
-def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **options: Any) -> Upscaler:
+def load(name_or_path: str, scale: int | None = None, device: str = "cpu", threads: int | None = None,
+         **options: Any) -> Upscaler:
     """The upscaler called ``name_or_path``, or the one stored in that model file.
 
     ``options`` go to the pipeline (all diffusion models: seed, tile, tile_overlap; SR3: steps;
     ResShift: stochastic). A ``scale`` that differs from a model file's own scale is an error.
+    On the CPU, PyTorch's thread count becomes ``threads``, or by default the cores this process may
+    use that other processes are not keeping busy (:func:`binsr.utils.threads.configure_threads`).
     """
+    if threads is not None and threads < 1:
+        raise BinsrError(f"threads must be at least 1, got {threads}")
+    if torch.device(device).type == "cpu":
+        configure_threads(threads)
     if name_or_path == "bicubic":
         if scale is None:
             raise BinsrError("the bicubic model needs a scale (--scale)")
