@@ -2,8 +2,10 @@
 
 Three parts, each measured side by side in one run:
 
-* layers — PyTorch fp32 ``conv2d`` (oneDNN) against the packed XNOR-popcount conv on the binary layer
-  shapes of BI-DiffSR and BiMaCoSR (C ∈ {64, 128, 256}, 3×3 and 1×1, 32²–256², batch 1);
+* layers — PyTorch fp32 ``conv2d`` (oneDNN) against the packed binary layer (one fused native call:
+  sign packing, XNOR-popcount, α) on the binary layer shapes of BI-DiffSR and BiMaCoSR (C ∈ {64, 128,
+  256}, 3×3 and 1×1, 32²–256², batch 1), with the CPU's arithmetic limit (fp32 and 1-bit
+  multiply-accumulates per second its vector units sustain, measured) and the fraction of it reached;
 * model — one network call of a 1-bit model for a 256×256 output: the FP network, the simulated
   binary network (float ±1 arithmetic, what training uses) and the packed one;
 * size — the model file as training writes it (FP latent weights) against ``binsr export``'s file.
@@ -19,6 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,16 @@ from tqdm import tqdm
 
 from binsr.deploy.convert import pack_model
 from binsr.deploy.files import export_packed
-from binsr.deploy.kernels import PackedWeight, backend, binary_conv2d, pack_signs
+from binsr.deploy.kernels import (
+    Epilogue,
+    FusedCall,
+    PackedWeight,
+    backend,
+    binary_conv2d,
+    native_available,
+    native_peak,
+    pack_signs,
+)
 from binsr.errors import BinsrError
 from binsr.models.denoiser import bind_timesteps
 from binsr.models.description import AutoencoderSpec, NetworkSpec, apply_binarization
@@ -65,19 +77,35 @@ def layer_shapes(quick: bool = False) -> Iterator[tuple[int, int, int]]:
         yield channels, kernel, size
 
 
-def bench_layer(channels: int, kernel: int, size: int, repeats: int, seed: int = 0) -> dict[str, Any]:
-    """fp32 conv2d vs the packed binary conv on one (1, C, S, S) input, C → C channels, stride 1."""
+def arithmetic_limit(iterations: int = 20_000_000) -> dict[str, float]:
+    """What one thread of this CPU sustains in tight loops (the kernels' ISA): fp32 and 1-bit
+    multiply-accumulates per second, and their ratio — the most a binary conv can gain over fp32."""
+    fp32, binary = native_peak(iterations)
+    return {"fp32_gmacs": round(fp32 / 1e9, 1), "binary_gmacs": round(binary / 1e9, 1),
+            "ratio": round(binary / fp32, 2)}
+
+
+def bench_layer(channels: int, kernel: int, size: int, repeats: int, seed: int = 0,
+                limit: float | None = None) -> dict[str, Any]:
+    """fp32 conv2d vs the packed binary layer (one fused call: sign packing, XNOR-popcount, α) on one
+    (1, C, S, S) input, C → C channels, stride 1; ``limit``: the CPU's binary/fp32 ratio, for the
+    fraction of it the speedup reaches."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(1, channels, size, size, generator=generator)
     weight = torch.randn(channels, channels, kernel, kernel, generator=generator)
     packed = PackedWeight(pack_signs((weight < 0).permute(0, 2, 3, 1)), channels, weight.abs().mean((1, 2, 3)))
     pad = kernel // 2
+    binary: Callable[[], torch.Tensor] = (
+        partial(FusedCall(tuple(x.shape), packed, Epilogue(), padding=(pad, pad)), x) if native_available()
+        else partial(binary_conv2d, x, packed, (1, 1), (pad, pad)))
     with torch.no_grad():
-        ms = median_ms({"fp32": lambda: F.conv2d(x, weight, padding=pad),
-                        "binary": lambda: binary_conv2d(x, packed, (1, 1), (pad, pad))}, repeats)
+        ms = median_ms({"fp32": lambda: F.conv2d(x, weight, padding=pad), "binary": binary}, repeats)
+    speedup = ms["fp32"] / ms["binary"]
+    macs = channels * channels * kernel * kernel * size * size
     return {"shape": f"{channels}x{channels} {kernel}x{kernel} @ {size}x{size}", "channels": channels,
             "kernel": kernel, "size": size, "fp32_ms": round(ms["fp32"], 4), "binary_ms": round(ms["binary"], 4),
-            "speedup": round(ms["fp32"] / ms["binary"], 3)}
+            "speedup": round(speedup, 3), "binary_gmacs": round(macs / ms["binary"] / 1e6, 1),
+            "of_limit": round(speedup / limit, 3) if limit else None}
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -165,21 +193,29 @@ def bench_model(model_ref: str, repeats: int, workdir: Path, seed: int = 0) -> t
 def run_bench(model: str = "bidiffsr", repeats: int = 10, quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """The whole benchmark as a JSON-able dict (see the module doc)."""
     shapes = list(layer_shapes(quick))
-    rows = [bench_layer(c, k, s, repeats) for c, k, s in tqdm(shapes, desc="layers", disable=not progress)]
+    limit = arithmetic_limit(2_000_000 if quick else 20_000_000) if native_available() else None
+    rows = [bench_layer(c, k, s, repeats, limit=limit["ratio"] if limit else None)
+            for c, k, s in tqdm(shapes, desc="layers", disable=not progress)]
     with tempfile.TemporaryDirectory() as tmp:
         model_result, sizes = bench_model(model, max(1, repeats // 3), Path(tmp))
-    return {"machine": {"threads": torch.get_num_threads(), "backend": backend(), "torch": torch.__version__},
-            "layers": rows, "model": model_result, "size": sizes}
+    return {"machine": {"threads": torch.get_num_threads(), "backend": backend(), "torch": torch.__version__,
+                        "limit": limit}, "layers": rows, "model": model_result, "size": sizes}
 
 
 def format_bench(result: dict[str, Any]) -> str:
     """Human-readable tables of :func:`run_bench`'s result."""
     machine = result["machine"]
-    lines = [f"binary kernels: {machine['backend']}, {machine['threads']} threads, torch {machine['torch']}", ""]
-    rows = [(r["shape"], f"{r['fp32_ms']:.3f}", f"{r['binary_ms']:.3f}", f"{r['speedup']:.2f}x")
-            for r in result["layers"]]
+    lines = [f"binary kernels: {machine['backend']}, {machine['threads']} threads, torch {machine['torch']}"]
+    limit = machine.get("limit")
+    if limit:
+        lines.append(f"arithmetic limit of one thread: fp32 {limit['fp32_gmacs']} GMAC/s, 1-bit {limit['binary_gmacs']} "
+                     f"GMAC/s: a binary conv can be at most {limit['ratio']:.1f}x faster than fp32 here")
+    lines.append("")
+    rows = [(r["shape"], f"{r['fp32_ms']:.3f}", f"{r['binary_ms']:.3f}", f"{r['speedup']:.2f}x",
+             f"{r['of_limit']:.0%}" if r.get("of_limit") is not None else "-") for r in result["layers"]]
     if rows:
-        lines += [format_table(["layer (batch 1)", "fp32 conv2d ms", "packed 1-bit ms", "speedup"], rows, "lrrr"), ""]
+        lines += [format_table(["layer (batch 1)", "fp32 conv2d ms", "packed 1-bit ms", "speedup", "of limit"], rows,
+                               "lrrrr"), ""]
     m = result["model"]
     lines += [f"model {m['name']}: one network call, input {'x'.join(map(str, m['input']))} "
               f"for a {m['output'][0]}x{m['output'][1]} output, {m['binary_layers']} binary layers",

@@ -52,6 +52,13 @@ def instruction_sets() -> list[str]:
     return list(_native.isas()) if _native is not None else []
 
 
+def native_peak(iterations: int) -> tuple[float, float]:
+    """(fp32, 1-bit) multiply-accumulates per second one thread sustains in tight loops (native ISA)."""
+    if _native is None:
+        raise BinsrError("the native bit kernels are not built; there is no native peak to measure")
+    return _native.peak(iterations)
+
+
 def backend() -> str:
     """What runs the packed layers: 'native (avx512-vpopcntdq)', 'native (avx2)', ... or 'torch'."""
     if _state["backend"] == "native":

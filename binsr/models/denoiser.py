@@ -86,6 +86,14 @@ def bind_timesteps(network: nn.Module, num_timesteps: int) -> nn.Module:
 # --- parts both UNets share -----------------------------------------------------------------------
 
 
+def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) → (B, C, 2H, 2W), each pixel repeated 2×2: ``F.interpolate(x, scale_factor=2,
+    mode="nearest")`` as one strided copy, which PyTorch's CPU copy kernel does about 2.7× faster than its
+    nearest-upsampling kernel (0.70 vs 1.91 ms for 128 × 32² on 2 cores)."""
+    b, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+
+
 def zero_init(layer: nn.Conv2d) -> None:
     """Zero a layer's weight and bias: a residual-predicting network then starts at the identity of its base."""
     nn.init.zeros_(layer.weight)

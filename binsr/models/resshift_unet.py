@@ -11,6 +11,7 @@ BiMaCoSR does (convs and linears all binarized but ``head`` and ``tail.2``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from binsr.config import check_ranges
-from binsr.models.denoiser import Denoiser, output_head, time_embedding
+from binsr.models.denoiser import Denoiser, output_head, time_embedding, upsample_nearest2x
 from binsr.models.registry import register_network
 
 
@@ -133,6 +134,7 @@ class SwinBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+@functools.lru_cache(maxsize=16)  # the same few (size, window, shift) every call: built once each (read-only)
 def _shift_mask(h: int, w: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     """(nW, N, N) additive mask: tokens from different regions of the rolled image must not attend."""
     region = torch.zeros(h, w, device=device)
@@ -262,5 +264,5 @@ class ResShiftUNet(Denoiser):
             for _ in range(self.config.num_res_blocks + 1):
                 h = next(blocks)(torch.cat([h, skips.pop()], dim=1), emb)
             if level < len(self.upsample):
-                h = self.upsample[level](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+                h = self.upsample[level](upsample_nearest2x(h))
         return self.tail(h)

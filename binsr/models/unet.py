@@ -26,7 +26,7 @@ from torch import nn
 
 from binsr.config import check_ranges
 from binsr.errors import BinsrError
-from binsr.models.denoiser import Denoiser, output_head, time_embedding
+from binsr.models.denoiser import Denoiser, output_head, time_embedding, upsample_nearest2x
 from binsr.models.registry import register_network
 
 RESAMPLE = ("cp", "conv")
@@ -157,7 +157,7 @@ class ConvUp(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.conv(upsample_nearest2x(x))
 
 
 class Fusion(nn.Module):

@@ -204,6 +204,10 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
     int border = !scaled && tile_touches_border(a, oy, ox, ox + 4);
     const __m256i k = _mm256_set1_epi64x(a->C * kh * kw);
     const __m128 odd = _mm_mul_ps(_mm_set1_ps((float)(a->C % 2)), bsum), two = _mm_set1_ps(2.0f);
+    /* locals: the stores below may alias *a as far as the compiler knows, which would reload every field */
+    const float *alphas = a->alpha;
+    const int64_t plane = a->Hout * a->Wout;
+    float *dst = a->out + ((n * a->O + o) * a->Hout + oy) * a->Wout + ox;
     UNROLL for (int c = 0; c < cb; c++) {
         __m128 v = _mm_fnmadd_ps(two, facc[c], odd); /* sum_taps s (C - 2 popcount) */
         if (!scaled) {
@@ -212,8 +216,8 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
             if (border) d = _mm256_sub_epi64(d, padding_correction_avx2(a, o + c, oy, ox));
             v = low_dwords_to_ps(d);
         }
-        if (a->alpha) v = _mm_mul_ps(v, _mm_set1_ps(a->alpha[o + c]));
-        _mm_storeu_ps(a->out + ((n * a->O + o + c) * a->Hout + oy) * a->Wout + ox, v);
+        if (alphas) v = _mm_mul_ps(v, _mm_set1_ps(alphas[o + c]));
+        _mm_storeu_ps(dst + c * plane, v);
     }
 }
 
@@ -298,15 +302,23 @@ AVX512_ATTR static inline __attribute__((always_inline)) void tile_avx512(const 
     int border = !scaled && tile_touches_border(a, oy, ox, ox + rem);
     const __m512i k = _mm512_set1_epi64(a->C * kh * kw);
     const __m256 odd = _mm256_mul_ps(_mm256_set1_ps((float)(a->C % 2)), bsum), two = _mm256_set1_ps(2.0f);
+    const float K = (float)(a->C * kh * kw); /* exact: fewer than 2^24 */
+    /* locals: the stores below may alias *a as far as the compiler knows, which would reload every field */
+    const float *alphas = a->alpha;
+    const int64_t plane = a->Hout * a->Wout;
+    float *dst = a->out + ((n * a->O + o) * a->Hout + oy) * a->Wout + ox;
     UNROLL for (int c = 0; c < cb; c++) {
-        __m256 v = _mm256_fnmadd_ps(two, facc[c], odd); /* sum_taps s (C - 2 popcount) */
-        if (!scaled) {
+        const float alpha = alphas ? alphas[o + c] : 1.0f;
+        __m256 v;
+        if (scaled) /* alpha sum_taps s (C - 2 popcount) */
+            v = _mm256_mul_ps(_mm256_fnmadd_ps(two, facc[c], odd), _mm256_set1_ps(alpha));
+        else if (border) { /* K - 2 popcount - the padded taps' sum_c sign(w), in integers */
             __m512i d = _mm512_sub_epi64(k, _mm512_slli_epi64(acc[c], 1));
-            if (border) d = _mm512_sub_epi64(d, padding_correction_avx512(a, o + c, oy, ox, m));
-            v = _mm512_cvtepi64_ps(d);
-        }
-        if (a->alpha) v = _mm256_mul_ps(v, _mm256_set1_ps(a->alpha[o + c]));
-        _mm256_mask_storeu_ps(a->out + ((n * a->O + o + c) * a->Hout + oy) * a->Wout + ox, m, v);
+            d = _mm512_sub_epi64(d, padding_correction_avx512(a, o + c, oy, ox, m));
+            v = _mm256_mul_ps(_mm512_cvtepi64_ps(d), _mm256_set1_ps(alpha));
+        } else /* alpha (K - 2 popcount) in one multiply-add (exact integers without alpha) */
+            v = _mm256_fmadd_ps(_mm512_cvtepi64_ps(acc[c]), _mm256_set1_ps(-2.0f * alpha), _mm256_set1_ps(K * alpha));
+        _mm256_mask_storeu_ps(dst + c * plane, m, v);
     }
 }
 
@@ -771,10 +783,109 @@ static int run_fused(fused_args *f, conv_args *a) {
         f->x = xt;
     }
     fused_prepare(f, a, act, pscale, xs);
-    run_conv(a, f->threads, f);
+    const int epilogue = f->bias || f->act_shift || f->residual || f->rank || f->sp_ptr; /* else alpha is all */
+    run_conv(a, f->threads, epilogue ? f : NULL);
     if (rows) transpose(ot, a->O, P, out, f->threads);
     scratch_give(block, cached);
     return 0;
+}
+
+/* --- arithmetic limits: what this core's vector units sustain, measured ---------------------------
+ *
+ * peak_fp32() runs 8 independent chains of 16-float multiply-adds, peak_binary() 8 chains of
+ * XOR + popcount + add on 512 bits (the conv kernels' inner step), each for `iterations` rounds on
+ * one thread, and returns the multiply-accumulates per second (binary: 512 one-bit MACs per step).
+ * Their ratio is the most a binary conv can gain over an fp32 one on this CPU.
+ */
+
+#include <time.h>
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+typedef float vf16 __attribute__((vector_size(64)));
+
+FLOAT_CLONES static double peak_fp32(int64_t iterations) {
+    vf16 acc[8], a = {0}, b = {0};
+    a += 0.999f;
+    b += 1e-3f;
+    for (int i = 0; i < 8; i++) acc[i] = a * (float)i;
+    const double start = seconds_now();
+    for (int64_t it = 0; it < iterations; it++)
+        UNROLL for (int i = 0; i < 8; i++) acc[i] = acc[i] * a + b;
+    const double elapsed = seconds_now() - start;
+    volatile float sink = 0.0f;
+    for (int i = 0; i < 8; i++) sink += acc[i][0];
+    (void)sink;
+    return 8.0 * 16.0 * (double)iterations / elapsed;
+}
+
+#ifdef BINSR_X86
+AVX512_ATTR static double peak_binary_avx512(int64_t iterations) {
+    __m512i x[8], acc[8], w = _mm512_set1_epi64(0x5555555555555555LL);
+    for (int i = 0; i < 8; i++) { x[i] = _mm512_set1_epi64(i * 7919); acc[i] = _mm512_setzero_si512(); }
+    const double start = seconds_now();
+    for (int64_t it = 0; it < iterations; it++)
+        UNROLL for (int i = 0; i < 8; i++) {
+            x[i] = _mm512_xor_si512(x[i], w);
+            acc[i] = _mm512_add_epi64(acc[i], _mm512_popcnt_epi64(x[i]));
+        }
+    const double elapsed = seconds_now() - start;
+    volatile long long sink = 0;
+    for (int i = 0; i < 8; i++) sink += _mm512_reduce_add_epi64(acc[i]);
+    (void)sink;
+    return 8.0 * 512.0 * (double)iterations / elapsed;
+}
+
+AVX2_ATTR static double peak_binary_avx2(int64_t iterations) { /* the AVX2 kernel's nibble-lookup popcount */
+    __m256i x[4], bytes[4], acc[4], w = _mm256_set1_epi64x(0x5555555555555555LL);
+    for (int i = 0; i < 4; i++) {
+        x[i] = _mm256_set1_epi64x(i * 7919);
+        bytes[i] = acc[i] = _mm256_setzero_si256();
+    }
+    const double start = seconds_now();
+    for (int64_t it = 0; it < iterations; it++) {
+        UNROLL for (int i = 0; i < 4; i++) {
+            x[i] = _mm256_xor_si256(x[i], w);
+            bytes[i] = _mm256_add_epi8(bytes[i], byte_counts(x[i]));
+        }
+        if ((it & 15) == 15) /* as the kernel flushes byte counts (at most 31 words) */
+            UNROLL for (int i = 0; i < 4; i++) {
+                acc[i] = _mm256_add_epi64(acc[i], sum_bytes(bytes[i]));
+                bytes[i] = _mm256_setzero_si256();
+            }
+    }
+    const double elapsed = seconds_now() - start;
+    volatile long long sink = 0;
+    for (int i = 0; i < 4; i++) sink += _mm256_extract_epi64(acc[i], 0) + _mm256_extract_epi64(bytes[i], 1);
+    (void)sink;
+    return 4.0 * 256.0 * (double)iterations / elapsed;
+}
+#endif
+
+static double peak_binary_scalar(int64_t iterations) {
+    uint64_t x[4] = {1, 2, 3, 4}, acc[4] = {0, 0, 0, 0};
+    const double start = seconds_now();
+    for (int64_t it = 0; it < iterations; it++)
+        for (int i = 0; i < 4; i++) {
+            x[i] ^= 0x5555555555555555ULL;
+            acc[i] += (uint64_t)__builtin_popcountll(x[i]);
+        }
+    const double elapsed = seconds_now() - start;
+    volatile uint64_t sink = acc[0] + acc[1] + acc[2] + acc[3];
+    (void)sink;
+    return 4.0 * 64.0 * (double)iterations / elapsed;
+}
+
+static double peak_binary(int64_t iterations) {
+#ifdef BINSR_X86
+    if (isa_used == ISA_AVX512) return peak_binary_avx512(iterations);
+    if (isa_used == ISA_AVX2) return peak_binary_avx2(iterations);
+#endif
+    return peak_binary_scalar(iterations);
 }
 
 /* --- Python bindings: plain integers (data pointers and sizes); binsr/deploy/kernels.py checks
@@ -853,6 +964,17 @@ static PyObject *py_fused(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_peak(PyObject *self, PyObject *args) {
+    Py_ssize_t iterations;
+    if (!PyArg_ParseTuple(args, "n", &iterations)) return NULL;
+    double fp, binary;
+    Py_BEGIN_ALLOW_THREADS
+    fp = peak_fp32(iterations);
+    binary = peak_binary(iterations);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(dd)", fp, binary);
+}
+
 static PyObject *py_isa(PyObject *self, PyObject *noargs) { return PyUnicode_FromString(ISA_NAMES[isa_used]); }
 
 static PyObject *py_isas(PyObject *self, PyObject *noargs) {
@@ -879,6 +1001,7 @@ static PyMethodDef methods[] = {
     {"pack_rows", py_pack_rows, METH_VARARGS, "sign-pack (P, C) float32 rows into (Cw, P) words"},
     {"conv", py_conv, METH_VARARGS, "XNOR-popcount convolution of packed activations and weights"},
     {"fused", py_fused, METH_VARARGS, "a whole packed layer in one call: pack, XNOR-popcount, epilogue (dict of fields)"},
+    {"peak", py_peak, METH_VARARGS, "(fp32, binary) multiply-accumulates per second one thread sustains"},
     {"isa", py_isa, METH_NOARGS, "the instruction set the kernels use"},
     {"isas", py_isas, METH_NOARGS, "instruction sets this CPU supports, fastest first"},
     {"set_isa", py_set_isa, METH_VARARGS, "use a (slower) supported instruction set, e.g. for tests"},
