@@ -491,7 +491,7 @@ static inline __attribute__((always_inline)) void beta_low_block(const float *x,
                                                                 const int NV, int64_t count) {
     const vf8 zero = {0};
     const vi8 magnitude = (vi8){0} + 0x7fffffff; /* clears the sign bit: |v| */
-    const int nv = NV ? NV : 4;
+    const int nv = NV ? NV : (int)((count + 7) / 8);
     int64_t n[4];
     UNROLL4 for (int q = 0; q < 4; q++) n[q] = NV ? 8 : (count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q));
     if (beta) {
@@ -597,7 +597,7 @@ static inline __attribute__((always_inline)) void epilogue_body(const fused_args
                 ab = act ? f->act_bias[g * O + o] : 0.0f;
     const float *up = f->up + o * rank;
     const int32_t j0 = f->sp_ptr ? f->sp_ptr[o] : 0, j1 = f->sp_ptr ? f->sp_ptr[o + 1] : 0;
-    const int nv = NV ? NV : 8;
+    const int nv = NV ? NV : (int)((count + 7) / 8);
     vf8 v[8], lr[8], sp[8];
     int64_t n[8];
     UNROLL for (int q = 0; q < nv; q++) {
