@@ -119,3 +119,15 @@ def test_zero_initialised_residual_models_start_at_bicubic(kind):
     for upscaler in upscalers:
         with torch.no_grad():
             torch.testing.assert_close(upscaler.upscale(lr), bicubic, atol=2e-6, rtol=0)
+
+
+def test_nearest_upsampling_is_interpolate_in_values_and_gradients():
+    from binsr.models.denoiser import upsample_nearest2x
+
+    x = torch.randn(2, 5, 3, 7, requires_grad=True)
+    ours, reference = upsample_nearest2x(x), torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    assert torch.equal(ours, reference)
+    weights = torch.randn_like(ours)
+    (grad,) = torch.autograd.grad((ours * weights).sum(), x)
+    (expected,) = torch.autograd.grad((reference * weights).sum(), x)
+    assert torch.allclose(grad, expected)

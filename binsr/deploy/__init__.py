@@ -20,6 +20,7 @@ from binsr.deploy.kernels import (
     set_backend,
     unpack_signs,
     using_backend,
+    using_fusion,
 )
 from binsr.deploy.layers import PackedBinaryConv2d, PackedBinaryLinear
 
@@ -43,4 +44,5 @@ __all__ = [
     "set_backend",
     "unpack_signs",
     "using_backend",
+    "using_fusion",
 ]

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on the machine's compiler
     _native = None
 
 WORD_BITS = 64
-_state = {"backend": "native" if _native is not None else "torch"}
+_state = {"backend": "native" if _native is not None else "torch", "fuse": True}
 
 
 def words(channels: int) -> int:
@@ -271,8 +271,20 @@ class Epilogue:
 
 
 def fusable(x: torch.Tensor) -> bool:
-    """Whether :func:`fused_binary_layer` can run on ``x`` (native kernels on, a float32 CPU tensor)."""
-    return _native_on(x) and x.dtype == torch.float32
+    """Whether a :class:`FusedCall` can run on ``x`` (native kernels and fusion on, a float32 CPU tensor)."""
+    return _state["fuse"] and _native_on(x) and x.dtype == torch.float32
+
+
+@contextmanager
+def using_fusion(enabled: bool) -> Iterator[None]:
+    """Run a block with packed layers fused into one native call each (the default) or not (one call per
+    step: packing, conv, then the FP parts as PyTorch ops), then restore the previous setting."""
+    previous = _state["fuse"]
+    _state["fuse"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _state["fuse"] = previous
 
 
 def _ptr(t: torch.Tensor | None, dtype: torch.dtype, shape: tuple[int, ...], what: str) -> int:
@@ -344,7 +356,7 @@ class FusedCall:
     def __call__(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         if tuple(x.shape) != self.in_shape or (h is not None and h.shape != x.shape):
             raise BinsrError(f"this fused call was prepared for inputs {self.in_shape}, got {tuple(x.shape)}")
-        if not fusable(x):
+        if not (_native_on(x) and x.dtype == torch.float32):
             raise BinsrError("fused layers need the native kernels and a float32 CPU input")
         x = x.contiguous()
         h = x if h is None else _float_input(h, "pre-biased input")

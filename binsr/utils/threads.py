@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BUSY_FRACTION = 0.5  # a core counts as taken when other processes used more than half of it
@@ -39,13 +40,16 @@ def _cpu_times(stat: str) -> dict[int, tuple[int, int]]:
     return times
 
 
-def busy_cores(cpus: list[int], seconds: float = SAMPLE_SECONDS, stat_path: str = "/proc/stat") -> int:
-    """How many of ``cpus`` other processes keep busy (0 where /proc/stat cannot be read)."""
-    path = Path(stat_path)
+def _proc_stat() -> str:
+    return Path("/proc/stat").read_text()
+
+
+def busy_cores(cpus: list[int], seconds: float = SAMPLE_SECONDS, read: Callable[[], str] = _proc_stat) -> int:
+    """How many of ``cpus`` other processes keep busy over ``seconds`` (0 where /proc/stat cannot be read)."""
     try:
-        before = _cpu_times(path.read_text())
+        before = _cpu_times(read())
         time.sleep(seconds)
-        after = _cpu_times(path.read_text())
+        after = _cpu_times(read())
     except (OSError, ValueError):
         return 0
     busy = 0

@@ -1,0 +1,64 @@
+"""The thread policy: free cores by default, never more than the process may use, overridable."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import binsr
+from binsr.cli import main
+from binsr.errors import BinsrError
+from binsr.utils.threads import _cpu_times, allowed_cores, busy_cores, choose_threads, configure_threads
+
+# two /proc/stat snapshots 100 jiffies apart: cpu0 90% busy, cpu1 10% busy (iowait counts as idle), cpu2 100%
+BEFORE = """cpu  0 0 0 0 0 0 0 0 0 0
+cpu0 100 0 50 1000 0 0 0 0 0 0
+cpu1 100 0 50 1000 0 0 0 0 0 0
+cpu2 10 0 0 0 0 0 0 0 0 0
+intr 12345
+"""
+AFTER = """cpu  0 0 0 0 0 0 0 0 0 0
+cpu0 180 0 60 1010 0 0 0 0 0 0
+cpu1 105 0 55 1040 50 0 0 0 0 0
+cpu2 110 0 0 0 0 0 0 0 0 0
+intr 12399
+"""
+
+
+def snapshots(*texts: str):
+    queue = list(texts)
+    return lambda: queue.pop(0)
+
+
+def test_proc_stat_lines_become_busy_and_total_jiffies_per_cpu() -> None:
+    assert _cpu_times(BEFORE) == {0: (150, 1150), 1: (150, 1150), 2: (10, 10)}
+
+
+def test_busy_cores_counts_the_cores_others_use_among_those_allowed() -> None:
+    assert busy_cores([0, 1], 0, snapshots(BEFORE, AFTER)) == 1
+    assert busy_cores([0, 1, 2], 0, snapshots(BEFORE, AFTER)) == 2
+    assert busy_cores([1], 0, snapshots(BEFORE, AFTER)) == 0
+    assert busy_cores([0, 1], 0, snapshots("garbage", AFTER)) == 0  # unreadable: assume free
+
+
+def test_thread_choice_is_bounded_and_overridable() -> None:
+    assert 1 <= choose_threads() <= len(allowed_cores())
+    assert choose_threads(most=1) == 1
+    assert choose_threads(3) == 3  # asked for: as asked, even above the cores
+    with pytest.raises(ValueError, match="at least 1"):
+        choose_threads(0)
+
+
+def test_load_and_the_cli_set_the_thread_count(tmp_path, capsys) -> None:
+    previous = torch.get_num_threads()
+    try:
+        binsr.load("bicubic", 2, threads=1)
+        assert torch.get_num_threads() == 1
+        assert configure_threads(2) == 2 and torch.get_num_threads() == 2
+        with pytest.raises(BinsrError, match="threads must be at least 1"):
+            binsr.load("bicubic", 2, threads=0)
+        assert main(["upscale", "--sample", "--model", "bicubic", "--scale", "2", "-o", str(tmp_path), "--threads",
+                     "0", "--quiet"]) == 1
+        assert "binsr: error: --threads must be at least 1, got 0" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(previous)
