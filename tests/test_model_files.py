@@ -21,7 +21,7 @@ import binsr
 from binsr.binary import METHODS
 from binsr.binary.layers import TimestepGrouped
 from binsr.config import to_dict
-from binsr.deploy import export_packed, pack_model
+from binsr.deploy import export_packed, pack_model, packed_layers
 from binsr.diffusion import ResShiftSchedule, SR3Schedule
 from binsr.errors import BinsrError
 from binsr.models import NETWORKS, NetworkSpec, ResShiftUNetConfig, UNetConfig, apply_binarization, bind_timesteps
@@ -307,7 +307,7 @@ def test_cards_rebuild_the_shipped_networks(name: str) -> None:
     assert described == spec.network and card["architecture"]["process"] == spec.process.to_dict()
     rebuilt = described.build("meta")
     binary = [n for n, m in rebuilt.named_modules() if getattr(type(m), "packed_form", None)]
-    packed = [n for n, m in load_network(SHIPPED[name].path).named_modules() if type(m).__name__.startswith("Packed")]
+    packed = list(packed_layers(load_network(SHIPPED[name].path)))
     assert binary == packed and len(binary) >= 20
 
 

@@ -168,6 +168,8 @@ class _PackedBinaryLayer(nn.Module):
         cached per input shape and timestep groups, and rebuilt when a parameter changes."""
         if not fusable(x) or self.fusion_problem() is not None or (self.pre_bias is not None and self.pixel_scale):
             return None  # (β of a pre-biased input: not a case any method has)
+        if _observed(self, lowrank, sparse):
+            return None  # hooks (analyses, counting) expect every part's own forward call
         act = self.activation
         key = (tuple(x.shape), _group_key(act), id(lowrank), id(sparse))
         plan = self._plans.get(key)
@@ -267,6 +269,16 @@ class PackedBinaryLinear(_PackedBinaryLayer):
                 f"pixel_scale={self.pixel_scale}")
 
 
+def _observed(*modules: nn.Module | None) -> bool:
+    """Whether a forward hook watches one of ``modules``' children or every module (global hooks)."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(child._forward_hooks or child._forward_pre_hooks
+               for m in modules if m is not None for child in m.children())
+
+
 def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
     return t.detach().float().contiguous() if t is not None else None
 
@@ -304,5 +316,7 @@ class PackedThreeBranch(ThreeBranch):
     children and state dict as :class:`~binsr.binary.branches.ThreeBranch`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _observed(self):  # the frequency analysis hooks each branch: give it their outputs
+            return super().forward(x)
         fused = self.bmb.fused(x, self.lrmb, self.smb)
         return fused if fused is not None else super().forward(x)
