@@ -8,7 +8,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import binsr
 from binsr.binary import binarize
@@ -20,6 +19,7 @@ from binsr.deploy.kernels import Epilogue, FusedCall, using_fusion
 from binsr.deploy.layers import PackedThreeBranch, sparse_rows
 from binsr.errors import BinsrError
 from binsr.pipelines import shipped_models
+from test_deploy import TwoLayers
 
 pytestmark = pytest.mark.skipif(not native_available(), reason="the native kernels are not built here")
 ISAS = instruction_sets()
@@ -160,19 +160,12 @@ def test_fused_linear_epilogue_per_sample_rows_of_a_folded_batch(isa: str) -> No
         assert torch.allclose(got.double(), expected, rtol=1e-5, atol=2e-4), (isa, lead, c, o)
 
 
-class Layers(nn.Module):
-    """Every layer kind a shipped network has: 3×3, strided 3×3, 1×1, a linear on folded tokens."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(24, 24, 3, padding=1)
-        self.down = nn.Conv2d(24, 24, 3, stride=2, padding=1)
-        self.point = nn.Conv2d(24, 40, 1)
-        self.fc = nn.Linear(40, 40)
+class Layers(TwoLayers):
+    """TwoLayers' 3×3, strided 3×3 and 1×1 convs, then its linear on folded, non-contiguous tokens."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.point(self.down(self.conv(x)))
-        tokens = y.permute(0, 2, 3, 1).reshape(2 * y.shape[0], -1, 40)  # two "windows" per sample, not contiguous
+        tokens = y.permute(0, 2, 3, 1).reshape(2 * y.shape[0], -1, 40)  # two "windows" per sample
         return self.fc(tokens)
 
 

@@ -35,8 +35,14 @@ class DiffusionUpscaler:
         self.seed, self.tile, self.tile_overlap, self.multiple = seed, tile, tile_overlap, multiple
         self.auto_tile = auto_tile
 
-    def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
-        """SR (B, 3, H, W) in [0, 1] from the upsampled LR and start noise of the same shape."""
+    @property
+    def pixel_noise(self) -> bool:
+        """Whether :meth:`generate` starts from noise at output size (drawn once per image, cropped per tile)."""
+        return True
+
+    def generate(self, condition: torch.Tensor, noise: torch.Tensor | None, progress: bool) -> torch.Tensor:
+        """SR (B, 3, H, W) in [0, 1] from the upsampled LR and start noise of the same shape (None where
+        :attr:`pixel_noise` is False)."""
         raise NotImplementedError
 
     def check_size(self, height: int, width: int) -> None:
@@ -57,7 +63,8 @@ class DiffusionUpscaler:
         device = next(self.model.parameters()).device
         condition = imresize(lr.to(device), float(self.scale)).clamp(0, 1)
         height, width = condition.shape[-2:]
-        noise = torch.randn(condition.shape, generator=torch.Generator().manual_seed(self.seed))
+        noise = (torch.randn(condition.shape, generator=torch.Generator().manual_seed(self.seed))
+                 if self.pixel_noise else None)  # latent models draw theirs at latent size
         tile = self.tile
         if tile is None and self.auto_tile is not None and height * width > self.auto_tile ** 2:
             tile = self.auto_tile
@@ -70,7 +77,7 @@ class DiffusionUpscaler:
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
         if pad_h or pad_w:
             condition = F.pad(condition, (0, pad_w, 0, pad_h), mode="reflect")
-            noise = F.pad(noise, (0, pad_w, 0, pad_h), mode="reflect")
+            noise = F.pad(noise, (0, pad_w, 0, pad_h), mode="reflect") if noise is not None else None
         return self.generate(condition, noise, progress)[..., :height, :width]
 
     def _tiled(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool, tile: int) -> torch.Tensor:
@@ -80,7 +87,7 @@ class DiffusionUpscaler:
         for top in _starts(height, tile, self.tile_overlap):
             for left in _starts(width, tile, self.tile_overlap):
                 window = (..., slice(top, top + tile), slice(left, left + tile))
-                result = self._padded(condition[window], noise[window], progress)
+                result = self._padded(condition[window], noise[window] if noise is not None else None, progress)
                 ramp = _ramp(result.shape[-2], result.shape[-1], self.tile_overlap, top, left, height, width)
                 out[window] += result * ramp.to(result)
                 weight[window] += ramp.to(result)
@@ -110,7 +117,11 @@ class _ResShiftBase(DiffusionUpscaler):
         if self.auto_tile is not None and autoencoder is not None:  # the network runs factor× smaller:
             self.auto_tile *= autoencoder.factor                    # the same memory bound at factor× the side
 
-    def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
+    @property
+    def pixel_noise(self) -> bool:
+        return self.autoencoder is None
+
+    def generate(self, condition: torch.Tensor, noise: torch.Tensor | None, progress: bool) -> torch.Tensor:
         y = to_model_range(condition)
         if self.autoencoder is not None:
             y = self.autoencoder.encode(y)
