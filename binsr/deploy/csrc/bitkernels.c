@@ -62,16 +62,6 @@ static inline int tap_col_valid(const conv_args *a, int64_t ox, int64_t kx) {
     return ix >= a->pw && ix < a->Wp - a->pw;
 }
 
-/* sum_c sign(w[o]) over the taps of output (oy, ox) that fall into the zero padding */
-static int64_t padding_correction(const conv_args *a, int64_t o, int64_t oy, int64_t ox) {
-    int64_t total = 0;
-    for (int64_t ky = 0; ky < a->kh; ky++)
-        for (int64_t kx = 0; kx < a->kw; kx++)
-            if (!tap_row_valid(a, oy, ky) || !tap_col_valid(a, ox, kx))
-                total += a->corr[o * a->kh * a->kw + ky * a->kw + kx];
-    return total;
-}
-
 static int tile_touches_border(const conv_args *a, int64_t oy, int64_t ox0, int64_t ox1) {
     if (!tap_row_valid(a, oy, 0) || !tap_row_valid(a, oy, a->kh - 1)) return 1;
     return !tap_col_valid(a, ox0, 0) || !tap_col_valid(a, ox1 - 1, a->kw - 1);
@@ -141,7 +131,7 @@ AVX2_ATTR static inline __m128 low_dwords_to_ps(__m256i v) { /* 4 small int64 ->
     return _mm_cvtepi32_ps(_mm256_castsi256_si128(packed));
 }
 
-/* padding_correction() for the 4 pixels ox .. ox+3 (stride 1) */
+/* sum_c sign(w[o]) over the taps of outputs ox .. ox+3 (stride 1) that fall into the zero padding */
 AVX2_ATTR static __m256i padding_correction_avx2(const conv_args *a, int64_t o, int64_t oy, int64_t ox) {
     const __m256i ix0 = _mm256_add_epi64(_mm256_set1_epi64x(ox), _mm256_setr_epi64x(0, 1, 2, 3));
     const __m256i lo = _mm256_set1_epi64x(a->pw), hi = _mm256_set1_epi64x(a->Wp - a->pw - 1);
@@ -240,7 +230,7 @@ AVX2_ATTR static void conv_avx2(const conv_args *a, int64_t n, int64_t oy, int64
 
 #define AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,avx2,fma")))
 
-/* padding_correction() for the 8 pixels ox .. ox+7 (lanes outside m are 0) */
+/* sum_c sign(w[o]) over the taps of outputs ox .. ox+7 that fall into the zero padding (lanes outside m: 0) */
 AVX512_ATTR static __m512i padding_correction_avx512(const conv_args *a, int64_t o, int64_t oy, int64_t ox,
                                                      __mmask8 m) {
     const __m512i ix0 = _mm512_add_epi64(_mm512_set1_epi64(ox * a->sw),
@@ -505,7 +495,7 @@ static inline __attribute__((always_inline)) void beta_low_block(const float *x,
         vf8 acc[4][4];
         UNROLL4 for (int r = 0; r < 4; r++) UNROLL4 for (int q = 0; q < 4; q++) acc[r][q] = zero;
         for (int64_t c = 0; c < C; c++) {
-            vf8 xv[4];
+            vf8 xv[4] = {zero, zero, zero, zero}; /* (only the first nv are used) */
             UNROLL4 for (int q = 0; q < nv; q++) xv[q] = load8(x + c * plane + 8 * q, 1, n[q]);
             UNROLL4 for (int r = 0; r < 4; r++) {
                 const float d = r < nr ? down[(r0 + r) * C + c] : 0.0f;
@@ -598,8 +588,8 @@ static inline __attribute__((always_inline)) void epilogue_body(const fused_args
     const float *up = f->up + o * rank;
     const int32_t j0 = f->sp_ptr ? f->sp_ptr[o] : 0, j1 = f->sp_ptr ? f->sp_ptr[o + 1] : 0;
     const int nv = NV ? NV : (int)((count + 7) / 8);
-    vf8 v[8], lr[8], sp[8];
-    int64_t n[8];
+    vf8 v[8] = {{0}}, lr[8] = {{0}}, sp[8] = {{0}}; /* (only the first nv are used) */
+    int64_t n[8] = {0};
     UNROLL for (int q = 0; q < nv; q++) {
         n[q] = NV ? 8 : (count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q));
         v[q] = load8(row + 8 * q, 1, n[q]) + b;
