@@ -157,9 +157,8 @@ class _PackedBinaryLayer(nn.Module):
             epilogue.down, epilogue.up = _f32(lowrank.down.weight.flatten(1)), _f32(lowrank.up.weight.flatten(1))
         if sparse is not None:
             epilogue.sparse = sparse_rows(sparse)
-        threshold = self.input_threshold
-        return FusedCall(shape, self.packed_weight(), epilogue, threshold=_f32(threshold), pixel_scale=self.pixel_scale,
-                         **self._geometry())
+        return FusedCall(shape, self.packed_weight(), epilogue, threshold=_f32(self.input_threshold),
+                         pixel_scale=self.pixel_scale, **self._geometry())
 
     def fused(self, x: torch.Tensor, lowrank: LowRankBranch | None = None,
               sparse: SparseBranch | None = None) -> torch.Tensor | None:
@@ -168,8 +167,6 @@ class _PackedBinaryLayer(nn.Module):
         cached per input shape and timestep groups, and rebuilt when a parameter changes."""
         if not fusable(x) or self.fusion_problem() is not None or (self.pre_bias is not None and self.pixel_scale):
             return None  # (β of a pre-biased input: not a case any method has)
-        if _observed(self, lowrank, sparse):
-            return None  # hooks (analyses, counting) expect every part's own forward call
         act = self.activation
         key = (tuple(x.shape), _group_key(act), id(lowrank), id(sparse))
         plan = self._plans.get(key)
@@ -182,6 +179,18 @@ class _PackedBinaryLayer(nn.Module):
 
     def _geometry(self) -> dict[str, tuple[int, int]]:
         return {}
+
+    def _binary_op(self, h: torch.Tensor) -> torch.Tensor:
+        """The unfused binary op on the pre-biased input (one native or PyTorch call)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _watched_inside(self):
+            fused = self.fused(x)
+            if fused is not None:
+                return fused
+        h = self.pre_bias(x) if self.pre_bias is not None else x
+        return finish_binary_output(self, self._binary_op(h), x)
 
     def _input_scale(self, h: torch.Tensor) -> torch.Tensor | None:
         """BiMaCoSR's β = mean over channels of |h| per pixel/token (as ResidualSignActivation order 1)."""
@@ -221,14 +230,9 @@ class PackedBinaryConv2d(_PackedBinaryLayer):
     def _geometry(self) -> dict[str, tuple[int, int]]:
         return {"stride": self.stride, "padding": self.padding}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self.fused(x)
-        if fused is not None:
-            return fused
-        h = self.pre_bias(x) if self.pre_bias is not None else x
-        out = binary_conv2d(h, self.packed_weight(), self.stride, self.padding, self.input_threshold,
-                            self._input_scale(h))
-        return finish_binary_output(self, out, x)
+    def _binary_op(self, h: torch.Tensor) -> torch.Tensor:
+        return binary_conv2d(h, self.packed_weight(), self.stride, self.padding, self.input_threshold,
+                             self._input_scale(h))
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -256,27 +260,24 @@ class PackedBinaryLinear(_PackedBinaryLayer):
             packed._fill_from(layer, threshold)
         return packed
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self.fused(x)
-        if fused is not None:
-            return fused
-        h = self.pre_bias(x) if self.pre_bias is not None else x
-        out = binary_linear(h, self.packed_weight(), self.input_threshold, self._input_scale(h))
-        return finish_binary_output(self, out, x)
+    def _binary_op(self, h: torch.Tensor) -> torch.Tensor:
+        return binary_linear(h, self.packed_weight(), self.input_threshold, self._input_scale(h))
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, threshold={self.input_threshold is not None}, "
                 f"pixel_scale={self.pixel_scale}")
 
 
-def _observed(*modules: nn.Module | None) -> bool:
-    """Whether a forward hook watches one of ``modules``' children or every module (global hooks)."""
+def _watched_inside(module: nn.Module) -> bool:
+    """Whether a forward hook watches a module inside ``module`` (or every module: global hooks). A fused
+    call skips those modules' own forward calls, which analyses and counting hook, so it must step aside."""
     from torch.nn.modules import module as torch_module
 
     if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
         return True
-    return any(child._forward_hooks or child._forward_pre_hooks
-               for m in modules if m is not None for child in m.children())
+    inside = module.modules()
+    next(inside)  # the module itself: its own hooks still run
+    return any(m._forward_hooks or m._forward_pre_hooks for m in inside)
 
 
 def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -316,7 +317,5 @@ class PackedThreeBranch(ThreeBranch):
     children and state dict as :class:`~binsr.binary.branches.ThreeBranch`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _observed(self):  # the frequency analysis hooks each branch: give it their outputs
-            return super().forward(x)
-        fused = self.bmb.fused(x, self.lrmb, self.smb)
+        fused = None if _watched_inside(self) else self.bmb.fused(x, self.lrmb, self.smb)
         return fused if fused is not None else super().forward(x)

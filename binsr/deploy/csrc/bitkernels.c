@@ -671,25 +671,16 @@ static void run_conv(const conv_args *a, int threads, const fused_args *f) {
     }
 }
 
+/* sign-pack only (the unfused path): pass 1 of a fused layer without beta and branches */
 static void run_pack_nchw(const float *x, const float *thr, uint64_t *out, int64_t N, int64_t C, int64_t H,
                           int64_t W, int64_t ph, int64_t pw, int threads) {
-    const int64_t Cw = (C + 63) / 64, Hp = H + 2 * ph, Wp = W + 2 * pw;
-    const int isa = isa_used;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t r = 0; r < N * Hp; r++) {
-        int64_t n = r / Hp, yp = r % Hp;
-        uint64_t *row = out + r * Cw * Wp;
-        if (yp < ph || yp >= H + ph) { memset(row, 0, (size_t)(Cw * Wp) * sizeof(uint64_t)); continue; }
-        for (int64_t g = 0; g < Cw; g++) { /* zero the padding columns */
-            memset(row + g * Wp, 0, (size_t)pw * sizeof(uint64_t));
-            memset(row + g * Wp + pw + W, 0, (size_t)pw * sizeof(uint64_t));
-        }
-        const float *src = x + n * C * H * W + (yp - ph) * W;
-#ifdef BINSR_X86
-        if (isa == ISA_AVX512) { pack_nchw_row_avx512(src, thr, C, H * W, W, row + pw, Wp); continue; }
-#endif
-        pack_nchw_row_portable(src, thr, C, H * W, W, row + pw, Wp);
-    }
+    fused_args f = {0};
+    f.x = f.h = x;
+    f.N = N, f.C = C, f.H = H, f.W = W, f.thr = thr, f.threads = threads;
+    conv_args a = {0};
+    a.Cw = (C + 63) / 64, a.Hp = H + 2 * ph, a.Wp = W + 2 * pw, a.ph = ph, a.pw = pw;
+    a.sh = a.sw = 1, a.Hout = H, a.Wout = W;
+    fused_prepare(&f, &a, out, NULL, NULL);
 }
 
 static void run_pack_rows(const float *x, const float *thr, uint64_t *out, int64_t P, int64_t C, int threads) {
