@@ -13,6 +13,7 @@ from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
 from binsr.pipelines.model_file import LoadedModel, ModelSpec, load_model, load_network, read_model_spec
 from binsr.pipelines.shipped import DEFAULT_MODEL, ShippedModel, shipped_models, shipped_path
+from binsr.utils.memory import keep_freed_memory
 from binsr.utils.threads import configure_threads
 
 NAMES = ("bicubic",)
@@ -46,12 +47,14 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", threa
     ``options`` go to the pipeline (all diffusion models: seed, tile, tile_overlap; SR3: steps;
     ResShift: stochastic). A ``scale`` that differs from a model file's own scale is an error.
     On the CPU, PyTorch's thread count becomes ``threads``, or by default the cores this process may
-    use that other processes are not keeping busy (:func:`binsr.utils.threads.configure_threads`).
+    use that other processes are not keeping busy (:func:`binsr.utils.threads.configure_threads`),
+    and freed feature maps stay in the process (:func:`binsr.utils.memory.keep_freed_memory`).
     """
     if threads is not None and threads < 1:
         raise BinsrError(f"threads must be at least 1, got {threads}")
     if torch.device(device).type == "cpu":
         configure_threads(threads)
+        keep_freed_memory()
     if name_or_path == "bicubic":
         if scale is None:
             raise BinsrError("the bicubic model needs a scale (--scale)")
