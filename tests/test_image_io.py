@@ -14,7 +14,15 @@ import torch
 from PIL import Image
 
 from binsr.errors import BinsrWarning, ImageReadError
-from binsr.image.io import list_images, read_image, read_image_array, write_png
+from binsr.image.io import (
+    image_extensions,
+    list_images,
+    read_image,
+    read_image_array,
+    read_picture,
+    write_image,
+    write_png,
+)
 from conftest import smooth_image
 
 
@@ -122,10 +130,88 @@ def test_empty_missing_and_non_image_files(tmp_path):
         read_image(tmp_path / "text.png")
 
 
-def test_float_images_are_rejected(tmp_path):
-    Image.fromarray(np.zeros((4, 4), np.float32), mode="F").save(tmp_path / "f.tif")
-    with pytest.raises(ImageReadError, match="floating-point images are not supported"):
-        read_image(tmp_path / "f.tif")
+def test_float_tiffs_in_unit_range_read_as_16_bit_and_others_are_refused(tmp_path, rng):
+    rgb = rng.random((5, 7, 3)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")  # Pillow cannot open float RGB TIFFs
+    picture = read_picture(tmp_path / "rgb.tif")
+    assert picture.bits == 16 and not picture.gray
+    expected = np.round(rgb.astype(np.float64) * 65535) / 65535
+    assert np.array_equal(picture.rgb.double().numpy().transpose(1, 2, 0), expected.astype(np.float32).astype(np.float64))
+    Image.fromarray(np.full((4, 4), 0.25, np.float32), mode="F").save(tmp_path / "gray.tif")
+    assert torch.allclose(read_image(tmp_path / "gray.tif"), torch.full((3, 4, 4), 0.25), atol=1e-5)
+    tifffile.imwrite(tmp_path / "hdr.tif", rgb * 4, photometric="rgb")
+    with pytest.raises(ImageReadError, match=r"hdr.tif: float TIFF with values in \[0\.\d+, 3\.\d+\]"):
+        read_image(tmp_path / "hdr.tif")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does(tmp_path, rng, orientation):
+    from PIL import ImageOps
+
+    stored = Image.fromarray(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "o.png", exif=exif)
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    assert np.array_equal(read_image_array(tmp_path / "o.png"), shown)
+    assert read_picture(tmp_path / "o.png").rgb.shape[1:] == shown.shape[:2]
+
+
+def test_animated_and_multi_page_files_are_refused_by_name(tmp_path, rng):
+    frames = [Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    with pytest.raises(ImageReadError, match=r"anim.gif: animated image with 3 frames"):
+        read_image(tmp_path / "anim.gif")
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:2])
+    with pytest.raises(ImageReadError, match=r"pages.tif: multi-page TIFF with 2 frames"):
+        read_image(tmp_path / "pages.tif")
+
+
+def test_decompression_bomb_names_the_file(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels > 2 × the limit: Pillow refuses
+    with pytest.raises(ImageReadError, match=r"bomb.png: too large to decode safely .*1600 pixels"):
+        read_image(tmp_path / "bomb.png")
+
+
+def test_every_pillow_format_is_listed_in_folders(tmp_path, rng):
+    image = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    for name in ("a.webp", "b.gif", "c.tga", "d.ppm", "e.JPG"):
+        image.save(tmp_path / name)
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in list_images(tmp_path)] == ["a.webp", "b.gif", "c.tga", "d.ppm", "e.JPG"]
+    assert {".webp", ".gif", ".png", ".tif"} <= image_extensions() and ".eps" not in image_extensions()
+    for path in list_images(tmp_path):
+        assert read_image(path).shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_picture_keeps_alpha_depth_and_icc_through_write_image(tmp_path, rng, bits):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    peak = 2**bits - 1
+    rgba = rng.integers(0, peak + 1, (5, 6, 4)).astype(np.uint16)
+    rgb, alpha = torch.from_numpy(rgba[..., :3].transpose(2, 0, 1) / peak), torch.from_numpy(rgba[..., 3:].transpose(2, 0, 1) / peak)
+    write_image(tmp_path / "out.png", rgb, alpha=alpha, bits=bits, icc=icc)
+    picture = read_picture(tmp_path / "out.png")
+    assert picture.bits == bits and picture.icc == icc and not picture.gray
+    assert torch.equal(torch.round(picture.rgb.double() * peak), rgb * peak)
+    assert torch.equal(torch.round(picture.alpha.double() * peak), torch.round(alpha * peak))
+    assert Image.open(tmp_path / "out.png").info["icc_profile"] == icc
+
+
+def test_write_image_jpeg_and_webp_and_refusals(tmp_path, rng):
+    rgb = torch.from_numpy(rng.random((3, 16, 16)))
+    for ext, fmt in (("jpg", "JPEG"), ("webp", "WEBP")):
+        write_image(tmp_path / f"o.{ext}", rgb, file_format=ext)
+        with Image.open(tmp_path / f"o.{ext}") as im:
+            assert im.format == fmt and im.size == (16, 16)
+    with pytest.raises(ValueError, match="jpg cannot hold alpha"):
+        write_image(tmp_path / "a.jpg", rgb, alpha=rgb[:1], file_format="jpg")
+    with pytest.raises(ValueError, match="jpg cannot hold 16-bit"):
+        write_image(tmp_path / "b.jpg", rgb, bits=16, file_format="jpg")
 
 
 def test_write_png_round_trip_8_and_16_bit(tmp_path, rng):

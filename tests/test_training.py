@@ -128,3 +128,140 @@ def test_every_shipped_recipe_loads_and_is_named_after_its_file():
     assert {"resshift-x4-cpu", "bidiffsr-x4", "bimacosr-small-x4"} <= set(names)
     for name in names:
         assert load_train_config(name).name == name
+
+
+def _children(pid):
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _two_node_run(tmp_path, train_folder, name, kill_at=None):
+    """Two torchrun agents (one process each) meeting by c10d rendezvous on 127.0.0.1, as two machines would;
+    with ``kill_at``, node 1's worker is SIGKILLed once that checkpoint exists, and torchrun restarts it."""
+    port = _free_port()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+               "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id={name}", "--max-restarts=1",
+               "-m", "binsr", "train", "bidiffsr-small-x4", "--quiet", "--auto-resume",
+               *recipe(tmp_path, train_folder, name, "steps=16", "ckpt_every=2", "data.batch_size=2", "device=cpu",
+                       "optim.ema_decay=null")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    agents = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    killed = None
+    if kill_at is not None:
+        latest, deadline = tmp_path / name / "checkpoints" / "latest", time.time() + 120
+        while time.time() < deadline and killed is None:
+            if latest.is_file() and latest.read_text() >= kill_at:
+                workers = _children(agents[1].pid)
+                if workers:
+                    os.kill(workers[0], signal.SIGKILL)
+                    killed = latest.read_text()
+            time.sleep(0.01)
+    logs = [agent.communicate(timeout=int(os.environ.get("TWO_NODE_TIMEOUT", "300")))[0].decode() for agent in agents]
+    if [agent.returncode for agent in agents] != [0, 0]:
+        (tmp_path / f"{name}-agents.log").write_text("\n=====\n".join(logs))
+    assert [agent.returncode for agent in agents] == [0, 0], logs
+    return final_weights(tmp_path / name), killed, logs
+
+
+def test_two_node_torchrun_restarts_a_killed_worker_and_resumes_to_the_same_result(tmp_path, train_folder):
+    whole, _, _ = _two_node_run(tmp_path, train_folder, "whole")
+    restarted, killed, logs = _two_node_run(tmp_path, train_folder, "restarted", kill_at="step_00000004")
+    assert killed is not None and killed < "step_00000016", "the run finished before the kill"
+    assert any("restart" in log.lower() or "SIGKILL" in log or "Signals.SIGKILL" in log for log in logs), logs
+    assert whole.keys() == restarted.keys()
+    assert all(torch.equal(whole[k], restarted[k]) for k in whole), f"killed at {killed}: the weights differ"
+    rows = (tmp_path / "restarted" / "log.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 17))  # the log holds each step once
+
+
+def _sets(tmp_path, train_folder, name, *extra):
+    return [s for s in recipe(tmp_path, train_folder, name, *extra) if s != "--set"]
+
+
+@pytest.mark.parametrize("damage", ["state.pt", "model.safetensors"])
+def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_resumed(tmp_path, train_folder, damage):
+    from binsr.errors import BinsrWarning
+
+    sets = _sets(tmp_path, train_folder, "run", "steps=6", "ckpt_every=2", "keep_checkpoints=3")
+    Trainer(load_train_config("bidiffsr-small-x4", sets), progress=False).train()
+    finished = final_weights(tmp_path / "run")
+    newest = tmp_path / "run" / "checkpoints" / "step_00000006" / damage
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle, as from bit rot
+    newest.write_bytes(bytes(data))
+    (tmp_path / "run" / "model.safetensors").unlink()
+    with pytest.warns(BinsrWarning, match=rf"step_00000006/{damage}: corrupt .*; resuming from step_00000004"):
+        trainer = Trainer(load_train_config("bidiffsr-small-x4", sets), resume=True, progress=False)
+    assert trainer.step == 4
+    trainer.train()
+    resumed = final_weights(tmp_path / "run")
+    assert all(torch.equal(finished[k], resumed[k]) for k in finished)
+
+
+def test_no_intact_checkpoint_is_one_error_naming_the_files(tmp_path, train_folder):
+    sets = _sets(tmp_path, train_folder, "run", "steps=2", "ckpt_every=2", "keep_checkpoints=1")
+    Trainer(load_train_config("bidiffsr-small-x4", sets), progress=False).train()
+    (tmp_path / "run" / "checkpoints" / "step_00000002" / "state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BinsrError, match=r"--resume: no intact checkpoint .*step_00000002/state.pt: corrupt"):
+        Trainer(load_train_config("bidiffsr-small-x4", sets), resume=True, progress=False)
+
+
+def test_checkpoints_carry_a_manifest_of_checked_files(tmp_path, train_folder):
+    import hashlib
+    import json
+
+    sets = _sets(tmp_path, train_folder, "run", "steps=2", "ckpt_every=2", "optim.ema_decay=0.9")
+    Trainer(load_train_config("bidiffsr-small-x4", sets), progress=False).train()
+    folder = tmp_path / "run" / "checkpoints" / "step_00000002"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(manifest) == ["ema.safetensors", "model.safetensors", "state.pt"]
+    assert all(hashlib.sha256((folder / n).read_bytes()).hexdigest() == d for n, d in manifest.items())
+
+
+def test_the_last_checkpoint_and_model_come_before_the_final_validation(tmp_path, train_folder, monkeypatch):
+    sets = _sets(tmp_path, train_folder, "run", "steps=2", "ckpt_every=0", "data.val=" + str(train_folder))
+    trainer = Trainer(load_train_config("bidiffsr-small-x4", sets), progress=False)
+
+    def killed(self):
+        raise KeyboardInterrupt  # a kill during the end-of-run validation
+
+    monkeypatch.setattr(Trainer, "validate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step_00000002"
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_validation_scores_central_crops_with_a_bound(tmp_path, train_folder):
+    sets = _sets(tmp_path, train_folder, "run", "steps=1", "data.val=" + str(train_folder), "data.val_crop=32",
+                 "data.val_limit=2", "val_steps=2")
+    trainer = Trainer(load_train_config("bidiffsr-small-x4", sets), progress=False)
+    seen = []
+    upscaler = trainer.task.upscaler
+
+    def recording(net):
+        made = upscaler(net)
+        original = made.upscale
+        made.upscale = lambda lr, *a, **k: seen.append(tuple(lr.shape[-2:])) or original(lr, *a, **k)
+        return made
+
+    trainer.task.upscaler = recording
+    assert 0 < trainer.validate() < 100
+    assert seen == [(8, 8), (8, 8)]  # 32² HR pixels at x4, of the first two images

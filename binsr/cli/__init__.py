@@ -78,7 +78,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except BinsrError as err:
         if debug:
             raise
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        for line in str(err).splitlines() or [""]:  # several problems found at once: one line each
+            print(f"{PROG}: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

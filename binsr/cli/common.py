@@ -4,12 +4,13 @@ values that fail with one clear line."""
 from __future__ import annotations
 
 import argparse
-
-from typing import TYPE_CHECKING
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from binsr.errors import BinsrError
+from binsr.errors import BinsrError, BinsrWarning
 
 if TYPE_CHECKING:
     from binsr.pipelines.base import Upscaler
@@ -32,14 +33,14 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool, default: str
                    help="model name (bicubic, or a shipped model: see 'binsr models') or a .safetensors model file"
                         + ("" if required else shown))
     add_sampling_arguments(p, quiet=False)
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads [default: the cores this process may use "
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads [default: the cores this process may use "
                    "that other processes are not keeping busy]")
     p.set_defaults(fast_exit=True)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser, quiet: bool = True) -> None:
     """--steps, --seed, --device (and --quiet): how a diffusion model is run."""
-    p.add_argument("--steps", type=int, help="DDIM steps for SR3-style models [default: the model file's own, "
+    p.add_argument("--steps", type=positive_int, help="DDIM steps for SR3-style models [default: the model file's own, "
                    "else 50]; ResShift "
                    "teachers run their own T steps and one-step students one network call")
     p.add_argument("--seed", type=int, default=0, help="seed of the start noise [default: 0]")
@@ -54,15 +55,51 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR", help="data root for dataset names (overrides $BINSR_DATA)")
 
 
-def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object) -> Upscaler:
-    from binsr import pipelines
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (one-line error otherwise)."""
+    return _bounded(text, int, 1, None, "a positive integer")
 
-    if args.threads is not None and args.threads < 1:
-        raise BinsrError(f"--threads must be at least 1, got {args.threads}")
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    return _bounded(text, int, 0, None, "an integer ≥ 0")
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """argparse type: a number in (low, high]."""
+    def parse(text: str) -> float:
+        return _bounded(text, float, low, high, f"a number above {low:g} and at most {high:g}", open_low=True)
+    parse.__name__ = "number"
+    return parse
+
+
+def _bounded(text: str, cast: type, low: float | None, high: float | None, what: str,
+             open_low: bool = False) -> Any:
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value != value or (low is not None and (value <= low if open_low else value < low)) or (
+            high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object) -> Upscaler:
+    """The upscaler --model names; a warning where --steps does not apply to it."""
+    from binsr import pipelines
+    from binsr.pipelines.diffusion import SR3Upscaler
+
     if args.model == "bicubic":
-        return pipelines.load("bicubic", args.scale, threads=args.threads)
-    return pipelines.load(args.model, args.scale, device=device, threads=args.threads, steps=args.steps,
-                          seed=args.seed, **sampling)
+        upscaler = pipelines.load("bicubic", args.scale, threads=args.threads)
+    else:
+        upscaler = pipelines.load(args.model, args.scale, device=device, threads=args.threads, steps=args.steps,
+                                  seed=args.seed, **sampling)
+    if args.steps is not None and not isinstance(upscaler, SR3Upscaler):
+        warnings.warn(f"--steps {args.steps} is ignored: {upscaler.name} does not sample with DDIM steps "
+                      f"(one-step students make one network call, ResShift teachers their own T steps)",
+                      BinsrWarning, stacklevel=2)
+    return upscaler
 
 
 def pick_device(name: str) -> torch.device:

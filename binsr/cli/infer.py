@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from binsr.cli.common import PROG, add_data_arguments, add_model_arguments, load_upscaler, pick_device
+from binsr.cli.common import (
+    PROG,
+    add_data_arguments,
+    add_model_arguments,
+    bounded_float,
+    load_upscaler,
+    non_negative_int,
+    pick_device,
+    positive_int,
+)
 from binsr.errors import BinsrError
+from binsr.pipelines.diffusion import AUTO_TILE
 
-AUTO_TILE = 512  # binsr upscale tiles outputs larger than this squared (about 3 GB for bidiffsr-x4)
+if TYPE_CHECKING:
+    from binsr.image import Picture
+    from binsr.pipelines.base import Upscaler
+
 
 
 def add_eval(commands: argparse._SubParsersAction) -> None:
@@ -49,6 +64,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     from binsr.metrics.lpips import load_lpips
     from binsr.utils import format_table, write_json
 
+    from binsr.cli.plan import writable_problem
+
+    problem = writable_problem(Path(args.json)) if args.json else None
+    if problem is not None:  # found before any image is upscaled
+        raise BinsrError(f"--json {problem}")
     device = pick_device(args.device)
     upscaler = load_upscaler(args, device)
     hr_dir = resolve_data_dir(args.data, args.data_root)
@@ -85,22 +105,42 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "upscale",
         help="upscale images or folders with a model",
-        description="Upscale every image given (files or folders) and write NAME_xS.png files to OUTDIR, atomically. "
-                    "Without --model it uses the shipped default 1-bit model (see 'binsr models'). Diffusion "
-                    "models sample with DDIM; --tile bounds memory on large images.",
+        description="Upscale every image given (files, or folders searched recursively, in any format Pillow "
+                    "reads) and write NAME_SUFFIX.EXT files under OUTDIR, atomically. Folders keep their "
+                    "subfolders under OUTDIR, so names never collide. Every output path is checked before the "
+                    "model is loaded; existing outputs are skipped (--overwrite replaces them), and files under "
+                    "OUTDIR are never inputs. Images are read as viewers show them (EXIF orientation); alpha, "
+                    "16-bit depth, grayscale and the ICC profile are kept. Without --model it uses the shipped "
+                    "default 1-bit model (see 'binsr models'). Options follow Real-ESRGAN's "
+                    "inference_realesrgan.py where they mean the same: --suffix, --ext, --outscale, --tile.",
         epilog="examples: binsr upscale --sample -o demo; binsr upscale photo.png --compare; "
-               "binsr upscale photos/ -o out --model bidiffsr-x4 --steps 20",
+               "binsr upscale photos/ -o out --model bidiffsr-x4 --steps 20; binsr upscale a.jpg --outscale 3.5",
     )
     p.add_argument("inputs", nargs="*", metavar="IN", help="image files or folders of images")
     p.add_argument("--sample", action="store_true", help="also upscale a sample photo every install has (matplotlib's "
                    "Grace Hopper portrait, made LR with bicubic) and compare with the original")
     p.add_argument("-o", "--output", default=".", metavar="OUTDIR", help="folder for the results [default: .]")
     add_model_arguments(p, required=False, default=None)
-    p.add_argument("--compare", action="store_true", help="also write NAME_xS_compare.png: bicubic | model, side by side")
-    p.add_argument("--scale", type=int, help="upscaling factor (model files know theirs; must agree)")
-    p.add_argument("--tile", type=int, help=f"process in tiles of N output pixels (bounded memory) [default: "
-                   f"{AUTO_TILE} for outputs larger than {AUTO_TILE}x{AUTO_TILE}; x4 that for latent models]")
-    p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles in pixels [default: 32]")
+    p.add_argument("--compare", action="store_true", help="also write NAME_SUFFIX_compare.png: bicubic | model")
+    p.add_argument("--scale", type=positive_int, help="upscaling factor of the model (model files know theirs; "
+                   "must agree); see --outscale for other output sizes")
+    p.add_argument("--outscale", type=bounded_float(0.0, 16.0), metavar="F", help="final scale of the output "
+                   "against the input: the model's output resized with MATLAB bicubic [default: the model's scale]")
+    p.add_argument("--suffix", default="x{scale}", help="added to output names as NAME_SUFFIX; '' keeps the "
+                   "input's name; {scale} is the output scale [default: x{scale}, e.g. photo_x4.png; "
+                   "Real-ESRGAN's default is 'out']")
+    p.add_argument("--ext", choices=("auto", "png", "jpg", "webp"), default="auto", help="output format: auto "
+                   "keeps PNG, JPEG and WebP inputs' format and writes PNG for others; images with alpha or 16 "
+                   "bits are always PNG [default: auto]")
+    p.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic", help="how an alpha channel is "
+                   "upscaled: MATLAB bicubic, or the model run on it as a gray image (Real-ESRGAN's "
+                   "--alpha_upsampler) [default: bicubic]")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of skipping them")
+    p.add_argument("--tile", type=positive_int, help=f"process in tiles of N output pixels (bounded memory) "
+                   f"[default: {AUTO_TILE} for outputs larger than {AUTO_TILE}x{AUTO_TILE}; x4 that for latent "
+                   f"models]")
+    p.add_argument("--tile-overlap", type=non_negative_int, default=32, help="overlap between tiles in output "
+                   "pixels [default: 32]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_upscale)
 
@@ -108,10 +148,11 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
 def _run_upscale(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from binsr.cli.plan import plan_outputs
     from binsr.data import bicubic_downscale, mod_crop, sample_image_path
-    from binsr.image import read_image, side_by_side, write_png
+    from binsr.image import read_picture, rgb_to_gray, side_by_side, write_image
     from binsr.metrics.psnr_ssim import psnr
-    from binsr.pipelines import DEFAULT_MODEL, available, load
+    from binsr.pipelines import DEFAULT_MODEL, available, load, model_scale
 
     if not args.inputs and not args.sample:
         raise BinsrError("give images or folders to upscale, or --sample")
@@ -120,53 +161,93 @@ def _run_upscale(args: argparse.Namespace) -> int:
         if DEFAULT_MODEL not in available():
             raise BinsrError(f"this install ships no default model ({DEFAULT_MODEL}); pass --model NAME|FILE")
         args.model = DEFAULT_MODEL
-    upscaler = load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap, auto_tile=AUTO_TILE)
-    scale = upscaler.scale
-    jobs = [(path.stem, read_image(path), None) for path in _image_files(args.inputs)]  # all read before any write
-    if args.sample:  # the sample photo, made LR by MATLAB bicubic: the original is the reference
-        original = mod_crop(read_image(sample_image_path()), scale)
-        jobs.append((sample_image_path().stem, bicubic_downscale(original, scale), original))
+    scale = model_scale(args.model, args.scale)  # from the file's header: nothing is loaded yet
+    outscale = args.outscale or scale
+    suffix = _suffix(args.suffix, outscale)
+    pictures: dict[Path, Picture] = {}
+    originals: dict[Path, torch.Tensor] = {}
+    sample = sample_image_path() if args.sample else None
+
+    def needs_png(source: Path) -> bool:  # decodes every input before any model work
+        picture = pictures[source] = read_picture(source)
+        if source == sample:  # the sample photo, made LR by MATLAB bicubic: the original is the reference
+            originals[source] = mod_crop(picture.rgb, scale)
+            pictures[source] = replace(picture, rgb=bicubic_downscale(originals[source], scale), icc=None)
+            return True
+        return picture.alpha is not None or picture.bits == 16
+
+    plan = plan_outputs(args.inputs, Path(args.output), suffix, args.ext, args.overwrite, needs_png,
+                        compare=args.compare or args.sample, extra=(sample,) if sample else ())
+    if plan.skipped:
+        print(f"skipped {len(plan.skipped)} existing file(s); --overwrite replaces them")
+    if not plan.jobs:
+        return 0
+    upscaler = load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap)
     check = getattr(upscaler, "check_size", None)
-    for stem, image, _ in jobs:
+    for job in plan.jobs:
         if callable(check):
             try:
-                check(*image.shape[-2:])
+                check(*pictures[job.source].rgb.shape[-2:])
             except BinsrError as err:
-                raise BinsrError(f"{stem}: {err}") from None
-    out_dir, bicubic = Path(args.output), load("bicubic", scale)
-    for stem, image, original in tqdm(jobs, desc=f"upscale x{scale}", unit="img", disable=args.quiet):
-        with torch.no_grad():
-            sr = upscaler.upscale(image[None].to(device))[0].cpu()
-        write_png(out_dir / f"{stem}_x{scale}.png", sr)
-        if args.compare or original is not None:
-            panels, labels = [bicubic.upscale(image[None])[0], sr], ["bicubic", upscaler.name]
+                raise BinsrError(f"{job.source}: {err}") from None
+    bicubic = load("bicubic", scale)
+    for job in tqdm(plan.jobs, desc=f"upscale x{outscale:g}", unit="img", disable=args.quiet):
+        picture = pictures[job.source]
+        sr, alpha = _upscaled(upscaler, picture, args.alpha, outscale, device)
+        write_image(job.target, rgb_to_gray(sr[None])[0] / 255 if picture.gray else sr, alpha,
+                    bits=picture.bits, icc=picture.icc, file_format=job.file_format)
+        original = originals.get(job.source)
+        if job.compare is not None:
+            panels, labels = [_resized(bicubic.upscale(picture.rgb[None])[0], picture, outscale), sr], \
+                ["bicubic", upscaler.name]
             if original is not None:
                 scores = [f"{psnr(p, original, crop_border=scale):.2f} dB" for p in panels]
                 labels = [f"{label} {score}" for label, score in zip(labels, scores)] + ["original"]
                 panels.append(original)
-                print(f"{stem}: PSNR (Y) against the original: bicubic {scores[0]}, {upscaler.name} {scores[1]}")
-            write_png(out_dir / f"{stem}_x{scale}_compare.png", side_by_side(panels, labels))
-    print(f"wrote {len(jobs)} image(s){' and comparisons' if args.compare or args.sample else ''} to {out_dir} "
-          f"(model: {upscaler.name})")
+                print(f"{job.source.stem}: PSNR (Y) against the original: bicubic {scores[0]}, "
+                      f"{upscaler.name} {scores[1]}")
+            write_image(job.compare, side_by_side(panels, labels))
+    print(f"wrote {len(plan.jobs)} image(s){' and comparisons' if args.compare or args.sample else ''} to "
+          f"{args.output} (model: {upscaler.name})")
     return 0
 
 
-def _image_files(inputs: list[str]) -> list[Path]:
-    """The image files named by ``inputs`` (files, or folders searched recursively)."""
-    from binsr.image import list_images
+def _suffix(template: str, outscale: float) -> str:
+    try:
+        suffix = template.format(scale=f"{outscale:g}")
+    except (KeyError, IndexError, ValueError):
+        raise BinsrError(f"--suffix {template!r}: only {{scale}} may appear in braces") from None
+    if "/" in suffix or "\\" in suffix or suffix in (".", ".."):
+        raise BinsrError(f"--suffix {template!r}: must not contain path separators")
+    return suffix
 
-    files = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = list_images(item)
-            if not found:
-                raise BinsrError(f"no images found in {item}")
-            files += found
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise BinsrError(f"no such file or folder: {item}")
-    return files
+
+def _upscaled(upscaler: Upscaler, picture: Picture, alpha_mode: str, outscale: float,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The model's (3, H·s, W·s) output and the alpha channel upscaled, both resized to ``outscale``."""
+    from binsr.image import imresize
+
+    with torch.no_grad():
+        sr = upscaler.upscale(picture.rgb[None].to(device))[0].cpu()
+        alpha = picture.alpha
+        if alpha is not None:
+            if alpha_mode == "model":
+                alpha = upscaler.upscale(alpha.expand(3, -1, -1)[None].to(device))[0].cpu().mean(0, keepdim=True)
+            else:
+                alpha = imresize(alpha.double(), size=tuple(sr.shape[-2:])).float()
+            alpha = _resized(alpha, picture, outscale).clamp(0, 1)
+    return _resized(sr, picture, outscale), alpha
+
+
+def _resized(image: torch.Tensor, picture: Picture, outscale: float) -> torch.Tensor:
+    """``image`` resized to round(outscale × the input's size) with MATLAB bicubic, if it is not that size."""
+    from binsr.image import imresize
+
+    height, width = picture.rgb.shape[-2:]
+    size = (max(1, round(height * outscale)), max(1, round(width * outscale)))
+    if tuple(image.shape[-2:]) == size:
+        return image
+    return imresize(image.double(), size=size).float()
 
 
 def add_models(commands: argparse._SubParsersAction) -> None:

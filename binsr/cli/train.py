@@ -11,11 +11,16 @@ def add_train(commands: argparse._SubParsersAction) -> None:
         help="train a model from a YAML recipe or a named preset",
         description="Train with a recipe (a YAML file or a preset name). Checkpoints are written atomically to "
                     "OUT_DIR/NAME/checkpoints; --resume continues bit-exactly from the last one. Multi-GPU or "
-                    "multi-node: start the same command with torchrun.",
+                    "multi-node: start the same command with torchrun (with --max-restarts, add --auto-resume and set "
+                    "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1; see the README).",
         epilog="example: binsr train bidiffsr-small-x4 --set steps=2000 --set data.batch_size=4",
     )
     p.add_argument("config", help="recipe file (.yaml) or preset name")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint of the run")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint of the "
+                        "run (a damaged newest one is named and the one before it used)")
+    resume.add_argument("--auto-resume", action="store_true", help="continue if the run has checkpoints, else "
+                        "start it: for torchrun --max-restarts, which starts the same command again after a failure")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key "
                    "(dotted, e.g. optim.lr=2e-4; repeatable)")
     p.add_argument("--data-root", metavar="DIR", help="data root for dataset names (overrides $BINSR_DATA)")
@@ -27,7 +32,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from binsr.training import Trainer, load_train_config
 
     config = load_train_config(args.config, args.set)
-    result = Trainer(config, resume=args.resume, data_root=args.data_root, progress=not args.quiet).train()
+    result = Trainer(config, resume="auto" if args.auto_resume else args.resume, data_root=args.data_root, progress=not args.quiet).train()
     val = f", validation PSNR {result.val_psnr:.3f} dB" if result.val_psnr is not None else ""
     print(f"trained {result.steps} steps (last loss {result.final_loss:.4f}{val}); model: {result.model_file}")
     return 0

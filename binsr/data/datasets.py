@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from binsr.data.degradations import bicubic_downscale
 from binsr.data.transforms import paired_random_crop, random_dihedral
 from binsr.errors import DataError
-from binsr.image.io import IMAGE_EXTENSIONS, array_to_tensor, is_grayscale_file, list_images, read_image_array
+from binsr.image.io import array_to_tensor, image_extensions, is_grayscale_file, list_images, read_image_array
 
 Sample = dict[str, object]
 
@@ -48,7 +48,7 @@ class _ImagePairs:
         self.scale = scale
         self.hr_paths = list_images(self.hr_dir)
         if not self.hr_paths:
-            exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+            exts = ", ".join(sorted(image_extensions()))
             raise DataError(f"no images ({exts}) found in {self.hr_dir}")
         self.names = [p.relative_to(self.hr_dir).as_posix() for p in self.hr_paths]
         self.lr_paths = None if lr_dir is None else [self._lr_path(Path(lr_dir), p) for p in self.hr_paths]
@@ -94,7 +94,7 @@ class _ImagePairs:
         relative = hr_path.relative_to(self.hr_dir)
         stems = (relative.with_suffix(""), relative.with_name(f"{relative.stem}x{self.scale}"))
         for stem in stems:
-            for ext in sorted(IMAGE_EXTENSIONS):
+            for ext in sorted(image_extensions()):
                 for candidate in (lr_dir / f"{stem.as_posix()}{ext}", lr_dir / f"{stem.as_posix()}{ext.upper()}"):
                     if candidate.is_file():
                         return candidate

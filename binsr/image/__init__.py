@@ -3,26 +3,34 @@
 from binsr.image.color import quantize, rgb_to_gray, rgb_to_y, rgb_to_ycbcr
 from binsr.image.compose import side_by_side
 from binsr.image.io import (
-    IMAGE_EXTENSIONS,
+    WRITE_FORMATS,
+    Picture,
+    image_extensions,
     is_grayscale_file,
     list_images,
     read_image,
     read_image_array,
+    read_picture,
+    write_image,
     write_png,
 )
 from binsr.image.resize import imresize
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
+    "WRITE_FORMATS",
+    "Picture",
+    "image_extensions",
     "imresize",
     "is_grayscale_file",
     "list_images",
     "quantize",
     "read_image",
     "read_image_array",
+    "read_picture",
     "rgb_to_gray",
     "rgb_to_y",
     "rgb_to_ycbcr",
     "side_by_side",
+    "write_image",
     "write_png",
 ]

@@ -1,41 +1,71 @@
-"""Reading and writing images as tensors in [0, 1].
+"""Reading and writing images as tensors in [0, 1], the way image viewers show them.
 
-Every read returns an RGB tensor of shape (3, H, W). Grayscale is replicated to three channels,
-an alpha channel is dropped with a :class:`~binsr.errors.BinsrWarning`, 16-bit files are divided
-by 65535 (8-bit ones by 255). Pillow decodes everything except 16-bit RGB(A) PNG and TIFF, which
-it silently reduces to 8 bits: those go through pypng / tifffile so no precision is lost.
-Writes are PNG, atomic (temporary file + rename).
+:func:`read_picture` returns what an SR tool must keep: the RGB tensor (3, H, W), the alpha channel
+(1, H, W) if any, the bit depth (8 or 16) and the ICC profile. :func:`read_image` returns the RGB tensor
+only (grayscale replicated to three channels, alpha dropped with a :class:`~binsr.errors.BinsrWarning`).
+Every read applies the EXIF orientation (a phone's portrait JPEG stored landscape comes out as shown),
+refuses animated or multi-page files and images over Pillow's decompression-bomb limit with one line that
+names the file, and reads float TIFFs with values in [0, 1] (as 16-bit). 16-bit files are divided by 65535
+(8-bit ones by 255): Pillow decodes everything except 16-bit RGB(A) PNG and TIFF and float RGB TIFF, which it
+reduces to 8 bits or cannot open; those go through pypng / tifffile so no precision is lost.
+Writes (PNG 8/16-bit with optional alpha, JPEG, WebP) are atomic (temporary file + rename).
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import warnings
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import png  # pypng
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from binsr.errors import BinsrWarning, ImageReadError
 from binsr.utils.fs import atomic_write
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_BITS_PER_SAMPLE = 258
+_EXIF_ORIENTATION = 0x0112
+_VECTOR_OR_EXTERNAL = frozenset({"EPS", "WMF", "MPEG"})  # need Ghostscript, Windows or a video decoder
+WRITE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # --ext name → Pillow format
+JPEG_QUALITY = 95
+
+
+@functools.lru_cache(maxsize=1)
+def image_extensions() -> frozenset[str]:
+    """Extensions (lower case, with the dot) of every raster format this Pillow opens, plus TIFF.
+
+    Computed on first use: registering all of Pillow's plugins takes about 50 ms."""
+    Image.init()
+    readable = set()
+    for extension, name in Image.registered_extensions().items():
+        opener = Image.OPEN.get(name)
+        if opener is None or name in _VECTOR_OR_EXTERNAL:
+            continue
+        if isinstance(opener[0], type) and issubclass(opener[0], ImageFile.StubImageFile):
+            continue  # formats whose decoder is an external handler (GRIB, HDF5, BUFR)
+        readable.add(extension.lower())
+    return frozenset(readable | {".tif", ".tiff"})
 
 
 def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
-    """Image files (by extension) under ``folder``, sorted by their path relative to it."""
+    """Image files (by extension, any format Pillow reads) under ``folder``, sorted by their path relative
+    to it; hidden files (``.name``, such as binsr's own temporary files) are left out."""
     folder = Path(folder)
     pattern = "**/*" if recursive else "*"
-    files = [p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    extensions = image_extensions()
+    files = [p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in extensions
+             and not p.name.startswith(".")]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
-_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N"})
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 def is_grayscale_file(path: str | os.PathLike[str]) -> bool:
@@ -50,35 +80,121 @@ def is_grayscale_file(path: str | os.PathLike[str]) -> bool:
         return False  # unreadable files get their clear error when decoded
 
 
+@dataclass
+class Picture:
+    """A decoded image file: ``rgb`` (3, H, W) and ``alpha`` (1, H, W) or None, in [0, 1] (float32);
+    ``bits`` 8 or 16 (float TIFFs count as 16); ``gray`` when the file stores one colour channel;
+    ``icc`` the embedded ICC profile (bytes) or None."""
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor | None
+    bits: int
+    gray: bool
+    icc: bytes | None
+
+
+def read_picture(path: str | os.PathLike[str]) -> Picture:
+    """Decode an image file with everything an upscaler should keep (see :class:`Picture`)."""
+    channels, icc = _decode(Path(path))
+    bits = 16 if channels.dtype == np.uint16 else 8
+    colour = channels.shape[-1] in (3, 4)
+    alpha = array_to_tensor(channels[..., -1:]) if channels.shape[-1] in (2, 4) else None
+    body = channels[..., :3] if colour else np.repeat(channels[..., :1], 3, axis=-1)
+    return Picture(array_to_tensor(body), alpha, bits, not colour, icc)
+
+
 def read_image_array(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file to an (H, W, 3) uint8 or uint16 array (bit depth of the file kept)."""
     path = Path(path)
+    return _to_rgb(_decode(path)[0], path)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, bytes | None]:
+    """(H, W, C) uint8/uint16 array as shown (EXIF orientation applied), C in 1–4, and the ICC profile."""
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such image file")
+        raise ImageReadError(f"{path}: no such image file" if not path.exists() else f"{path}: not a file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's own warnings on corrupt metadata; we raise instead
-            with Image.open(path) as im:
+            try:
+                im = Image.open(path)
+            except UnidentifiedImageError:
+                channels = _float_tiff(path)
+                if channels is None:
+                    raise
+                return _checked(channels, path), None
+            with im:
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    raise ImageReadError(f"{path}: {'animated image' if im.format != 'TIFF' else 'multi-page TIFF'}"
+                                         f" with {frames} frames; binsr upscales still images (save the frame "
+                                         f"you want as PNG)")
                 im.load()
+                orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+                icc = im.info.get("icc_profile") or None
                 channels = _high_depth_colour(path, im)
                 if channels is None:
-                    channels = _pil_channels(im, path)
+                    channels = _float_tiff(path) if im.mode == "F" else _pil_channels(im, path)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{path}: too large to decode safely ({err})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not a readable image (unknown format or corrupt header)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageReadError(f"{path}: truncated or corrupt image ({err})") from None
-    return _to_rgb(channels, path)
+    if channels is None:
+        raise ImageReadError(f"{path}: floating-point image that is not a TIFF (use 8- or 16-bit files)")
+    return _orient(_checked(channels, path), orientation), icc
+
+
+def _checked(channels: np.ndarray, path: Path) -> np.ndarray:
+    if channels.ndim != 3 or channels.shape[-1] not in (1, 2, 3, 4):
+        raise ImageReadError(f"{path}: unsupported channel layout {channels.shape}")
+    if channels.shape[0] == 0 or channels.shape[1] == 0:
+        raise ImageReadError(f"{path}: image has zero width or height")
+    return channels
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) array as stored → as shown, for EXIF orientation 1–8 (as PIL.ImageOps.exif_transpose)."""
+    if orientation in (5, 6, 7, 8):
+        array = array.transpose(1, 0, 2)  # 5: transpose; 6, 7, 8 are it with a flip
+    flips = {2: (slice(None), slice(None, None, -1)), 3: (slice(None, None, -1), slice(None, None, -1)),
+             4: (slice(None, None, -1),), 6: (slice(None), slice(None, None, -1)),
+             7: (slice(None, None, -1), slice(None, None, -1)), 8: (slice(None, None, -1),)}
+    return np.ascontiguousarray(array[flips[orientation]]) if orientation in flips else array
+
+
+def _float_tiff(path: Path) -> np.ndarray | None:
+    """A float TIFF with values in [0, 1] as (H, W, C) uint16 levels; None if ``path`` is not a float TIFF."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile  # only for TIFF files: importing it costs a tenth of a second at every start
+
+    try:
+        array = tifffile.imread(path)
+    except (tifffile.TiffFileError, ValueError, OSError):
+        return None
+    if not np.issubdtype(array.dtype, np.floating):
+        return None
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
+        array = array.transpose(1, 2, 0)  # planar TIFF
+    array = array[..., None] if array.ndim == 2 else array
+    low, high = (float(np.nanmin(array)), float(np.nanmax(array))) if array.size else (0.0, 0.0)
+    if not np.isfinite(array).all() or low < 0.0 or high > 1.0:
+        raise ImageReadError(f"{path}: float TIFF with values in [{low:g}, {high:g}] (or NaN/inf); binsr reads "
+                             f"float images with values in [0, 1]")
+    return np.round(array.astype(np.float64) * 65535).astype(np.uint16)
 
 
 def read_image(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Read an image file as a (3, H, W) tensor with values in [0, 1]."""
+    """Read an image file as a (3, H, W) tensor with values in [0, 1] (alpha dropped with a warning)."""
     return array_to_tensor(read_image_array(path), dtype)
 
 
 def array_to_tensor(array: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(H, W, 3) uint8/uint16 array → (3, H, W) float tensor in [0, 1]."""
+    """(H, W, C) uint8/uint16 array → (C, H, W) float tensor in [0, 1]."""
     peak = float(np.iinfo(array.dtype).max)
     tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)).astype(np.float64))
     return (tensor / peak).to(dtype)
@@ -89,8 +205,45 @@ def write_png(path: str | os.PathLike[str], image: torch.Tensor, bits: int = 8) 
 
     Values are clipped to [0, 1] and rounded to the nearest level.
     """
+    write_image(path, image, bits=bits)
+
+
+def write_image(path: str | os.PathLike[str], image: torch.Tensor, alpha: torch.Tensor | None = None,
+                bits: int = 8, icc: bytes | None = None, file_format: str = "png") -> None:
+    """Write ``image`` (3, H, W), (1, H, W) or (H, W) in [0, 1], with optional ``alpha`` (1, H, W), as
+    ``file_format`` (png, jpg, webp; 16 ``bits`` and alpha need png), with the ICC profile ``icc``, atomically.
+
+    Values are clipped to [0, 1] and rounded to the nearest level.
+    """
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
+    if file_format not in WRITE_FORMATS:
+        raise ValueError(f"file_format must be one of {', '.join(WRITE_FORMATS)}, got {file_format!r}")
+    if file_format != "png" and (bits == 16 or alpha is not None):
+        raise ValueError(f"{file_format} cannot hold {'16-bit samples' if bits == 16 else 'alpha'}; use png")
+    levels = _levels(image, bits, path)
+    if alpha is not None:
+        alpha_levels = _levels(alpha, bits, path)
+        if alpha_levels.shape[:2] != levels.shape[:2] or alpha_levels.shape[2] != 1:
+            raise ValueError(f"alpha of shape {tuple(alpha.shape)} does not match the image {tuple(image.shape)}")
+        levels = np.concatenate([levels, alpha_levels], axis=-1)
+    height, width, channels = levels.shape
+    with atomic_write(path, "wb") as handle:
+        if bits == 8:
+            picture = Image.fromarray(levels[..., 0] if channels == 1 else levels)
+            options = {"icc_profile": icc} if icc else {}
+            if file_format != "png":
+                options["quality"] = JPEG_QUALITY
+            picture.save(handle, format=WRITE_FORMATS[file_format], **options)
+        else:
+            buffer = io.BytesIO()
+            writer = png.Writer(width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16)
+            writer.write(buffer, levels.reshape(height, width * channels))
+            handle.write(_with_icc(buffer.getvalue(), icc) if icc else buffer.getvalue())
+
+
+def _levels(image: torch.Tensor, bits: int, path: str | os.PathLike[str]) -> np.ndarray:
+    """(C, H, W) or (H, W) tensor in [0, 1] → (H, W, C) integer levels of ``bits`` bits."""
     image = image.detach().to("cpu", torch.float64)
     if image.dim() == 2:
         image = image.unsqueeze(0)
@@ -100,14 +253,16 @@ def write_png(path: str | os.PathLike[str], image: torch.Tensor, bits: int = 8) 
         raise ValueError(f"refusing to write {path}: the image contains NaN values")
     peak = 2**bits - 1
     levels = (image.clamp(0, 1) * peak).round().numpy().astype(np.uint8 if bits == 8 else np.uint16)
-    levels = levels.transpose(1, 2, 0)  # H, W, C
-    height, width, channels = levels.shape
-    with atomic_write(path, "wb") as handle:
-        if bits == 8:
-            Image.fromarray(levels[..., 0] if channels == 1 else levels).save(handle, format="PNG")
-        else:
-            writer = png.Writer(width, height, greyscale=channels == 1, bitdepth=16)
-            writer.write(handle, levels.reshape(height, width * channels))
+    return levels.transpose(1, 2, 0)
+
+
+def _with_icc(data: bytes, icc: bytes) -> bytes:
+    """A PNG file's bytes with an iCCP chunk (the ICC profile) after IHDR: pypng writes none itself."""
+    chunks = list(png.Reader(bytes=data).chunks())
+    profile = b"ICC Profile\x00\x00" + zlib.compress(icc)  # name, NUL, compression method 0 (zlib)
+    out = io.BytesIO()
+    png.write_chunks(out, [chunks[0], (b"iCCP", profile), *chunks[1:]])
+    return out.getvalue()
 
 
 def _high_depth_colour(path: Path, im: Image.Image) -> np.ndarray | None:
@@ -143,8 +298,6 @@ def _pil_channels(im: Image.Image, path: Path) -> np.ndarray:
         if array.min() < 0 or array.max() > 65535:
             raise ImageReadError(f"{path}: 32-bit integer images are not supported (values beyond 16 bits)")
         return array.astype(np.uint16)[..., None]
-    if mode == "F":
-        raise ImageReadError(f"{path}: floating-point images are not supported (use 8- or 16-bit files)")
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode == "PA":
@@ -159,10 +312,6 @@ def _pil_channels(im: Image.Image, path: Path) -> np.ndarray:
 
 def _to_rgb(channels: np.ndarray, path: Path) -> np.ndarray:
     """(H, W, C) → (H, W, 3): drop alpha (with a warning), replicate grayscale."""
-    if channels.ndim != 3 or channels.shape[-1] not in (1, 2, 3, 4):
-        raise ImageReadError(f"{path}: unsupported channel layout {channels.shape}")
-    if channels.shape[0] == 0 or channels.shape[1] == 0:
-        raise ImageReadError(f"{path}: image has zero width or height")
     if channels.shape[-1] in (2, 4):
         warnings.warn(f"{path}: alpha channel dropped", BinsrWarning, stacklevel=3)
         channels = channels[..., :-1]

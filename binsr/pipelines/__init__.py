@@ -40,6 +40,20 @@ def resolve(name_or_path: str) -> Path:
     return path
 
 
+def model_scale(name_or_path: str, scale: int | None = None) -> int:
+    """The scale ``load(name_or_path, scale)`` will have, from the model file's header alone (no weights
+    read); a ``scale`` that disagrees with the file's, or bicubic without one, is an error."""
+    if name_or_path == "bicubic":
+        if scale is None:
+            raise BinsrError("the bicubic model needs a scale (--scale)")
+        return scale
+    path = resolve(name_or_path)
+    spec = read_model_spec(path)
+    if scale is not None and scale != spec.scale:
+        raise BinsrError(f"{path} is a x{spec.scale} model; x{scale} was requested")
+    return spec.scale
+
+
 def load(name_or_path: str, scale: int | None = None, device: str = "cpu", threads: int | None = None,
          **options: Any) -> Upscaler:
     """The upscaler called ``name_or_path``, or the one stored in that model file.
@@ -55,14 +69,11 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", threa
     if torch.device(device).type == "cpu":
         configure_threads(threads)
         keep_freed_memory()
+    scale = model_scale(name_or_path, scale)
     if name_or_path == "bicubic":
-        if scale is None:
-            raise BinsrError("the bicubic model needs a scale (--scale)")
         return BicubicUpscaler(scale)
     path = resolve(name_or_path)
     spec = read_model_spec(path)
-    if scale is not None and scale != spec.scale:
-        raise BinsrError(f"{path} is a x{spec.scale} model; x{scale} was requested")
     name = name_or_path if shipped_path(name_or_path) else spec.name or path.stem
     return upscaler_for(load_model(path, device), name, **options)
 
@@ -83,4 +94,4 @@ def upscaler_for(model: LoadedModel, name: str, **options: Any) -> DiffusionUpsc
 
 __all__ = ["DEFAULT_MODEL", "BicubicUpscaler", "DiffusionUpscaler", "LoadedModel", "ModelSpec", "OneStepUpscaler",
            "ResShiftUpscaler", "SR3Upscaler", "ShippedModel", "Upscaler", "available", "load", "load_model",
-           "load_network", "read_model_spec", "resolve", "shipped_models", "upscaler_for"]
+           "load_network", "model_scale", "read_model_spec", "resolve", "shipped_models", "upscaler_for"]

@@ -15,19 +15,28 @@ from binsr.image.resize import imresize
 from binsr.models.autoencoder import Autoencoder
 
 
+AUTO_TILE = 512  # outputs over 512² are tiled: untiled, bidiffsr-x4 needs about 3 GB per 512² of output
+
+
 class DiffusionUpscaler:
     """``upscale(lr)``: LR (B, 3, h, w) in [0, 1] → SR (B, 3, h·s, w·s) by :meth:`generate`.
 
     Inputs are reflect-padded to the network's multiple and cropped back. With ``tile`` (HR pixels),
     the image is processed in overlapping tiles blended with linear ramps, so any size runs in
     bounded memory; each tile starts from its crop of the whole image's start noise, so a tiled result
-    matches the untiled one up to the blending near tile borders. ``auto_tile``: without ``tile``, outputs
-    of more than auto_tile² pixels are tiled with that size (``binsr upscale`` uses 512; latent models
-    multiply it by their autoencoder's factor, as their network works at that much lower resolution).
+    matches the untiled one up to the blending near tile borders. ``auto_tile`` (default
+    :data:`AUTO_TILE`, rounded down to the multiple; None: never): without ``tile``, outputs of more than
+    auto_tile² pixels are tiled with that size, which bounds the memory of every caller (``binsr upscale``,
+    ``binsr eval``, the analyses, training validation, the Python API) by one rule; latent models multiply
+    it by their autoencoder's factor, as their network works at that much lower resolution.
     """
 
     def __init__(self, model: nn.Module, scale: int, name: str, seed: int = 0, tile: int | None = None,
-                 tile_overlap: int = 32, multiple: int = 8, auto_tile: int | None = None) -> None:
+                 tile_overlap: int = 32, multiple: int = 8, auto_tile: int | None = AUTO_TILE) -> None:
+        if tile_overlap < 0:
+            raise BinsrError(f"--tile-overlap must be at least 0, got {tile_overlap}")
+        if auto_tile is not None:
+            auto_tile -= auto_tile % multiple
         for size, what in ((tile, "--tile"), (auto_tile, "auto_tile")):
             if size is not None and (size <= 2 * tile_overlap or size % multiple):
                 raise BinsrError(f"{what} must exceed twice the overlap ({tile_overlap}) and be a multiple of {multiple}")

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from binsr.config import ConfigError, apply_overrides, from_dict, load_yaml
+from binsr.config import ConfigError, apply_overrides, check_ranges, from_dict, load_yaml
 from binsr.data.realesrgan import RealESRGANConfig
 from binsr.diffusion.distill import DistillConfig
 from binsr.diffusion.resshift import ResShiftSchedule
@@ -30,6 +30,7 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True
     val_limit: int | None = None          # validate on the first N images only
+    val_crop: int | None = 256            # validate on each image's central N×N HR pixels (None: whole images)
     degradation: str = "bicubic"          # bicubic (MATLAB) | realesrgan (two-stage, seeded per sample)
     realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
 
@@ -147,4 +148,22 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
                           f"{config.model.multiple} (the UNet's multiple)")
     if config.data.patch_size % config.data.scale:
         raise ConfigError(f"data.patch_size {config.data.patch_size} must be a multiple of the scale {config.data.scale}")
+    _check_ranges(config, "", steps=(1, BIG), log_every=(1, BIG), val_every=(0, BIG), val_steps=(1, 10_000),
+                  ckpt_every=(0, BIG), keep_checkpoints=(1, 10_000), seed=(0, 2**63 - 1))
+    _check_ranges(config.data, "data.", scale=(1, 16), patch_size=(1, 8192), batch_size=(1, 65_536),
+                  num_workers=(0, 1024), val_limit=(1, BIG), val_crop=(1, 65_536))
+    _check_ranges(config.optim, "optim.", lr=(1e-12, 10.0), weight_decay=(0.0, 10.0), warmup_steps=(0, BIG),
+                  gamma=(1e-12, 10.0), grad_clip=(1e-12, 1e12), ema_decay=(0.0, 0.999999999), betas=(0.0, 0.999999999))
     return config
+
+
+BIG = 10**12  # "any count": bounds that only refuse negatives, zero and nonsense
+
+
+def _check_ranges(section: Any, prefix: str, **ranges: tuple[float, float]) -> None:
+    """Every set (non-None) field of ``section`` within its [low, high], as one ConfigError naming the key."""
+    given = {name: bounds for name, bounds in ranges.items() if getattr(section, name) is not None}
+    try:
+        check_ranges(section, **given)
+    except ValueError as err:
+        raise ConfigError(f"{prefix}{err}") from None

@@ -14,6 +14,7 @@ import csv
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,16 @@ from binsr.config import to_dict
 from binsr.data import SREvalDataset, SRTrainDataset, resolve_data_dir
 from binsr.data.realesrgan import RealESRGANDegradation
 from binsr.diffusion.sr3 import sample_generators
-from binsr.errors import BinsrError
+from binsr.errors import BinsrError, BinsrWarning
 from binsr.metrics.psnr_ssim import psnr
 from binsr.models.files import FORMAT_VERSION, save_model_file
 from binsr.pipelines.model_file import ModelSpec
-from binsr.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from binsr.training.checkpoint import (
+    CorruptCheckpoint,
+    load_checkpoint,
+    resumable_checkpoints,
+    save_checkpoint,
+)
 from binsr.training.config import TrainConfig
 from binsr.training.tasks import make_task
 from binsr.utils.fs import atomic_write
@@ -54,15 +60,20 @@ class TrainResult:
 class Trainer:
     """``Trainer(config).train()``: train, validate, checkpoint, export ``runs/NAME/model.safetensors``."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, data_root: str | None = None,
+    def __init__(self, config: TrainConfig, resume: bool | str = False, data_root: str | None = None,
                  progress: bool = True) -> None:
+        """``resume``: True continues from the newest intact checkpoint (an error if there is none), "auto"
+        does so only where the run has checkpoints."""
         self.config, self.progress = config, progress
         self.rank, self.world, local_rank = _init_distributed(config.device)
         self.device = _device(config.device, local_rank)
         self.run_dir = Path(config.out_dir) / config.name
-        if not resume and latest_checkpoint(self.run_dir) is not None:
+        has_checkpoints = bool(resumable_checkpoints(self.run_dir))
+        if resume == "auto":  # torchrun --max-restarts runs the same command again after a failure
+            resume = has_checkpoints
+        elif not resume and has_checkpoints:
             raise BinsrError(f"{self.run_dir} already has checkpoints: pass --resume to continue, or use another name")
-        if resume and latest_checkpoint(self.run_dir) is None:
+        elif resume and not has_checkpoints:
             raise BinsrError(f"--resume: no checkpoint in {self.run_dir}")
 
         torch.manual_seed(config.seed)
@@ -85,7 +96,7 @@ class Trainer:
 
         self.step = 0
         if resume:
-            state = load_checkpoint(latest_checkpoint(self.run_dir), self.model, self.ema)
+            state = self._resume_state()
             self.step = int(state["step"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -93,6 +104,21 @@ class Trainer:
             torch.set_rng_state(state["rng"])
             if self.device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+    def _resume_state(self) -> dict[str, Any]:
+        """The newest checkpoint that reads back intact, loaded into the model; a damaged one is named in a
+        warning and the one before it is used."""
+        problems = []
+        for folder in resumable_checkpoints(self.run_dir):
+            try:
+                state = load_checkpoint(folder, self.model, self.ema)
+            except CorruptCheckpoint as err:
+                problems.append(str(err))
+                continue
+            for problem in problems:
+                warnings.warn(f"{problem}; resuming from {folder.name} instead", BinsrWarning, stacklevel=3)
+            return state
+        raise BinsrError(f"--resume: no intact checkpoint in {self.run_dir} ({'; '.join(problems)})")
 
     # --- the model file every checkpoint and the final export carry ---------------------------
     def spec(self) -> dict[str, Any]:
@@ -137,20 +163,34 @@ class Trainer:
         return loss.detach().item()
 
     def validate(self) -> float | None:
-        """Mean PSNR (Y, border = scale) of the model's outputs on the validation folder."""
+        """Mean PSNR (Y, border = scale) of the model's outputs on the validation folder: its first
+        ``data.val_limit`` images, each cut to its central ``data.val_crop``² HR pixels (bounded time and
+        memory; the upscaler also tiles large outputs), with a progress bar."""
         if self.val_dir is None:
             return None
         net = self.ema if self.ema is not None else self.model
         upscaler = self.task.upscaler(net)
-        dataset = SREvalDataset(self.val_dir, self.config.data.scale)
+        scale, crop = self.config.data.scale, self.config.data.val_crop
+        dataset = SREvalDataset(self.val_dir, scale)
         count = min(len(dataset), self.config.data.val_limit or len(dataset))
         scores = []
-        for index in range(count):
-            sample = dataset[index]
-            sr = upscaler.upscale(sample["lr"][None])[0].cpu()
-            scores.append(float(psnr(sr, sample["hr"], crop_border=self.config.data.scale)))
+        for index in tqdm(range(count), desc="validate", unit="img", leave=False,
+                          disable=not (self.progress and self.rank == 0)):
+            lr, hr = _central_crop(dataset[index], crop, scale)
+            with torch.no_grad():
+                sr = upscaler.upscale(lr[None].to(self.device))[0].cpu()
+            scores.append(float(psnr(sr, hr, crop_border=scale)))
         self.model.train()
         return sum(scores) / len(scores)
+
+    def _validation(self, log: _CsvLog, board: Any, bar: Any) -> float | None:
+        val = self.validate()
+        if val is not None:
+            log.write(step=self.step, val_psnr=val)
+            bar.write(f"step {self.step}: validation PSNR {val:.3f} dB")
+            if board:
+                board.add_scalar("val/psnr", val, self.step)
+        return val
 
     def train(self) -> TrainResult:
         config, main = self.config, self.rank == 0
@@ -175,22 +215,18 @@ class Trainer:
                     if board:
                         board.add_scalar("train/loss", loss, self.step)
             at_end = self.step == config.steps
-            if main and ((config.val_every and self.step % config.val_every == 0) or at_end):
-                val = self.validate()
-                if val is not None:
-                    log.write(step=self.step, val_psnr=val)
-                    bar.write(f"step {self.step}: validation PSNR {val:.3f} dB")
-                    if board:
-                        board.add_scalar("val/psnr", val, self.step)
             if (config.ckpt_every and self.step % config.ckpt_every == 0) or at_end:
                 if main:
                     self._checkpoint()
                 if self.world > 1:
                     dist.barrier()
-        bar.close()
+            if main and config.val_every and self.step % config.val_every == 0 and not at_end:
+                val = self._validation(log, board, bar)
         model_file = self.run_dir / "model.safetensors"
-        if main:
+        if main:  # the last checkpoint and the model file come before the end-of-run validation: a kill
             save_model_file(model_file, self.ema if self.ema is not None else self.model, self.spec())
+            val = self._validation(log, board, bar)  # during it loses no training
+        bar.close()
         return TrainResult(self.step, loss, val, model_file, time.perf_counter() - started)
 
     def _checkpoint(self) -> None:
@@ -203,9 +239,27 @@ class Trainer:
                         self.config.keep_checkpoints)
 
 
+def _central_crop(sample: dict[str, Any], crop: int | None, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) of an eval sample cut to the central ``crop``² HR pixels (rounded to the scale; None: whole)."""
+    lr, hr = sample["lr"], sample["hr"]
+    if crop is None:
+        return lr, hr
+    height, width = lr.shape[-2:]
+    size = max(1, crop // scale)
+    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    lr = lr[..., top:top + size, left:left + size]
+    return lr, hr[..., top * scale:(top + size) * scale, left * scale:(left + size) * scale]
+
+
 def _init_distributed(device: str) -> tuple[int, int, int]:
     """(rank, world size, local rank); joins the process group when started by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    shared_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if (shared_store and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
+            and int(os.environ.get("GROUP_WORLD_SIZE", "1")) > 1 and os.environ.get("RANK") == "0"):
+        warnings.warn("torchrun --max-restarts on several nodes: set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 for "
+                      "every agent, or workers restarted after a failure may not reconnect "
+                      "(pytorch/pytorch#135712)", BinsrWarning, stacklevel=2)
     if world > 1 and not dist.is_initialized():
         use_nccl = torch.cuda.is_available() and device != "cpu"
         dist.init_process_group("nccl" if use_nccl else "gloo")

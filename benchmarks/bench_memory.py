@@ -1,0 +1,76 @@
+"""Peak memory of ``binsr eval`` on benchmark-sized images, for every shipped model (the goal: under 4 GB).
+
+Makes two HR images the size of the largest benchmark images, an Urban100-sized 1024×1024 and a
+Manga109-sized 1200×800 (the sample photo resized with bicubic), and runs ``binsr eval --model M --data DIR
+--scale S`` on them in a fresh process per model. Peak RSS is the child's ``ru_maxrss`` from ``wait4``; the
+eval command bounds memory by tiling outputs over 512² (×4 for latent models), the same rule as
+``binsr upscale``, the analyses, training validation and ``binsr.load``.
+
+Usage: python benchmarks/bench_memory.py [--models bimacosr-x4 ...] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from binsr.data import sample_image_path
+from binsr.pipelines import shipped_models
+from binsr.utils import format_table
+
+SIZES = {"urban100-size": (1024, 1024), "manga109-size": (1200, 800)}  # (width, height)
+
+
+def make_images(folder: Path) -> None:
+    with Image.open(sample_image_path()) as photo:
+        photo = photo.convert("RGB")
+        for name, size in SIZES.items():
+            photo.resize(size, Image.BICUBIC).save(folder / f"{name}.png")
+
+
+def peak_rss(command: list[str]) -> tuple[float, float, int]:
+    """(peak RSS in GiB, wall seconds, exit code) of ``command`` in a fresh process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        sys.stderr.write(process.stderr.read().decode())
+    return usage.ru_maxrss / 2**20, time.perf_counter() - start, process.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(shipped_models()))
+    parser.add_argument("--json", help="also write the rows as JSON")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "large"
+        data.mkdir()
+        make_images(data)
+        for name in args.models:
+            scale = shipped_models()[name].card["scale"]
+            command = [sys.executable, "-m", "binsr", "eval", "--model", name, "--data", str(data), "--scale",
+                       str(scale), "--no-lpips", "--no-complexity", "--quiet"]
+            gib, seconds, code = peak_rss(command)
+            rows.append({"model": name, "images": ", ".join(f"{w}x{h}" for w, h in SIZES.values()),
+                         "peak_rss_gib": round(gib, 2), "seconds": round(seconds, 1), "exit": code})
+            print(f"{name}: peak RSS {gib:.2f} GiB, {seconds:.1f} s, exit {code}", flush=True)
+    print(format_table(["model", "HR images", "peak RSS (GiB)", "time (s)", "exit"],
+                       [[r["model"], r["images"], f"{r['peak_rss_gib']:.2f}", f"{r['seconds']:.1f}", str(r["exit"])]
+                        for r in rows]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

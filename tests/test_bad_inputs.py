@@ -1,0 +1,302 @@
+"""Bad or unusual inputs and faults, tried as a new user would: for each, the exit code, one line naming the
+file or option, and nothing half-written or lost. Small images are made in each test; the model is the shipped
+default (one network call per image)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from binsr.cli import main
+from binsr.image import imresize, read_picture
+from conftest import smooth_image
+
+RNG = np.random.default_rng(7)
+
+
+def _rgb(path: Path, height: int = 20, width: int = 24, **save: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(smooth_image(RNG, height, width)).save(path, **save)
+    return path
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path → bytes), hidden temporary files included."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _run(argv: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def _errors(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "error:" in line]
+
+
+# --- errors found before any work: (setup, argv, exit code, message) --------------------------------------------
+
+def _same_stem(tmp: Path) -> list[object]:
+    _rgb(tmp / "in" / "photo.jpg")
+    _rgb(tmp / "in" / "photo.png")
+    return ["upscale", tmp / "in", "-o", tmp / "out", "--ext", "png"]
+
+
+def _out_is_file(tmp: Path) -> list[object]:
+    (tmp / "out").write_text("keep me")
+    return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out"]
+
+
+def _out_under_file(tmp: Path) -> list[object]:
+    (tmp / "out").write_text("keep me")
+    return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out" / "sub"]
+
+
+def _out_taken_by_folder(tmp: Path) -> list[object]:
+    (tmp / "out" / "a_x4.png").mkdir(parents=True)
+    return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out"]
+
+
+def _replaces_input(tmp: Path) -> list[object]:
+    _rgb(tmp / "in" / "a.png")
+    return ["upscale", tmp / "in", "-o", tmp / "in", "--suffix", ""]
+
+
+def _animated(tmp: Path) -> list[object]:
+    frames = [Image.fromarray(smooth_image(RNG, 16, 16)) for _ in range(3)]
+    frames[0].save(tmp / "anim.gif", save_all=True, append_images=frames[1:])
+    return ["upscale", tmp / "anim.gif", "-o", tmp / "out"]
+
+
+def _bad_float_tiff(tmp: Path) -> list[object]:
+    import tifffile
+
+    tifffile.imwrite(tmp / "hdr.tif", np.full((8, 8, 3), 4.0, np.float32), photometric="rgb")
+    return ["upscale", tmp / "hdr.tif", "-o", tmp / "out"]
+
+
+def _missing(tmp: Path) -> list[object]:
+    return ["upscale", tmp / "nothere.png", "-o", tmp / "out"]
+
+
+def _corrupt(tmp: Path) -> list[object]:
+    good = _rgb(tmp / "in" / "good.png")
+    (tmp / "in" / "bad.png").write_bytes(good.read_bytes()[:60])
+    return ["upscale", tmp / "in", "-o", tmp / "out"]
+
+
+def _bad_suffix(tmp: Path) -> list[object]:
+    return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out", "--suffix", "{name}"]
+
+
+def _json_unwritable(tmp: Path) -> list[object]:
+    _rgb(tmp / "hr" / "a.png", 32, 32)
+    (tmp / "blocker").write_text("keep me")
+    return ["eval", "--data", tmp / "hr", "--scale", 4, "--json", tmp / "blocker" / "r.json", "--no-lpips",
+            "--no-complexity", "--quiet"]
+
+
+def _train_negative_steps(tmp: Path) -> list[object]:
+    return ["train", "bidiffsr-small-x4", "--set", "steps=-5", "--set", f"out_dir={tmp / 'runs'}"]
+
+
+def _train_zero_batch(tmp: Path) -> list[object]:
+    return ["train", "bidiffsr-small-x4", "--set", "data.batch_size=0", "--set", f"out_dir={tmp / 'runs'}"]
+
+
+def _train_zero_lr(tmp: Path) -> list[object]:
+    return ["train", "bidiffsr-small-x4", "--set", "optim.lr=0", "--set", f"out_dir={tmp / 'runs'}"]
+
+
+def _option(*extra: object) -> object:
+    def setup(tmp: Path) -> list[object]:
+        return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out", *extra]
+    return setup
+
+
+REFUSED = [
+    ("same name in one folder", _same_stem, 1, r"photo\.jpg and .*photo\.png would both be written to .*photo_x4\.png"),
+    ("-o is a file", _out_is_file, 1, r"-o .*out: exists and is a file"),
+    ("-o under a file", _out_under_file, 1, r"-o .*sub: cannot be created, .*out is a file"),
+    ("output name is a folder", _out_taken_by_folder, 1, r"a_x4\.png: is a folder"),
+    ("output would replace its input", _replaces_input, 1, r"a\.png: its output .* would replace it"),
+    ("animated GIF", _animated, 1, r"anim\.gif: animated image with 3 frames"),
+    ("float TIFF out of range", _bad_float_tiff, 1, r"hdr\.tif: float TIFF with values in \[4, 4\]"),
+    ("missing input", _missing, 1, r"no such file or folder: .*nothere\.png"),
+    ("truncated file in a folder", _corrupt, 1, r"bad\.png: truncated or corrupt"),
+    ("--suffix with unknown field", _bad_suffix, 1, r"--suffix '\{name\}'"),
+    ("eval --json unwritable", _json_unwritable, 1, r"--json .*r\.json: cannot be created, .*blocker is a file"),
+    ("train steps=-5", _train_negative_steps, 1, r"steps = -5 is outside"),
+    ("train data.batch_size=0", _train_zero_batch, 1, r"data\.batch_size = 0 is outside"),
+    ("train optim.lr=0", _train_zero_lr, 1, r"optim\.lr = 0\.0 is outside"),
+    ("--steps 0", _option("--steps", 0), 2, r"--steps: must be a positive integer, got '0'"),
+    ("--tile-overlap -1", _option("--tile-overlap", -1), 2, r"--tile-overlap: must be an integer ≥ 0"),
+    ("--tile 0", _option("--tile", 0), 2, r"--tile: must be a positive integer"),
+    ("--tile too small for the overlap", _option("--tile", 48), 1, r"--tile must exceed twice the overlap"),
+    ("--outscale 0", _option("--outscale", 0), 2, r"--outscale: must be a number above 0"),
+    ("--outscale nan", _option("--outscale", "nan"), 2, r"--outscale: must be a number above 0"),
+    ("--threads 0", _option("--threads", 0), 2, r"--threads: must be a positive integer"),
+    ("--ext gif", _option("--ext", "gif"), 2, r"--ext: invalid choice"),
+    ("--scale disagrees", _option("--scale", 2), 1, r"is a x4 model; x2 was requested"),
+]
+
+
+@pytest.mark.parametrize("setup,code,message", [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED])
+def test_refused_with_one_line_before_any_work(setup, code, message, tmp_path, capsys):
+    argv = setup(tmp_path)
+    before = _files(tmp_path)
+    got, out, err = _run(argv, capsys)
+    assert got == code, err
+    errors = _errors(err)
+    assert errors and all(line.startswith("binsr") for line in errors), err
+    assert any(__import__("re").search(message, line) for line in errors), err
+    assert _files(tmp_path) == before  # nothing written, nothing changed, no temporary files left behind
+    assert "wrote" not in out
+
+
+def test_unwritable_output_folder_is_named(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == locked else real(path, mode))
+    code, _, err = _run(["upscale", _rgb(tmp_path / "a.png"), "-o", locked / "out"], capsys)
+    assert code == 1 and _errors(err) == [f"binsr: error: -o {locked / 'out'}: cannot write into {locked} "
+                                          f"(permission denied)"]
+
+
+def test_every_problem_is_reported_at_once(tmp_path, capsys):
+    for name in ("x.jpg", "x.png", "y.jpg", "y.png"):
+        _rgb(tmp_path / "in" / name)
+    code, _, err = _run(["upscale", tmp_path / "in", "-o", tmp_path / "out", "--ext", "png"], capsys)
+    assert code == 1 and len(_errors(err)) == 2 and not (tmp_path / "out").exists()
+
+
+# --- handled: the run succeeds and keeps what the user had ------------------------------------------------------
+
+def test_same_names_in_subfolders_keep_their_folders(tmp_path, capsys):
+    for path in ("dup/photo.jpg", "dup/s1/photo.png", "dup/s2/photo.png"):
+        _rgb(tmp_path / path)
+    code, out, err = _run(["upscale", tmp_path / "dup", "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0, err
+    assert sorted(_files(tmp_path / "out")) == ["photo_x4.jpg", "s1/photo_x4.png", "s2/photo_x4.png"]
+    assert "wrote 3 image(s)" in out
+
+
+def test_existing_outputs_are_skipped_then_replaced_with_overwrite(tmp_path, capsys):
+    source = _rgb(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a_x4.png").write_bytes(b"an earlier result")
+    code, out, _ = _run(["upscale", source, "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0 and "skipped 1 existing file(s); --overwrite replaces them" in out
+    assert (tmp_path / "out" / "a_x4.png").read_bytes() == b"an earlier result"
+    code, out, _ = _run(["upscale", source, "-o", tmp_path / "out", "--quiet", "--overwrite"], capsys)
+    assert code == 0 and read_picture(tmp_path / "out" / "a_x4.png").rgb.shape == (3, 80, 96)
+
+
+def test_output_folder_inside_the_input_is_never_read_as_input(tmp_path, capsys):
+    for folder, out in (("same", "same"), ("nested", "nested/results")):
+        _rgb(tmp_path / folder / "a.png")
+        for _ in range(2):  # the second run finds the first one's output in the input folder
+            code, _, err = _run(["upscale", tmp_path / folder, "-o", tmp_path / out, "--quiet"], capsys)
+            assert code == 0, err
+    assert sorted(_files(tmp_path / "same")) == ["a.png", "a_x4.png"]
+    assert sorted(_files(tmp_path / "nested")) == ["a.png", "results/a_x4.png"]
+
+
+def test_exif_orientation_is_applied(tmp_path, capsys):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 28×20 (W×H), shown rotated: 20×28
+    _rgb(tmp_path / "rot.jpg", 20, 28, exif=exif)
+    code, _, err = _run(["upscale", tmp_path / "rot.jpg", "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0, err
+    with Image.open(tmp_path / "out" / "rot_x4.jpg") as im:
+        assert im.size == (80, 112)
+
+
+def test_alpha_16_bit_gray_and_icc_are_kept(tmp_path, capsys):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgba = np.concatenate([smooth_image(RNG, 20, 24), RNG.integers(0, 256, (20, 24, 1), dtype=np.uint8)], -1)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png", icc_profile=icc)
+    import png
+
+    deep = (RNG.random((20, 24, 3)) * 65535).astype(np.uint16)
+    with open(tmp_path / "deep.png", "wb") as handle:
+        png.Writer(24, 20, bitdepth=16, greyscale=False).write(handle, deep.reshape(20, -1))
+    Image.fromarray(smooth_image(RNG, 20, 24)[..., 0]).save(tmp_path / "gray.jpg")
+    code, _, err = _run(["upscale", tmp_path / "rgba.png", tmp_path / "deep.png", tmp_path / "gray.jpg",
+                         "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0, err
+    out = read_picture(tmp_path / "out" / "rgba_x4.png")
+    source = read_picture(tmp_path / "rgba.png")
+    expected = imresize(source.alpha.double(), size=(80, 96)).clamp(0, 1)
+    assert out.alpha is not None and out.icc == icc
+    assert (out.alpha.double() - expected).abs().max() <= 0.5 / 255 + 1e-6  # MATLAB bicubic, rounded once
+    assert read_picture(tmp_path / "out" / "deep_x4.png").bits == 16
+    with Image.open(tmp_path / "out" / "gray_x4.jpg") as im:
+        assert im.mode == "L" and im.size == (96, 80)
+
+
+def test_alpha_model_option_runs_the_model_on_alpha(tmp_path, capsys):
+    Image.fromarray(np.concatenate([smooth_image(RNG, 20, 24), smooth_image(RNG, 20, 24)[..., :1]], -1)).save(
+        tmp_path / "a.png")
+    for mode in ("bicubic", "model"):
+        code, _, err = _run(["upscale", tmp_path / "a.png", "-o", tmp_path / mode, "--alpha", mode, "--quiet"], capsys)
+        assert code == 0, err
+    bicubic, model = (read_picture(tmp_path / mode / "a_x4.png").alpha for mode in ("bicubic", "model"))
+    assert bicubic.shape == model.shape == (1, 80, 96) and not torch.equal(bicubic, model)
+
+
+def test_suffix_ext_and_outscale(tmp_path, capsys):
+    source = _rgb(tmp_path / "a.png", 20, 28)
+    code, _, err = _run(["upscale", source, "-o", tmp_path / "out", "--suffix", "", "--ext", "webp",
+                         "--outscale", 2.5, "--quiet"], capsys)
+    assert code == 0, err
+    with Image.open(tmp_path / "out" / "a.webp") as im:
+        assert im.format == "WEBP" and im.size == (70, 50)
+    code, _, _ = _run(["upscale", source, "-o", tmp_path / "out", "--outscale", 3, "--quiet"], capsys)
+    assert code == 0 and (tmp_path / "out" / "a_x3.png").is_file()
+
+
+def test_every_pillow_format_in_folders_and_float_tiffs(tmp_path, capsys):
+    import tifffile
+
+    for name in ("a.webp", "b.gif", "c.bmp"):
+        _rgb(tmp_path / "in" / name)
+    tifffile.imwrite(tmp_path / "in" / "d.tif", RNG.random((20, 24, 3)).astype(np.float32), photometric="rgb")
+    code, out, err = _run(["upscale", tmp_path / "in", "-o", tmp_path / "out", "--quiet"], capsys)
+    assert code == 0 and "wrote 4 image(s)" in out, err
+    assert sorted(_files(tmp_path / "out")) == ["a_x4.webp", "b_x4.png", "c_x4.png", "d_x4.png"]
+    assert read_picture(tmp_path / "out" / "d_x4.png").bits == 16
+
+
+def test_steps_on_a_one_step_model_is_a_warning(tmp_path, capsys):
+    code, _, err = _run(["upscale", _rgb(tmp_path / "a.png"), "-o", tmp_path / "out", "--steps", 5, "--quiet"], capsys)
+    assert code == 0 and "binsr: warning: --steps 5 is ignored" in err
+
+
+def test_decompression_bomb_names_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    code, _, err = _run(["upscale", _rgb(tmp_path / "big.png"), "-o", tmp_path / "out"], capsys)
+    assert code == 1 and "big.png: too large to decode safely" in err
+
+
+def test_a_folder_gives_the_same_files_as_single_runs(tmp_path, capsys):
+    names = ["a.png", "b.jpg", "c.png"]
+    for name in names:
+        _rgb(tmp_path / "in" / name, 18 + len(name), 24)
+    assert _run(["upscale", tmp_path / "in", "-o", tmp_path / "folder", "--quiet"], capsys)[0] == 0
+    for name in names:
+        assert _run(["upscale", tmp_path / "in" / name, "-o", tmp_path / "single", "--quiet"], capsys)[0] == 0
+    assert _files(tmp_path / "folder") == _files(tmp_path / "single")
