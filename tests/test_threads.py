@@ -57,8 +57,10 @@ def test_load_and_the_cli_set_the_thread_count(tmp_path, capsys) -> None:
         assert configure_threads(2) == 2 and torch.get_num_threads() == 2
         with pytest.raises(BinsrError, match="threads must be at least 1"):
             binsr.load("bicubic", 2, threads=0)
-        assert main(["upscale", "--sample", "--model", "bicubic", "--scale", "2", "-o", str(tmp_path), "--threads",
-                     "0", "--quiet"]) == 1
-        assert "binsr: error: --threads must be at least 1, got 0" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_:  # refused when parsed, before anything is read or loaded
+            main(["upscale", "--sample", "--model", "bicubic", "--scale", "2", "-o", str(tmp_path), "--threads",
+                  "0", "--quiet"])
+        assert exit_.value.code == 2
+        assert "argument --threads: must be a positive integer, got '0'" in capsys.readouterr().err
     finally:
         torch.set_num_threads(previous)

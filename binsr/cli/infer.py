@@ -128,13 +128,15 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
                    "against the input: the model's output resized with MATLAB bicubic [default: the model's scale]")
     p.add_argument("--suffix", default="x{scale}", help="added to output names as NAME_SUFFIX; '' keeps the "
                    "input's name; {scale} is the output scale [default: x{scale}, e.g. photo_x4.png; "
-                   "Real-ESRGAN's default is 'out']")
+                   "Real-ESRGAN's default is 'out': ours says the scale, so runs at two scales do not collide]")
     p.add_argument("--ext", choices=("auto", "png", "jpg", "webp"), default="auto", help="output format: auto "
-                   "keeps PNG, JPEG and WebP inputs' format and writes PNG for others; images with alpha or 16 "
+                   "keeps PNG, JPEG and WebP inputs' format and writes PNG for others (Real-ESRGAN keeps any "
+                   "extension; BMP, TIFF, GIF, ... are written losslessly as PNG here); images with alpha or 16 "
                    "bits are always PNG [default: auto]")
     p.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic", help="how an alpha channel is "
                    "upscaled: MATLAB bicubic, or the model run on it as a gray image (Real-ESRGAN's "
-                   "--alpha_upsampler) [default: bicubic]")
+                   "--alpha_upsampler, whose default is its model: a photo model invents texture on smooth or "
+                   "hard-edged masks and doubles the time, so bicubic is ours) [default: bicubic]")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of skipping them")
     p.add_argument("--tile", type=positive_int, help=f"process in tiles of N output pixels (bounded memory) "
                    f"[default: {AUTO_TILE} for outputs larger than {AUTO_TILE}x{AUTO_TILE}; x4 that for latent "
