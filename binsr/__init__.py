@@ -15,7 +15,8 @@ Layers, lowest first (a module imports only from lower layers; ``tests/test_proj
 7. ``evaluation``
 8. ``training``, ``analysis``
 9. ``model_card``
-10. ``cli``; 11. ``__main__`` and this package's ``load``
+10. ``demo`` (the web demo: its work without Gradio, and the Gradio page)
+11. ``cli``; 12. ``__main__`` and this package's ``load``
 
 ``weights/`` holds the shipped models (data, no code).
 """

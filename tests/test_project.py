@@ -28,9 +28,10 @@ LAYERS = {
     "analysis": 8,
     "training": 8,
     "model_card": 9,
-    "cli": 10,
-    "__main__": 11,
-    "__init__": 11,
+    "demo": 10,
+    "cli": 11,
+    "__main__": 12,
+    "__init__": 12,
 }
 
 

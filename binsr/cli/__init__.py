@@ -18,6 +18,7 @@ from binsr.cli.common import PROG, Parser
 from binsr.cli.infer import add_eval, add_models, add_upscale
 from binsr.cli.tools import add_bench, add_complexity, add_export
 from binsr.cli.train import add_train
+from binsr.cli.demo import add_demo
 from binsr.errors import BinsrError
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench(commands)
     add_analyze(commands)
     add_report(commands)
+    add_demo(commands)
     return parser
 
 

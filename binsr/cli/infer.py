@@ -25,7 +25,6 @@ from binsr.pipelines.diffusion import AUTO_TILE
 
 if TYPE_CHECKING:
     from binsr.image import Picture
-    from binsr.pipelines.base import Upscaler
 
 
 
@@ -152,9 +151,10 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
     from binsr.cli.plan import plan_outputs
     from binsr.data import bicubic_downscale, mod_crop, sample_image_path
-    from binsr.image import read_picture, rgb_to_gray, side_by_side, write_image
+    from binsr.image import read_picture, side_by_side, write_image
     from binsr.metrics.psnr_ssim import psnr
     from binsr.pipelines import DEFAULT_MODEL, available, load, model_scale
+    from binsr.pipelines.picture import resize_to_scale, upscale_picture, write_result
 
     if not args.inputs and not args.sample:
         raise BinsrError("give images or folders to upscale, or --sample")
@@ -195,12 +195,11 @@ def _run_upscale(args: argparse.Namespace) -> int:
     bicubic = load("bicubic", scale)
     for job in tqdm(plan.jobs, desc=f"upscale x{outscale:g}", unit="img", disable=args.quiet):
         picture = pictures[job.source]
-        sr, alpha = _upscaled(upscaler, picture, args.alpha, outscale, device)
-        write_image(job.target, rgb_to_gray(sr[None])[0] / 255 if picture.gray else sr, alpha,
-                    bits=picture.bits, icc=picture.icc, file_format=job.file_format)
+        sr, alpha = upscale_picture(upscaler, picture, args.alpha, outscale, device)
+        write_result(job.target, picture, sr, alpha, job.file_format)
         original = originals.get(job.source)
         if job.compare is not None:
-            panels, labels = [_resized(bicubic.upscale(picture.rgb[None])[0], picture, outscale), sr], \
+            panels, labels = [resize_to_scale(bicubic.upscale(picture.rgb[None])[0], picture, outscale), sr], \
                 ["bicubic", upscaler.name]
             if original is not None:
                 scores = [f"{psnr(p, original, crop_border=scale):.2f} dB" for p in panels]
@@ -222,34 +221,6 @@ def _suffix(template: str, outscale: float) -> str:
     if "/" in suffix or "\\" in suffix or suffix in (".", ".."):
         raise BinsrError(f"--suffix {template!r}: must not contain path separators")
     return suffix
-
-
-def _upscaled(upscaler: Upscaler, picture: Picture, alpha_mode: str, outscale: float,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The model's (3, H·s, W·s) output and the alpha channel upscaled, both resized to ``outscale``."""
-    from binsr.image import imresize
-
-    with torch.no_grad():
-        sr = upscaler.upscale(picture.rgb[None].to(device))[0].cpu()
-        alpha = picture.alpha
-        if alpha is not None:
-            if alpha_mode == "model":
-                alpha = upscaler.upscale(alpha.expand(3, -1, -1)[None].to(device))[0].cpu().mean(0, keepdim=True)
-            else:
-                alpha = imresize(alpha.double(), size=tuple(sr.shape[-2:])).float()
-            alpha = _resized(alpha, picture, outscale).clamp(0, 1)
-    return _resized(sr, picture, outscale), alpha
-
-
-def _resized(image: torch.Tensor, picture: Picture, outscale: float) -> torch.Tensor:
-    """``image`` resized to round(outscale × the input's size) with MATLAB bicubic, if it is not that size."""
-    from binsr.image import imresize
-
-    height, width = picture.rgb.shape[-2:]
-    size = (max(1, round(height * outscale)), max(1, round(width * outscale)))
-    if tuple(image.shape[-2:]) == size:
-        return image
-    return imresize(image.double(), size=size).float()
 
 
 def add_models(commands: argparse._SubParsersAction) -> None:
