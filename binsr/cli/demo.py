@@ -55,7 +55,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         runner.warm_up()
         app = build_app(runner)
         app.queue(default_concurrency_limit=1, max_size=32)  # one request at a time: bounded memory
-        signal.signal(signal.SIGTERM, _interrupt)  # a plain kill also ends the server and removes its files
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C (even where a shell ignored it) and a plain
+            signal.signal(signum, _interrupt)            # kill end the server and remove its files
         print(f"binsr demo: http://{args.host}:{args.port} (files in {workdir}; Ctrl+C stops it)", flush=True)
         app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
                    quiet=True, allowed_paths=[str(workdir)])
