@@ -2,7 +2,8 @@
 
 Makes two HR images the size of the largest benchmark images, an Urban100-sized 1024×1024 and a
 Manga109-sized 1200×800 (the sample photo resized with bicubic), and runs ``binsr eval --model M --data DIR
---scale S`` on them in a fresh process per model. Peak RSS is the child's ``ru_maxrss`` from ``wait4``; the
+--scale S`` on them in a fresh process per model. Peak RSS is the child's own ``VmHWM`` (``ru_maxrss`` would not
+do: a vfork-started child inherits its parent's peak at exec); the
 eval command bounds memory by tiling outputs over 512² (×4 for latent models), the same rule as
 ``binsr upscale``, the analyses, training validation and ``binsr.load``.
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -36,15 +36,26 @@ def make_images(folder: Path) -> None:
             photo.resize(size, Image.BICUBIC).save(folder / f"{name}.png")
 
 
-def peak_rss(command: list[str]) -> tuple[float, float, int]:
-    """(peak RSS in GiB, wall seconds, exit code) of ``command`` in a fresh process."""
+CHILD = """
+import sys
+from binsr.cli import main
+code = main(sys.argv[1:])
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+sys.stderr.write(f"VmHWM {int(status['VmHWM'].split()[0])}\\n")
+sys.exit(code)
+"""
+
+
+def peak_rss(arguments: list[str]) -> tuple[float, float, int]:
+    """(peak RSS in GiB, wall seconds, exit code) of ``binsr ARGUMENTS`` in a fresh process."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        sys.stderr.write(process.stderr.read().decode())
-    return usage.ru_maxrss / 2**20, time.perf_counter() - start, process.returncode
+    result = subprocess.run([sys.executable, "-c", CHILD, *arguments], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    peak = [line for line in result.stderr.splitlines() if line.startswith("VmHWM ")]
+    if result.returncode or not peak:
+        sys.stderr.write(result.stderr)
+    return (int(peak[-1].split()[1]) / 2**20 if peak else float("nan")), seconds, result.returncode
 
 
 def main() -> None:
@@ -59,8 +70,8 @@ def main() -> None:
         make_images(data)
         for name in args.models:
             scale = shipped_models()[name].card["scale"]
-            command = [sys.executable, "-m", "binsr", "eval", "--model", name, "--data", str(data), "--scale",
-                       str(scale), "--no-lpips", "--no-complexity", "--quiet"]
+            command = ["eval", "--model", name, "--data", str(data), "--scale", str(scale), "--no-lpips",
+                       "--no-complexity", "--quiet"]
             gib, seconds, code = peak_rss(command)
             rows.append({"model": name, "images": ", ".join(f"{w}x{h}" for w, h in SIZES.values()),
                          "peak_rss_gib": round(gib, 2), "seconds": round(seconds, 1), "exit": code})

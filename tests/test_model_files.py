@@ -140,11 +140,14 @@ def test_headers_naming_code_never_import_or_call_it(crafted: dict[str, Path], t
     assert "unknown network type 'evilmod:make' (known: resshift_unet, sr_unet)" in capsys.readouterr().err
 
 
+# The child's own peak: VmHWM of its address space. (ru_maxrss is not: a child started with vfork, as Python's
+# subprocess does, inherits its parent's peak at exec, so a large pytest process would show as the child's.)
 PEAK_RSS = """
-import resource, sys
+import sys
 from binsr.cli import main
 code = main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(int(status["VmHWM"].split()[0]))
 sys.exit(code)
 """
 
