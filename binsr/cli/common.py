@@ -69,7 +69,6 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
     """argparse type: a number in (low, high]."""
     def parse(text: str) -> float:
         return _bounded(text, float, low, high, f"a number above {low:g} and at most {high:g}", open_low=True)
-    parse.__name__ = "number"
     return parse
 
 

@@ -154,7 +154,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
     from binsr.image import read_picture, side_by_side, write_image
     from binsr.metrics.psnr_ssim import psnr
     from binsr.pipelines import DEFAULT_MODEL, available, load, model_scale
-    from binsr.pipelines.picture import resize_to_scale, upscale_picture, write_result
+    from binsr.pipelines.picture import check_picture_size, resize_to_scale, upscale_picture, write_result
 
     if not args.inputs and not args.sample:
         raise BinsrError("give images or folders to upscale, or --sample")
@@ -185,13 +185,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
     if not plan.jobs:
         return 0
     upscaler = load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap)
-    check = getattr(upscaler, "check_size", None)
     for job in plan.jobs:
-        if callable(check):
-            try:
-                check(*pictures[job.source].rgb.shape[-2:])
-            except BinsrError as err:
-                raise BinsrError(f"{job.source}: {err}") from None
+        check_picture_size(upscaler, pictures[job.source], job.source)
     bicubic = load("bicubic", scale)
     for job in tqdm(plan.jobs, desc=f"upscale x{outscale:g}", unit="img", disable=args.quiet):
         picture = pictures[job.source]

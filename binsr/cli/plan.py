@@ -53,13 +53,20 @@ def writable_problem(path: Path) -> str | None:
     folder this process may write into, and ``path`` itself must not be a folder."""
     if path.is_dir():
         return f"{path}: is a folder, not a file"
+    reason = _creatable(path)
+    return f"{path}: {reason}" if reason else None
+
+
+def _creatable(path: Path) -> str | None:
+    """Why ``path`` (file or folder) cannot be created: its nearest existing ancestor is a file or is not
+    writable; None if it can."""
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        return f"{path}: cannot be created, {parent} is a file"
+        return f"cannot be created, {parent} is a file"
     if not os.access(parent, os.W_OK | os.X_OK):
-        return f"{path}: cannot write into {parent} (permission denied)"
+        return f"cannot write into {parent} (permission denied)"
     return None
 
 
@@ -75,10 +82,9 @@ def plan_outputs(inputs: list[str], out_dir: Path, suffix: str, ext: str, overwr
     problems: list[str] = []
     if out_dir.exists() and not out_dir.is_dir():
         raise BinsrError(f"-o {out_dir}: exists and is a file, not a folder")
-    probe = out_dir / ".binsr-probe"
-    folder_problem = writable_problem(probe)
-    if folder_problem is not None:
-        raise BinsrError(f"-o {out_dir}: {folder_problem.split(': ', 1)[1]}")
+    reason = _creatable(out_dir / "x")  # a file inside the folder: the folder may not exist yet
+    if reason is not None:
+        raise BinsrError(f"-o {out_dir}: {reason}")
     out_real = out_dir.resolve()
     sources: list[tuple[Path, Path]] = []  # (file, its folder under -o)
     for item in map(Path, inputs):

@@ -53,7 +53,7 @@ def build_app(runner: DemoRunner) -> gr.Blocks:
                 hr_path: Any) -> tuple[tuple[str, str], str, str]:
             try:
                 result = runner.upscale(image_path, name, file, _integer(steps_) or None, _integer(tile_) or None,
-                                        _integer(seed_) or 0, float(outscale_) or None if outscale_ else None, hr_path)
+                                        _integer(seed_) or 0, float(outscale_) if outscale_ else None, hr_path)
             except BinsrError as err:
                 raise gr.Error(str(err), print_exception=False) from None
             except Exception as err:  # noqa: BLE001 - one line in the page, never a traceback

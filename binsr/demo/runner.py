@@ -21,7 +21,7 @@ from binsr.metrics.psnr_ssim import psnr, ssim
 from binsr.pipelines import DEFAULT_MODEL, load, read_model_spec, resolve, shipped_models
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
-from binsr.pipelines.picture import resize_to_scale, upscale_picture, write_result
+from binsr.pipelines.picture import check_picture_size, resize_to_scale, upscale_picture, write_result
 from binsr.utils import human_count
 from binsr.utils.threads import configure_threads
 
@@ -88,12 +88,7 @@ class DemoRunner:
             raise BinsrError(f"{Path(image).name}: {width}x{height} is over the demo's limit of {MAX_INPUT_PIXELS} "
                              f"pixels (about 512x512); use 'binsr upscale' for larger images")
         upscaler = _upscaler(choice, steps, tile, seed)
-        check = getattr(upscaler, "check_size", None)
-        if callable(check):
-            try:
-                check(height, width)
-            except BinsrError as err:
-                raise BinsrError(f"{Path(image).name}: {err}") from None
+        check_picture_size(upscaler, picture, Path(image).name)
         outscale = outscale or upscaler.scale
         configure_threads(self.threads)  # per request: on a laptop the browser itself may keep a core busy
         start = time.perf_counter()

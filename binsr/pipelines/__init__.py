@@ -47,11 +47,15 @@ def model_scale(name_or_path: str, scale: int | None = None) -> int:
         if scale is None:
             raise BinsrError("the bicubic model needs a scale (--scale)")
         return scale
-    path = resolve(name_or_path)
+    return _checked_spec(resolve(name_or_path), scale).scale
+
+
+def _checked_spec(path: Path, scale: int | None) -> ModelSpec:
+    """The spec of model file ``path``, which must be a x``scale`` model when ``scale`` is given."""
     spec = read_model_spec(path)
     if scale is not None and scale != spec.scale:
         raise BinsrError(f"{path} is a x{spec.scale} model; x{scale} was requested")
-    return spec.scale
+    return spec
 
 
 def load(name_or_path: str, scale: int | None = None, device: str = "cpu", threads: int | None = None,
@@ -69,13 +73,12 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", threa
     if torch.device(device).type == "cpu":
         configure_threads(threads)
         keep_freed_memory()
-    scale = model_scale(name_or_path, scale)
     if name_or_path == "bicubic":
-        return BicubicUpscaler(scale)
+        return BicubicUpscaler(model_scale(name_or_path, scale))
     path = resolve(name_or_path)
-    spec = read_model_spec(path)
+    spec = _checked_spec(path, scale)  # the header, read once
     name = name_or_path if shipped_path(name_or_path) else spec.name or path.stem
-    return upscaler_for(load_model(path, device), name, **options)
+    return upscaler_for(load_model(path, device, spec), name, **options)
 
 
 def upscaler_for(model: LoadedModel, name: str, **options: Any) -> DiffusionUpscaler:

@@ -8,10 +8,21 @@ import os
 
 import torch
 
+from binsr.errors import BinsrError
 from binsr.image import Picture, imresize, rgb_to_gray, write_image
 from binsr.pipelines.base import Upscaler
 
 ALPHA_MODES = ("bicubic", "model")
+
+
+def check_picture_size(upscaler: Upscaler, picture: Picture, name: object) -> None:
+    """The upscaler's own size limits for ``picture``, as one error naming the file ``name``."""
+    check = getattr(upscaler, "check_size", None)
+    if callable(check):
+        try:
+            check(*picture.rgb.shape[-2:])
+        except BinsrError as err:
+            raise BinsrError(f"{name}: {err}") from None
 
 
 def upscale_picture(upscaler: Upscaler, picture: Picture, alpha_mode: str = "bicubic",

@@ -107,8 +107,12 @@ def load_checkpoint(folder: Path, model: nn.Module, ema: nn.Module | None) -> di
             continue
         if not (folder / name).is_file():
             raise BinsrError(f"{folder} has no EMA weights but the config asks for EMA")
-        _readable(folder / name)
-        load_weights(target, folder / name)
+        try:
+            load_weights(target, folder / name)
+        except BinsrError:
+            raise  # weights of another architecture: not a damaged file
+        except Exception as err:  # noqa: BLE001 - safetensors' errors on a damaged file
+            raise CorruptCheckpoint(f"{folder / name}: unreadable ({type(err).__name__})") from None
     try:
         return torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - pickle, zip and EOF errors all mean the file is damaged
