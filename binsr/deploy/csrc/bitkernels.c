@@ -211,6 +211,56 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
     }
 }
 
+/* Scaled layers (BiMaCoSR's beta) multiply every tap's count by its own pixel's scale, so the counts cannot
+ * wait in bytes across taps. 8 pixels x CB channels: per tap, the byte counts of the tap's Cw (<= 31) words
+ * are summed per 4-pixel half (vpsadbw), the two halves merged into 8 int32 lanes (pixels 0,4,1,5,2,6,3,7),
+ * converted once and multiply-added with the tap's 8 scales permuted to that order. The numbers are those
+ * of tile_avx2 and the AVX-512 tile: sum_taps s (popcount - floor(C/2)) in float, taps in the same order. */
+AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(const conv_args *a, int64_t n,
+                                                                             int64_t oy, int64_t ox, int64_t o,
+                                                                             const int cb, const int one_word) {
+    const int64_t Cw = one_word ? 1 : a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
+    const uint64_t *wbase = a->wts + o * wstride;
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), half = _mm256_set1_epi32((int)(a->C / 2));
+    __m256 facc[4], bsum = _mm256_setzero_ps();
+    UNROLL for (int c = 0; c < cb; c++) facc[c] = _mm256_setzero_ps();
+    for (int64_t ky = 0; ky < kh; ky++) {
+        const int64_t iy = oy + ky;
+        const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp + ox;
+        const float *srow = a->pscale + (n * a->Hp + iy) * Wp + ox;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            const uint64_t *w = wbase + (ky * kw + kx) * Cw;
+            __m256i b0[4], b1[4];
+            UNROLL for (int c = 0; c < cb; c++) b0[c] = b1[c] = _mm256_setzero_si256();
+            for (int64_t g = 0; g < Cw; g++) {
+                const __m256i a0 = _mm256_loadu_si256((const __m256i *)(row + g * Wp + kx));
+                const __m256i a1 = _mm256_loadu_si256((const __m256i *)(row + g * Wp + kx + 4));
+                UNROLL for (int c = 0; c < cb; c++) {
+                    const __m256i wv = _mm256_set1_epi64x((long long)w[c * wstride + g]);
+                    b0[c] = _mm256_add_epi8(b0[c], byte_counts(_mm256_xor_si256(a0, wv)));
+                    b1[c] = _mm256_add_epi8(b1[c], byte_counts(_mm256_xor_si256(a1, wv)));
+                }
+            }
+            const __m256 s = _mm256_permutevar8x32_ps(_mm256_loadu_ps(srow + kx), order);
+            bsum = _mm256_add_ps(bsum, s);
+            UNROLL for (int c = 0; c < cb; c++) {
+                __m256i counts = _mm256_or_si256(sum_bytes(b0[c]), _mm256_slli_epi64(sum_bytes(b1[c]), 32));
+                facc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(counts, half)), s, facc[c]);
+            }
+        }
+    }
+    const __m256i back = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7); /* lanes back to pixel order */
+    const __m256 odd = _mm256_mul_ps(_mm256_set1_ps((float)(a->C % 2)), bsum), two = _mm256_set1_ps(2.0f);
+    const float *alphas = a->alpha; /* locals: see tile_avx2 */
+    const int64_t plane = a->Hout * a->Wout;
+    float *dst = a->out + ((n * a->O + o) * a->Hout + oy) * a->Wout + ox;
+    UNROLL for (int c = 0; c < cb; c++) {
+        __m256 v = _mm256_permutevar8x32_ps(_mm256_fnmadd_ps(two, facc[c], odd), back);
+        if (alphas) v = _mm256_mul_ps(v, _mm256_set1_ps(alphas[o + c]));
+        _mm256_storeu_ps(dst + c * plane, v);
+    }
+}
+
 #define AVX2_ROW(SCALED)                                                                                 \
     for (; ox + 4 <= x1; ox += 4) {                                                                      \
         int64_t o = o0;                                                                                  \
@@ -218,12 +268,38 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
         for (; o < o1; o++) tile_avx2(a, n, oy, ox, o, 1, SCALED);                                       \
     }
 
+#define AVX2_ROW8_SCALED(ONE)                                                                            \
+    for (; ox + 8 <= x1; ox += 8) {                                                                      \
+        int64_t o = o0;                                                                                  \
+        for (; o + 4 <= o1; o += 4) tile8_scaled_avx2(a, n, oy, ox, o, 4, ONE);                          \
+        for (; o < o1; o++) tile8_scaled_avx2(a, n, oy, ox, o, 1, ONE);                                  \
+    }
+
 AVX2_ATTR static void conv_avx2(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0,
                                 int64_t o1) {
     if (a->sh != 1 || a->sw != 1) { conv_popcnt(a, n, oy, x0, x1, o0, o1); return; }
     int64_t ox = x0;
+    if (a->pscale && a->Cw == 1) { AVX2_ROW8_SCALED(1) }
+    else if (a->pscale && a->Cw <= 31) { AVX2_ROW8_SCALED(0) } /* byte counts of 31 words fit in a byte */
     if (a->pscale) { AVX2_ROW(1) } else { AVX2_ROW(0) }
     if (ox < x1) conv_popcnt(a, n, oy, ox, x1, o0, o1);
+}
+
+/* one pixel's C values (contiguous) -> Cw words written with stride `stride`: 8 channels per compare */
+AVX2_ATTR static void pack_rows_avx2(const float *x, const float *thr, int64_t C, uint64_t *dst, int64_t stride) {
+    for (int64_t g = 0; g * 64 < C; g++) {
+        uint64_t word = 0;
+        for (int q = 0; q < 8; q++) {
+            const int64_t c0 = 64 * g + 8 * q;
+            if (c0 >= C) break;
+            if (C - c0 >= 8) {
+                const __m256 v = _mm256_loadu_ps(x + c0), t = thr ? _mm256_loadu_ps(thr + c0) : _mm256_setzero_ps();
+                word |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, t, _CMP_NGE_UQ)) << (8 * q);
+            } else
+                for (int64_t c = c0; c < C; c++) word |= (uint64_t)!(x[c] >= (thr ? thr[c] : 0.0f)) << (c - 64 * g);
+        }
+        dst[g * stride] = word;
+    }
 }
 
 /* --- AVX-512 VPOPCNTDQ: 8 output pixels per vector, any stride (gathers), masked tails ------------ */
@@ -398,6 +474,32 @@ static void pack_nchw_row_portable(const float *x, const float *thr, int64_t C, 
     }
 }
 
+#ifdef BINSR_X86
+/* 64 channels (one word) of 8 pixels from an NCHW plane set: one compare per channel, its 8 lanes widened
+ * to the two 4-word halves; a ragged end goes to the portable loop */
+AVX2_ATTR static void pack_nchw_row_avx2(const float *x, const float *thr, int64_t C, int64_t HW, int64_t W,
+                                         uint64_t *dst, int64_t Wp) {
+    const int64_t Cw = (C + 63) / 64, W8 = W / 8 * 8;
+    for (int64_t g = 0; g < Cw; g++) {
+        const int64_t cn = C - 64 * g < 64 ? C - 64 * g : 64;
+        for (int64_t xx = 0; xx < W8; xx += 8) {
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256(), bit = _mm256_set1_epi64x(1);
+            for (int64_t b = 0; b < cn; b++) {
+                const int64_t c = 64 * g + b;
+                const __m256 v = _mm256_loadu_ps(x + c * HW + xx);
+                const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(thr ? thr[c] : 0.0f), _CMP_NGE_UQ));
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg)), bit));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(neg, 1)), bit));
+                bit = _mm256_slli_epi64(bit, 1);
+            }
+            _mm256_storeu_si256((__m256i *)(dst + g * Wp + xx), lo);
+            _mm256_storeu_si256((__m256i *)(dst + g * Wp + xx + 4), hi);
+        }
+    }
+    if (W8 < W) pack_nchw_row_portable(x + W8, thr, C, HW, W - W8, dst + W8, Wp);
+}
+#endif
+
 static void pack_rows_portable(const float *x, const float *thr, int64_t C, uint64_t *dst, int64_t stride) {
     for (int64_t g = 0; g * 64 < C; g++) {
         uint64_t word = 0;
@@ -521,15 +623,56 @@ FLOAT_CLONES static void beta_low_row(const float *x, const float *h, int64_t C,
     }
 }
 
-/* dst (cols, rows) = src (rows, cols) transposed, in 32 x 32 blocks */
+static void transpose_block(const float *src, int64_t rows, int64_t cols, float *dst, int64_t r0, int64_t r1,
+                            int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
+}
+
+#ifdef BINSR_X86
+/* the 8 x 8 floats at src (row stride ss) transposed to dst (row stride ds): unpack, shuffle, lane swap */
+AVX2_ATTR static inline void transpose8_avx2(const float *src, int64_t ss, float *dst, int64_t ds) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * ss);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(dst + i * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (i + 4) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+AVX2_ATTR static void transpose_block_avx2(const float *src, int64_t rows, int64_t cols, float *dst, int64_t r0,
+                                           int64_t r1, int64_t c0, int64_t c1) {
+    const int64_t r8 = r0 + (r1 - r0) / 8 * 8, c8 = c0 + (c1 - c0) / 8 * 8;
+    for (int64_t r = r0; r < r8; r += 8)
+        for (int64_t c = c0; c < c8; c += 8) transpose8_avx2(src + r * cols + c, cols, dst + c * rows + r, rows);
+    transpose_block(src, rows, cols, dst, r0, r1, c8, c1); /* ragged columns */
+    transpose_block(src, rows, cols, dst, r8, r1, c0, c8); /* ragged rows */
+}
+#endif
+
+/* dst (cols, rows) = src (rows, cols) transposed, in 32 x 32 blocks (8 x 8 register transposes on AVX2) */
 static void transpose(const float *src, int64_t rows, int64_t cols, float *dst, int threads) {
     const int64_t B = 32, rb = (rows + B - 1) / B, cb = (cols + B - 1) / B;
+    const int vector = isa_used >= ISA_AVX2;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t blk = 0; blk < rb * cb; blk++) {
         const int64_t r0 = blk / cb * B, c0 = blk % cb * B;
         const int64_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
-        for (int64_t c = c0; c < c1; c++)
-            for (int64_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
+#ifdef BINSR_X86
+        if (vector) { transpose_block_avx2(src, rows, cols, dst, r0, r1, c0, c1); continue; }
+#endif
+        (void)vector;
+        transpose_block(src, rows, cols, dst, r0, r1, c0, c1);
     }
 }
 
@@ -553,6 +696,7 @@ static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act
         const float *src = f->h + offset;
 #ifdef BINSR_X86
         if (isa == ISA_AVX512) pack_nchw_row_avx512(src, f->thr, C, H * W, W, row + pw, Wp);
+        else if (isa == ISA_AVX2) pack_nchw_row_avx2(src, f->thr, C, H * W, W, row + pw, Wp);
         else
 #endif
             pack_nchw_row_portable(src, f->thr, C, H * W, W, row + pw, Wp);
@@ -689,6 +833,7 @@ static void run_pack_rows(const float *x, const float *thr, uint64_t *out, int64
     for (int64_t p = 0; p < P; p++) {
 #ifdef BINSR_X86
         if (isa == ISA_AVX512) { pack_rows_avx512(x + p * C, thr, C, out + p, P); continue; }
+        if (isa == ISA_AVX2) { pack_rows_avx2(x + p * C, thr, C, out + p, P); continue; }
 #endif
         pack_rows_portable(x + p * C, thr, C, out + p, P);
     }
