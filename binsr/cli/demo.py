@@ -11,6 +11,7 @@ from pathlib import Path
 
 from binsr.cli.common import positive_int
 from binsr.errors import BinsrError
+from binsr.utils.threads import configure_threads
 
 
 def add_demo(commands: argparse._SubParsersAction) -> None:
@@ -27,10 +28,9 @@ def add_demo(commands: argparse._SubParsersAction) -> None:
                    "only; 0.0.0.0 for the network]")
     p.add_argument("--port", type=positive_int, default=7860, help="port [default: 7860]")
     p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link (off by default)")
-    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for the models [default: 1 "
-                   "on 127.0.0.1, where the browser runs on the same machine and takes CPU while it shows each "
-                   "request (on 2 cores, 2 threads then took 1.5-2.3 s for a 256x256 image, 1 thread 0.9 s); "
-                   "elsewhere the cores other processes leave free]")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for the models [default: the "
+                   "cores other processes leave free when the demo starts; chosen once, because during a request "
+                   "the browser showing it is busy too, and would be counted as another process]")
     p.set_defaults(run=_run_demo)
 
 
@@ -48,10 +48,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         except ImportError:
             raise BinsrError("binsr demo needs Gradio: pip install 'binsr[demo]' (or -e \".[demo]\")") from None
         from binsr.demo import DemoRunner, build_app
-        threads = args.threads
-        if threads is None and args.host in ("127.0.0.1", "localhost", "::1"):
-            threads = 1  # the browser shares this machine and renders during each request: see --threads
-        runner = DemoRunner(workdir / "results", threads=threads)
+        runner = DemoRunner(workdir / "results", threads=configure_threads(args.threads))
         runner.warm_up()
         app = build_app(runner)
         app.queue(default_concurrency_limit=1, max_size=32)  # one request at a time: bounded memory
