@@ -486,6 +486,8 @@ AVX2_ATTR static void pack_nchw_row_avx2(const float *x, const float *thr, int64
             __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256(), bit = _mm256_set1_epi64x(1);
             for (int64_t b = 0; b < cn; b++) {
                 const int64_t c = 64 * g + b;
+                /* one stream per channel plane: more than the hardware prefetchers follow; fetch the next line */
+                if (!(xx & 15) && xx + 16 < W) _mm_prefetch((const char *)(x + c * HW + xx + 16), _MM_HINT_T0);
                 const __m256 v = _mm256_loadu_ps(x + c * HW + xx);
                 const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(thr ? thr[c] : 0.0f), _CMP_NGE_UQ));
                 lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg)), bit));
@@ -789,6 +791,22 @@ static void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, i
 
 /* --- drivers (OpenMP over independent tiles) ------------------------------------------------- */
 
+/* the lines of x (or its samples xs) and of low that the epilogue of outputs (n, oy, x0..x1) reads: one
+ * 64-pixel piece of every input channel plane and every rank, far apart in memory and read long after
+ * pass 1, so the hardware prefetchers do not have them; fetched while the first channel group convolves */
+static void prefetch_epilogue_inputs(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0,
+                                     int64_t x1) {
+    const int64_t HWo = a->Hout * a->Wout, at = oy * a->Wout + x0, bytes = (x1 - x0) * (int64_t)sizeof(float);
+    if (f->sp_ptr || f->residual) {
+        const char *src = (const char *)((f->xs ? f->xs : f->x) + n * f->C * HWo + at);
+        for (int64_t c = 0; c < f->C; c++)
+            for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(src + c * HWo * sizeof(float) + off);
+    }
+    const char *low = (const char *)(f->low + n * f->rank * HWo + at);
+    for (int64_t r = 0; r < f->rank; r++)
+        for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(low + r * HWo * sizeof(float) + off);
+}
+
 /* f != NULL: apply a fused layer's epilogue to each tile as soon as it is computed */
 static void run_conv(const conv_args *a, int threads, const fused_args *f) {
     /* work items: (n, oy, 64-pixel chunk, 32-channel group), so both big maps and linears split */
@@ -804,6 +822,7 @@ static void run_conv(const conv_args *a, int threads, const fused_args *f) {
         int64_t oy = rest % a->Hout, n = rest / a->Hout;
         int64_t x0 = ix * xc, x1 = x0 + xc < a->Wout ? x0 + xc : a->Wout;
         int64_t o0 = io * oc, o1 = o0 + oc < a->O ? o0 + oc : a->O;
+        if (f && io == 0) prefetch_epilogue_inputs(f, a, n, oy, x0, x1);
 #ifdef BINSR_X86
         if (isa == ISA_AVX512) conv_avx512(a, n, oy, x0, x1, o0, o1);
         else if (isa == ISA_AVX2) conv_avx2(a, n, oy, x0, x1, o0, o1);
