@@ -951,21 +951,37 @@ static double seconds_now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-typedef float vf16 __attribute__((vector_size(64)));
+/* 8 independent chains of multiply-adds on `width`-float vectors (a generic vector of the ISA's width: a
+ * wider one is split, and the compiler lowers a 64-byte one through memory on AVX2) */
+#define PEAK_FP32(NAME, ATTR, VT, WIDTH)                                                                 \
+    ATTR static double NAME(int64_t iterations) {                                                        \
+        VT acc[8], a = {0}, b = {0};                                                                     \
+        a += 0.999f;                                                                                     \
+        b += 1e-3f;                                                                                      \
+        for (int i = 0; i < 8; i++) acc[i] = a * (float)i;                                               \
+        const double start = seconds_now();                                                             \
+        for (int64_t it = 0; it < iterations; it++)                                                      \
+            UNROLL for (int i = 0; i < 8; i++) acc[i] = acc[i] * a + b;                                  \
+        const double elapsed = seconds_now() - start;                                                   \
+        volatile float sink = 0.0f;                                                                      \
+        for (int i = 0; i < 8; i++) sink += acc[i][0];                                                   \
+        (void)sink;                                                                                      \
+        return 8.0 * (WIDTH) * (double)iterations / elapsed;                                             \
+    }
 
-FLOAT_CLONES static double peak_fp32(int64_t iterations) {
-    vf16 acc[8], a = {0}, b = {0};
-    a += 0.999f;
-    b += 1e-3f;
-    for (int i = 0; i < 8; i++) acc[i] = a * (float)i;
-    const double start = seconds_now();
-    for (int64_t it = 0; it < iterations; it++)
-        UNROLL for (int i = 0; i < 8; i++) acc[i] = acc[i] * a + b;
-    const double elapsed = seconds_now() - start;
-    volatile float sink = 0.0f;
-    for (int i = 0; i < 8; i++) sink += acc[i][0];
-    (void)sink;
-    return 8.0 * 16.0 * (double)iterations / elapsed;
+typedef float vf16 __attribute__((vector_size(64)));
+PEAK_FP32(peak_fp32_portable, , vf8, 8)
+#ifdef BINSR_X86
+PEAK_FP32(peak_fp32_avx512, AVX512_ATTR, vf16, 16)
+PEAK_FP32(peak_fp32_avx2, AVX2_ATTR, vf8, 8)
+#endif
+
+static double peak_fp32(int64_t iterations) { /* the widest fp32 multiply-add PyTorch's oneDNN uses here */
+#ifdef BINSR_X86
+    if (isa_best == ISA_AVX512) return peak_fp32_avx512(iterations);
+    if (isa_best >= ISA_AVX2) return peak_fp32_avx2(iterations);
+#endif
+    return peak_fp32_portable(iterations);
 }
 
 #ifdef BINSR_X86
