@@ -230,21 +230,19 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(co
         const float *srow = a->pscale + (n * a->Hp + iy) * Wp + ox;
         for (int64_t kx = 0; kx < kw; kx++) {
             const uint64_t *w = wbase + (ky * kw + kx) * Cw;
-            __m256i b0[4], b1[4];
-            UNROLL for (int c = 0; c < cb; c++) b0[c] = b1[c] = _mm256_setzero_si256();
-            for (int64_t g = 0; g < Cw; g++) {
-                const __m256i a0 = _mm256_loadu_si256((const __m256i *)(row + g * Wp + kx));
-                const __m256i a1 = _mm256_loadu_si256((const __m256i *)(row + g * Wp + kx + 4));
-                UNROLL for (int c = 0; c < cb; c++) {
-                    const __m256i wv = _mm256_set1_epi64x((long long)w[c * wstride + g]);
-                    b0[c] = _mm256_add_epi8(b0[c], byte_counts(_mm256_xor_si256(a0, wv)));
-                    b1[c] = _mm256_add_epi8(b1[c], byte_counts(_mm256_xor_si256(a1, wv)));
-                }
-            }
             const __m256 s = _mm256_permutevar8x32_ps(_mm256_loadu_ps(srow + kx), order);
             bsum = _mm256_add_ps(bsum, s);
+            /* one channel at a time from counts to its multiply-add (activations reloaded from L1 for each):
+             * with every channel's byte counts live at once the compiler spilled them to the stack */
             UNROLL for (int c = 0; c < cb; c++) {
-                __m256i counts = _mm256_or_si256(sum_bytes(b0[c]), _mm256_slli_epi64(sum_bytes(b1[c]), 32));
+                __m256i c0 = _mm256_setzero_si256(), c1 = _mm256_setzero_si256();
+                for (int64_t g = 0; g < Cw; g++) {
+                    const __m256i wv = _mm256_set1_epi64x((long long)w[c * wstride + g]);
+                    const uint64_t *p = row + g * Wp + kx;
+                    c0 = _mm256_add_epi8(c0, byte_counts(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p), wv)));
+                    c1 = _mm256_add_epi8(c1, byte_counts(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 4)), wv)));
+                }
+                __m256i counts = _mm256_or_si256(sum_bytes(c0), _mm256_slli_epi64(sum_bytes(c1), 32));
                 facc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(counts, half)), s, facc[c]);
             }
         }
