@@ -4,6 +4,7 @@ on the right. Uploads are ``gr.File`` so the model reads the file's own bytes (E
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gradio as gr
@@ -51,6 +52,7 @@ def build_app(runner: DemoRunner) -> gr.Blocks:
 
         def run(image_path: Any, name: str, file: Any, steps_: Any, tile_: Any, seed_: Any, outscale_: Any,
                 hr_path: Any) -> tuple[tuple[str, str], str, str]:
+            start = time.perf_counter()
             try:
                 result = runner.upscale(image_path, name, file, _integer(steps_) or None, _integer(tile_) or None,
                                         _integer(seed_) or 0, float(outscale_) if outscale_ else None, hr_path)
@@ -59,6 +61,8 @@ def build_app(runner: DemoRunner) -> gr.Blocks:
             except Exception as err:  # noqa: BLE001 - one line in the page, never a traceback
                 detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 raise gr.Error(f"{type(err).__name__}: {detail}", print_exception=False) from None
+            print(f"binsr demo: {result.result.name} in {time.perf_counter() - start:.2f} s (model {result.seconds:.2f} s)",
+                  flush=True)  # the server's log: what a request cost before Gradio and the browser
             return (str(result.bicubic), str(result.result)), result.facts, str(result.result)
 
         button.click(run, inputs=[image, model, model_file, steps, tile, seed, outscale, hr],
