@@ -106,7 +106,7 @@ DEFINE_PORTABLE(conv_portable, )
 #ifdef BINSR_X86
 DEFINE_PORTABLE(conv_popcnt, __attribute__((target("popcnt"))))
 
-/* --- AVX2: 4 output pixels per vector (stride 1), popcount by nibble lookup (vpshufb + vpsadbw) -- */
+/* --- AVX2: 4 output pixels per vector (8 for beta-scaled layers; stride 1), nibble-lookup popcount -- */
 
 #define AVX2_ATTR __attribute__((target("avx2,fma,popcnt")))
 #define CB_MAX 8 /* output channels per AVX-512 tile */
@@ -663,15 +663,14 @@ AVX2_ATTR static void transpose_block_avx2(const float *src, int64_t rows, int64
 /* dst (cols, rows) = src (rows, cols) transposed, in 32 x 32 blocks (8 x 8 register transposes on AVX2) */
 static void transpose(const float *src, int64_t rows, int64_t cols, float *dst, int threads) {
     const int64_t B = 32, rb = (rows + B - 1) / B, cb = (cols + B - 1) / B;
-    const int vector = isa_used >= ISA_AVX2;
+    const int isa = isa_used;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t blk = 0; blk < rb * cb; blk++) {
         const int64_t r0 = blk / cb * B, c0 = blk % cb * B;
         const int64_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
 #ifdef BINSR_X86
-        if (vector) { transpose_block_avx2(src, rows, cols, dst, r0, r1, c0, c1); continue; }
+        if (isa >= ISA_AVX2) { transpose_block_avx2(src, rows, cols, dst, r0, r1, c0, c1); continue; }
 #endif
-        (void)vector;
         transpose_block(src, rows, cols, dst, r0, r1, c0, c1);
     }
 }
@@ -800,9 +799,11 @@ static void prefetch_epilogue_inputs(const fused_args *f, const conv_args *a, in
         for (int64_t c = 0; c < f->C; c++)
             for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(src + c * HWo * sizeof(float) + off);
     }
-    const char *low = (const char *)(f->low + n * f->rank * HWo + at);
-    for (int64_t r = 0; r < f->rank; r++)
-        for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(low + r * HWo * sizeof(float) + off);
+    if (f->rank) {
+        const char *low = (const char *)(f->low + n * f->rank * HWo + at);
+        for (int64_t r = 0; r < f->rank; r++)
+            for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(low + r * HWo * sizeof(float) + off);
+    }
 }
 
 /* f != NULL: apply a fused layer's epilogue to each tile as soon as it is computed */
