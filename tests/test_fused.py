@@ -133,7 +133,8 @@ def random_epilogue(o: int, c: int, rows: int, residual: bool, generator: torch.
 def test_fused_epilogue_matches_float64(isa: str) -> None:
     generator = torch.Generator().manual_seed(2)
     cases = [(2, 24, 24, 9, 13, 3, 1, 1, True), (2, 40, 24, 64, 64, 3, 1, 1, False), (2, 24, 16, 9, 9, 3, 2, 1, False),
-             (1, 64, 128, 8, 8, 1, 1, 0, False), (2, 70, 70, 7, 16, 3, 1, 1, True)]
+             (1, 64, 128, 8, 8, 1, 1, 0, False), (2, 70, 70, 7, 16, 3, 1, 1, True),
+             (1, 64, 40, 11, 37, 3, 2, 1, False), (2, 100, 12, 20, 34, 3, 2, 1, False)]  # 8-pixel strided tiles + tails
     for n, c, o, h, w, k, stride, pad, residual in cases:
         x = torch.randn(n, c, h, w, generator=generator)
         negative, weight = random_weight(o, c, k, generator)

@@ -48,6 +48,7 @@ typedef struct {
     const int32_t *corr;  /* (O, kh*kw): sum_c sign(w) per tap (used without pscale) */
     float *out;           /* (N, O, Hout, Wout) */
     int64_t N, C, Cw, O, Hp, Wp, Hout, Wout, kh, kw, sh, sw, ph, pw;
+    int64_t Wh; /* 0: act and pscale rows in column order; else even columns, then the odd ones from Wh on */
 } conv_args;
 
 /* --- shared pieces --------------------------------------------------------------------------- */
@@ -66,6 +67,9 @@ static int tile_touches_border(const conv_args *a, int64_t oy, int64_t ox0, int6
     if (!tap_row_valid(a, oy, 0) || !tap_row_valid(a, oy, a->kh - 1)) return 1;
     return !tap_col_valid(a, ox0, 0) || !tap_col_valid(a, ox1 - 1, a->kw - 1);
 }
+
+/* where padded column ix of an act or pscale row is stored */
+static inline int64_t column(const conv_args *a, int64_t ix) { return a->Wh ? (ix & 1) * a->Wh + (ix >> 1) : ix; }
 
 static inline void store(const conv_args *a, int64_t n, int64_t o, int64_t oy, int64_t ox, float v) {
     a->out[((n * a->O + o) * a->Hout + oy) * a->Wout + ox] = a->alpha ? v * a->alpha[o] : v;
@@ -86,7 +90,7 @@ static inline void store(const conv_args *a, int64_t n, int64_t o, int64_t oy, i
                     const uint64_t *row = a->act + (n * a->Hp + iy) * a->Cw * a->Wp;                      \
                     for (int64_t kx = 0; kx < a->kw; kx++) {                                             \
                         if (!tap_col_valid(a, ox, kx)) continue;                                         \
-                        int64_t ix = ox * a->sw + kx;                                                    \
+                        int64_t ix = column(a, ox * a->sw + kx);                                         \
                         const uint64_t *w = a->wts + ((o * a->kh + ky) * a->kw + kx) * a->Cw;             \
                         int64_t pop = 0;                                                                 \
                         for (int64_t g = 0; g < a->Cw; g++)                                              \
@@ -218,19 +222,22 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
  * of tile_avx2 and the AVX-512 tile: sum_taps s (popcount - floor(C/2)) in float, taps in the same order. */
 AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(const conv_args *a, int64_t n,
                                                                              int64_t oy, int64_t ox, int64_t o,
-                                                                             const int cb, const int one_word) {
+                                                                             const int cb, const int one_word,
+                                                                             const int strided) {
     const int64_t Cw = one_word ? 1 : a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
     const uint64_t *wbase = a->wts + o * wstride;
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), half = _mm256_set1_epi32((int)(a->C / 2));
     __m256 facc[4], bsum = _mm256_setzero_ps();
     UNROLL for (int c = 0; c < cb; c++) facc[c] = _mm256_setzero_ps();
     for (int64_t ky = 0; ky < kh; ky++) {
-        const int64_t iy = oy + ky;
+        const int64_t iy = strided ? oy * a->sh + ky : oy + ky;
         const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp + ox;
         const float *srow = a->pscale + (n * a->Hp + iy) * Wp + ox;
         for (int64_t kx = 0; kx < kw; kx++) {
+            /* column stride 2 (strided): input 2 (ox + j) + kx is stored at column(kx) + ox + j, j = 0..7 */
+            const int64_t col = strided ? (kx & 1) * a->Wh + (kx >> 1) : kx;
             const uint64_t *w = wbase + (ky * kw + kx) * Cw;
-            const __m256 s = _mm256_permutevar8x32_ps(_mm256_loadu_ps(srow + kx), order);
+            const __m256 s = _mm256_permutevar8x32_ps(_mm256_loadu_ps(srow + col), order);
             bsum = _mm256_add_ps(bsum, s);
             /* one channel at a time from counts to its multiply-add (activations reloaded from L1 for each):
              * with every channel's byte counts live at once the compiler spilled them to the stack */
@@ -238,7 +245,7 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(co
                 __m256i c0 = _mm256_setzero_si256(), c1 = _mm256_setzero_si256();
                 for (int64_t g = 0; g < Cw; g++) {
                     const __m256i wv = _mm256_set1_epi64x((long long)w[c * wstride + g]);
-                    const uint64_t *p = row + g * Wp + kx;
+                    const uint64_t *p = row + g * Wp + col;
                     c0 = _mm256_add_epi8(c0, byte_counts(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p), wv)));
                     c1 = _mm256_add_epi8(c1, byte_counts(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 4)), wv)));
                 }
@@ -266,19 +273,24 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(co
         for (; o < o1; o++) tile_avx2(a, n, oy, ox, o, 1, SCALED);                                       \
     }
 
-#define AVX2_ROW8_SCALED(ONE)                                                                            \
+#define AVX2_ROW8_SCALED(ONE, STRIDED)                                                                   \
     for (; ox + 8 <= x1; ox += 8) {                                                                      \
         int64_t o = o0;                                                                                  \
-        for (; o + 4 <= o1; o += 4) tile8_scaled_avx2(a, n, oy, ox, o, 4, ONE);                          \
-        for (; o < o1; o++) tile8_scaled_avx2(a, n, oy, ox, o, 1, ONE);                                  \
+        for (; o + 4 <= o1; o += 4) tile8_scaled_avx2(a, n, oy, ox, o, 4, ONE, STRIDED);                 \
+        for (; o < o1; o++) tile8_scaled_avx2(a, n, oy, ox, o, 1, ONE, STRIDED);                         \
     }
 
 AVX2_ATTR static void conv_avx2(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0,
                                 int64_t o1) {
-    if (a->sh != 1 || a->sw != 1) { conv_popcnt(a, n, oy, x0, x1, o0, o1); return; }
     int64_t ox = x0;
-    if (a->pscale && a->Cw == 1) { AVX2_ROW8_SCALED(1) }
-    else if (a->pscale && a->Cw <= 31) { AVX2_ROW8_SCALED(0) } /* byte counts of 31 words fit in a byte */
+    if (a->sh != 1 || a->sw != 1) {
+        if (a->Wh && a->Cw == 1) { AVX2_ROW8_SCALED(1, 1) } /* scaled, column stride 2: see strided_layout() */
+        else if (a->Wh) { AVX2_ROW8_SCALED(0, 1) }
+        conv_popcnt(a, n, oy, ox, x1, o0, o1);
+        return;
+    }
+    if (a->pscale && a->Cw == 1) { AVX2_ROW8_SCALED(1, 0) }
+    else if (a->pscale && a->Cw <= 31) { AVX2_ROW8_SCALED(0, 0) } /* byte counts of 31 words fit in a byte */
     if (a->pscale) { AVX2_ROW(1) } else { AVX2_ROW(0) }
     if (ox < x1) conv_popcnt(a, n, oy, ox, x1, o0, o1);
 }
@@ -535,6 +547,8 @@ static void pack_rows_portable(const float *x, const float *thr, int64_t C, uint
 #define FLOAT_CLONES
 #endif
 
+#define CHUNK 64 /* output pixels per work item of pass 2 (a row piece: the epilogue's count <= 64) */
+
 typedef struct {
     const float *x;                  /* the layer input, layout 0: (N, C, H, W); layout 1: (P, C) */
     const float *h;                  /* what is sign-packed (x after the layer's pre-bias), shaped as x */
@@ -552,6 +566,7 @@ typedef struct {
     float *out;                      /* layout 0: (N, O, Hout, Wout); layout 1: (P, O) */
     float *low;                      /* scratch (N, rank, Hout, Wout) */
     float *xs;                       /* scratch (N, C, Hout, Wout): x at the pixels a strided layer's 1x1 branches read */
+    float *near;                     /* scratch (threads, C + rank, CHUNK): each thread's copy of one chunk's inputs */
     int threads;
     int64_t O;                       /* output channels (as conv_args.O) */
 } fused_args;
@@ -675,10 +690,26 @@ static void transpose(const float *src, int64_t rows, int64_t cols, float *dst, 
     }
 }
 
+/* a packed row (Cw runs of Wp words) and its beta row (Wp floats, or NULL) rearranged in place to
+ * column(a, ix) order (even columns, then odd): a column stride of 2 becomes contiguous loads; tmp: Wp words */
+static void split_columns(const conv_args *a, uint64_t *row, float *srow, uint64_t *tmp) {
+    const int64_t Wp = a->Wp;
+    for (int64_t g = 0; g < a->Cw; g++) {
+        memcpy(tmp, row + g * Wp, (size_t)Wp * sizeof(uint64_t));
+        for (int64_t ix = 0; ix < Wp; ix++) row[g * Wp + column(a, ix)] = tmp[ix];
+    }
+    if (!srow) return;
+    float *ftmp = (float *)tmp;
+    memcpy(ftmp, srow, (size_t)Wp * sizeof(float));
+    for (int64_t ix = 0; ix < Wp; ix++) srow[column(a, ix)] = ftmp[ix];
+}
+
 /* pass 1: one padded row of packed words and beta per (n, yp); on rows the output samples (every sh-th),
  * the low-rank projections and, for strided layers, x at the sampled pixels (xs: (N, C, Hout, Wout)),
- * so that pass 2 reads both contiguously */
-static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale, float *xs) {
+ * so that pass 2 reads both contiguously. With a->Wh, rows are stored in column() order (split: each
+ * thread's Wp words of tmp) */
+static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale, float *xs,
+                          uint64_t *split) {
     const int64_t N = f->N, C = f->C, H = f->H, W = f->W, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp;
     const int64_t ph = a->ph, pw = a->pw, sh = a->sh, sw = a->sw, Ho = a->Hout, Wo = a->Wout;
     const int strided = sh != 1 || sw != 1;
@@ -706,6 +737,13 @@ static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act
             continue;
         }
         if (srow) beta_low_row(NULL, src, C, H * W, W, srow + pw, NULL, 0, NULL, 0);
+        if (a->Wh) {
+#ifdef _OPENMP
+            split_columns(a, row, srow, split + omp_get_thread_num() * Wp);
+#else
+            split_columns(a, row, srow, split);
+#endif
+        }
         if (!sampled || !xs) continue;
         const int64_t oy = y / sh, plane = Ho * Wo;
         float *dst = xs + n * C * plane + oy * Wo;
@@ -766,70 +804,84 @@ FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const flo
 }
 
 /* pass 2 epilogue on one finished tile, in place: outputs (n, oy, x0..x1) of channels o0..o1; the 1x1
- * branches read x (stride 1) or its samples xs (strided) and low in the output grid */
+ * branches read x (stride 1) or its samples xs (strided) and low in the output grid, or, where `near` is
+ * given, the copy of those pieces that copy_epilogue_inputs() made (rows of CHUNK floats) */
 static void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
-                           int64_t o0, int64_t o1) {
+                           int64_t o0, int64_t o1, const float *near) {
     const int64_t O = a->O, C = f->C, HWo = a->Hout * a->Wout;
     const float *src = f->xs ? f->xs : f->x; /* xs: only where the layer strides; else x has the output grid */
     /* activation rows cover blocks of samples (layout 0) or of tokens (layout 1: one image row) */
     const int64_t units = f->layout == 1 ? a->Wout : f->N, span = f->act_rows ? units / f->act_rows : units;
+    const int64_t plane = near ? CHUNK : HWo;
     for (int64_t o = o0; o < o1; o++)
         for (int64_t i0 = x0; i0 < x1;) {
             const int64_t unit = f->layout == 1 ? i0 : n, g = unit / span;
             const int64_t i1 = f->layout == 1 && (g + 1) * span < x1 ? (g + 1) * span : x1;
             const int64_t at = oy * a->Wout + i0;
             float *row = a->out + (n * O + o) * HWo + at;
-            const float *res = f->residual ? f->x + (n * C + o) * HWo + at : NULL;
-            epilogue_run(f, row, res, f->low + n * f->rank * HWo + at, src + n * C * HWo + at, HWo, o, g,
-                         i1 - i0); /* i1 - i0 <= 64 */
+            const float *xin = near ? near + (i0 - x0) : src + n * C * HWo + at;
+            const float *low = near ? near + C * CHUNK + (i0 - x0) : f->low + n * f->rank * HWo + at;
+            const float *res = !f->residual ? NULL : near ? xin + o * CHUNK : f->x + (n * C + o) * HWo + at;
+            epilogue_run(f, row, res, low, xin, plane, o, g, i1 - i0); /* i1 - i0 <= CHUNK */
             i0 = i1;
         }
 }
 
 /* --- drivers (OpenMP over independent tiles) ------------------------------------------------- */
 
-/* the lines of x (or its samples xs) and of low that the epilogue of outputs (n, oy, x0..x1) reads: one
- * 64-pixel piece of every input channel plane and every rank, far apart in memory and read long after
- * pass 1, so the hardware prefetchers do not have them; fetched while the first channel group convolves */
-static void prefetch_epilogue_inputs(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0,
-                                     int64_t x1) {
+/* near = the pieces of x (or its samples xs) and of low that the epilogue of outputs (n, oy, x0..x1) reads:
+ * (C + rank) rows of CHUNK floats. In place they are one piece of every channel plane, planes whose size
+ * is often a power of two (64 x 64, 256 x 256 floats), so every piece falls into the same cache sets and
+ * evicts the others (and what was prefetched) long before the epilogue reads it. Copied in one burst
+ * (independent loads, many misses in flight) they are contiguous and stay in L1. */
+static void copy_epilogue_inputs(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0,
+                                 int64_t x1, float *near) {
     const int64_t HWo = a->Hout * a->Wout, at = oy * a->Wout + x0, bytes = (x1 - x0) * (int64_t)sizeof(float);
     if (f->sp_ptr || f->residual) {
-        const char *src = (const char *)((f->xs ? f->xs : f->x) + n * f->C * HWo + at);
-        for (int64_t c = 0; c < f->C; c++)
-            for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(src + c * HWo * sizeof(float) + off);
+        const float *src = (f->xs ? f->xs : f->x) + n * f->C * HWo + at;
+        for (int64_t c = 0; c < f->C; c++) memcpy(near + c * CHUNK, src + c * HWo, (size_t)bytes);
     }
-    if (f->rank) {
-        const char *low = (const char *)(f->low + n * f->rank * HWo + at);
-        for (int64_t r = 0; r < f->rank; r++)
-            for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(low + r * HWo * sizeof(float) + off);
-    }
+    const float *low = f->low + n * f->rank * HWo + at;
+    for (int64_t r = 0; r < f->rank; r++) memcpy(near + (f->C + r) * CHUNK, low + r * HWo, (size_t)bytes);
 }
 
 /* f != NULL: apply a fused layer's epilogue to each tile as soon as it is computed */
 static void run_conv(const conv_args *a, int threads, const fused_args *f) {
-    /* work items: (n, oy, 64-pixel chunk, 32-channel group), so both big maps and linears split */
-    const int64_t xc = 64, oc = 32;
-    const int64_t nx = (a->Wout + xc - 1) / xc, no = (a->O + oc - 1) / oc;
-    const int64_t items = a->N * a->Hout * nx * no;
+    /* work items: (n, oy, CHUNK-pixel chunk), each over all its 32-channel groups, so that one core reads a
+     * chunk's inputs (the packed rows and the epilogue's pieces of x and low, copied once) for every group.
+     * Maps too small to give every thread several items (linears, 8 x 8 maps) split over the channel groups
+     * as well, and their epilogues read in place. */
+    const int64_t oc = 32;
+    const int64_t nx = (a->Wout + CHUNK - 1) / CHUNK, no = (a->O + oc - 1) / oc, chunks = a->N * a->Hout * nx;
+    const int64_t per_item = chunks >= 8 * threads ? no : 1, items = chunks * (no / per_item);
     const int isa = isa_used;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t item = 0; item < items; item++) {
-        int64_t io = item % no, rest = item / no;
+        int64_t io0 = per_item == 1 ? item % no : 0, rest = per_item == 1 ? item / no : item;
         int64_t ix = rest % nx;
         rest /= nx;
         int64_t oy = rest % a->Hout, n = rest / a->Hout;
-        int64_t x0 = ix * xc, x1 = x0 + xc < a->Wout ? x0 + xc : a->Wout;
-        int64_t o0 = io * oc, o1 = o0 + oc < a->O ? o0 + oc : a->O;
-        if (f && io == 0) prefetch_epilogue_inputs(f, a, n, oy, x0, x1);
-#ifdef BINSR_X86
-        if (isa == ISA_AVX512) conv_avx512(a, n, oy, x0, x1, o0, o1);
-        else if (isa == ISA_AVX2) conv_avx2(a, n, oy, x0, x1, o0, o1);
-        else if (isa == ISA_POPCNT) conv_popcnt(a, n, oy, x0, x1, o0, o1);
-        else
+        int64_t x0 = ix * CHUNK, x1 = x0 + CHUNK < a->Wout ? x0 + CHUNK : a->Wout;
+        float *near = NULL;
+        if (f && f->near && per_item > 1) {
+#ifdef _OPENMP
+            near = f->near + omp_get_thread_num() * (f->C + f->rank) * CHUNK;
+#else
+            near = f->near;
 #endif
-            conv_portable(a, n, oy, x0, x1, o0, o1);
-        if (f) fused_epilogue(f, a, n, oy, x0, x1, o0, o1);
+            copy_epilogue_inputs(f, a, n, oy, x0, x1, near);
+        }
+        for (int64_t io = io0; io < io0 + per_item; io++) {
+            int64_t o0 = io * oc, o1 = o0 + oc < a->O ? o0 + oc : a->O;
+#ifdef BINSR_X86
+            if (isa == ISA_AVX512) conv_avx512(a, n, oy, x0, x1, o0, o1);
+            else if (isa == ISA_AVX2) conv_avx2(a, n, oy, x0, x1, o0, o1);
+            else if (isa == ISA_POPCNT) conv_popcnt(a, n, oy, x0, x1, o0, o1);
+            else
+#endif
+                conv_portable(a, n, oy, x0, x1, o0, o1);
+            if (f) fused_epilogue(f, a, n, oy, x0, x1, o0, o1, near);
+        }
     }
 }
 
@@ -842,7 +894,7 @@ static void run_pack_nchw(const float *x, const float *thr, uint64_t *out, int64
     conv_args a = {0};
     a.Cw = (C + 63) / 64, a.Hp = H + 2 * ph, a.Wp = W + 2 * pw, a.ph = ph, a.pw = pw;
     a.sh = a.sw = 1, a.Hout = H, a.Wout = W;
-    fused_prepare(&f, &a, out, NULL, NULL);
+    fused_prepare(&f, &a, out, NULL, NULL, NULL);
 }
 
 static void run_pack_rows(const float *x, const float *thr, uint64_t *out, int64_t P, int64_t C, int threads) {
@@ -897,22 +949,29 @@ static int run_fused(fused_args *f, conv_args *a) {
     /* below ~20 us of work a second thread costs more than it saves (waking it, sharing lines) */
     if (N * HWo * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
     const int strided = a->sh != 1 || a->sw != 1, branches = f->rank || f->sp_ptr; /* 1x1 convs reading x */
-    const size_t sizes[7] = {
+    const int reads = f->rank || f->sp_ptr || f->residual; /* the epilogue reads pieces of x or low */
+    /* BiMaCoSR's scaled layers with a column stride of 2 run the AVX2 8-pixel tile on split rows */
+    if (a->sw == 2 && f->pixel_scale && f->layout == 0 && isa_used == ISA_AVX2 && Cw <= 31) a->Wh = (Wp + 1) / 2;
+    const size_t sizes[9] = {
         (size_t)(N * Hp * Cw * Wp) * sizeof(uint64_t),                          /* packed words */
         f->pixel_scale ? (size_t)(N * Hp * Wp) * sizeof(float) : 0,            /* beta */
         (size_t)(N * f->rank * HWo) * sizeof(float),                           /* low-rank projections */
         strided && branches ? (size_t)(N * C * HWo) * sizeof(float) : 0,       /* x at the sampled pixels */
         rows ? (size_t)(C * P) * sizeof(float) : 0,                            /* layout 1: x as (C, P) */
         rows && f->h != f->x ? (size_t)(C * P) * sizeof(float) : 0,            /*           h as (C, P) */
-        rows ? (size_t)(a->O * P) * sizeof(float) : 0};                        /*           out as (O, P) */
+        rows ? (size_t)(a->O * P) * sizeof(float) : 0,                         /*           out as (O, P) */
+        reads ? (size_t)(f->threads * (C + f->rank) * CHUNK) * sizeof(float) : 0, /* near copies */
+        a->Wh ? (size_t)(f->threads * Wp) * sizeof(uint64_t) : 0};               /* split_columns' rows */
     size_t total = 0;
-    for (int i = 0; i < 7; i++) total += (sizes[i] + 63) / 64 * 64;
+    for (int i = 0; i < 9; i++) total += (sizes[i] + 63) / 64 * 64;
     int cached;
     char *block = scratch_take(total + 64, &cached), *at = (char *)(((uintptr_t)block + 63) / 64 * 64);
     if (!block) return -1;
     uint64_t *act = carve(&at, sizes[0]);
     float *pscale = carve(&at, sizes[1]), *low = carve(&at, sizes[2]), *xs = carve(&at, sizes[3]);
     float *xt = carve(&at, sizes[4]), *ht = carve(&at, sizes[5]), *ot = carve(&at, sizes[6]);
+    f->near = carve(&at, sizes[7]);
+    uint64_t *split = carve(&at, sizes[8]);
     float *out = f->out;
     f->low = low;
     f->xs = xs;
@@ -926,7 +985,7 @@ static int run_fused(fused_args *f, conv_args *a) {
         f->h = ht ? ht : xt;
         f->x = xt;
     }
-    fused_prepare(f, a, act, pscale, xs);
+    fused_prepare(f, a, act, pscale, xs, split);
     const int epilogue = f->bias || f->act_shift || f->residual || f->rank || f->sp_ptr; /* else alpha is all */
     run_conv(a, f->threads, epilogue ? f : NULL);
     if (rows) transpose(ot, a->O, P, out, f->threads);
@@ -1112,7 +1171,7 @@ static PyObject *py_fused(PyObject *self, PyObject *args) {
     fused_args f = {PTR(v[X]), PTR(v[HH]), v[LAYOUT], v[N], v[C], v[H], v[W], PTR(v[THR]), v[PIXEL_SCALE],
                     PTR(v[BIAS]), PTR(v[ACT_SHIFT]), PTR(v[ACT_SLOPE]), PTR(v[ACT_BIAS]), v[ACT_ROWS], v[RESIDUAL],
                     PTR(v[DOWN]), PTR(v[UP]), v[RANK], PTR(v[SP_PTR]), PTR(v[SP_COL]), PTR(v[SP_VAL]), PTR(v[OUT]),
-                    NULL, NULL, (int)v[THREADS], v[O]};
+                    NULL, NULL, NULL, (int)v[THREADS], v[O]};
     const int64_t Hp = v[H] + 2 * v[PH], Wp = v[W] + 2 * v[PW];
     conv_args a = {NULL, PTR(v[WTS]), PTR(v[ALPHA]), NULL, PTR(v[CORR]), NULL, v[N], v[C], (v[C] + 63) / 64, v[O], Hp,
                    Wp, (Hp - v[KH]) / v[SH] + 1, (Wp - v[KW]) / v[SW] + 1, v[KH], v[KW], v[SH], v[SW], v[PH], v[PW]};
