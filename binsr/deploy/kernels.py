@@ -154,11 +154,14 @@ class PackedWeight:
 
     def tap_sums(self) -> torch.Tensor:
         """(C_out, kh·kw) int32: Σ_c sign(w) per tap = C − 2·popcount, the zero-padding correction."""
-        if self._tap_sums is None:
-            negative = unpack_signs(self.bits, self.channels).flatten(1, -2) if self.bits.dim() == 4 else \
-                unpack_signs(self.bits, self.channels).unsqueeze(1)
-            self._tap_sums = (self.channels - 2 * negative.sum(-1)).to(torch.int32).contiguous()
+        if self._tap_sums is None:  # popcounts of the words' bytes (padding bits are 0: +1, not counted)
+            words_ = self.bits.flatten(1, -2) if self.bits.dim() == 4 else self.bits.unsqueeze(1)
+            negatives = _BYTE_POPCOUNT[words_.contiguous().view(torch.uint8).long()].sum(-1)
+            self._tap_sums = (self.channels - 2 * negatives).to(torch.int32).contiguous()
         return self._tap_sums
+
+
+_BYTE_POPCOUNT = torch.tensor([bin(b).count("1") for b in range(256)], dtype=torch.int64)
 
 
 def _alpha_ptr(weight: PackedWeight) -> int:
@@ -332,7 +335,8 @@ class FusedCall:
         fields: dict[str, Any] = {"layout": 0 if conv else 1, "N": batch, "C": channels, "H": height, "W": width,
                                   "O": out_channels, "kh": kh, "kw": kw, "sh": stride[0], "sw": stride[1],
                                   "ph": padding[0], "pw": padding[1], "wts": bits.data_ptr(),
-                                  "alpha": _alpha_ptr(weight), "corr": weight.tap_sums().data_ptr(),
+                                  "alpha": _alpha_ptr(weight),  # (β-scaled layers need no padding correction)
+                                  "corr": 0 if pixel_scale else weight.tap_sums().data_ptr(),
                                   "pixel_scale": int(pixel_scale), "residual": int(epilogue.residual)}
         act_rows = epilogue.activation[0].shape[0] if epilogue.activation is not None else 0
         if act_rows and units % act_rows:

@@ -679,7 +679,7 @@ AVX2_ATTR static void transpose_block_avx2(const float *src, int64_t rows, int64
 static void transpose(const float *src, int64_t rows, int64_t cols, float *dst, int threads) {
     const int64_t B = 32, rb = (rows + B - 1) / B, cb = (cols + B - 1) / B;
     const int isa = isa_used;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
     for (int64_t blk = 0; blk < rb * cb; blk++) {
         const int64_t r0 = blk / cb * B, c0 = blk % cb * B;
         const int64_t r1 = r0 + B < rows ? r0 + B : rows, c1 = c0 + B < cols ? c0 + B : cols;
@@ -714,7 +714,9 @@ static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act
     const int64_t ph = a->ph, pw = a->pw, sh = a->sh, sw = a->sw, Ho = a->Hout, Wo = a->Wout;
     const int strided = sh != 1 || sw != 1;
     const int isa = isa_used;
-#pragma omp parallel for schedule(static) num_threads(f->threads)
+    /* dynamic: where another process (a browser, a neighbour VM) takes part of one core, the other thread
+     * takes more rows instead of waiting for it at the end */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(f->threads)
     for (int64_t r = 0; r < N * Hp; r++) {
         int64_t n = r / Hp, yp = r % Hp;
         uint64_t *row = act + r * Cw * Wp;
@@ -899,7 +901,7 @@ static void run_pack_nchw(const float *x, const float *thr, uint64_t *out, int64
 
 static void run_pack_rows(const float *x, const float *thr, uint64_t *out, int64_t P, int64_t C, int threads) {
     const int isa = isa_used;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
     for (int64_t p = 0; p < P; p++) {
 #ifdef BINSR_X86
         if (isa == ISA_AVX512) { pack_rows_avx512(x + p * C, thr, C, out + p, P); continue; }
