@@ -284,7 +284,7 @@ AVX2_ATTR static void conv_avx2(const conv_args *a, int64_t n, int64_t oy, int64
                                 int64_t o1) {
     int64_t ox = x0;
     if (a->sh != 1 || a->sw != 1) {
-        if (a->Wh && a->Cw == 1) { AVX2_ROW8_SCALED(1, 1) } /* scaled, column stride 2: see strided_layout() */
+        if (a->Wh && a->Cw == 1) { AVX2_ROW8_SCALED(1, 1) } /* scaled, column stride 2: see split_columns() */
         else if (a->Wh) { AVX2_ROW8_SCALED(0, 1) }
         conv_popcnt(a, n, oy, ox, x1, o0, o1);
         return;
@@ -706,8 +706,8 @@ static void split_columns(const conv_args *a, uint64_t *row, float *srow, uint64
 
 /* pass 1: one padded row of packed words and beta per (n, yp); on rows the output samples (every sh-th),
  * the low-rank projections and, for strided layers, x at the sampled pixels (xs: (N, C, Hout, Wout)),
- * so that pass 2 reads both contiguously. With a->Wh, rows are stored in column() order (split: each
- * thread's Wp words of tmp) */
+ * so that pass 2 reads both contiguously. With a->Wh, rows are stored in column() order (split: Wp words
+ * of scratch per thread) */
 static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale, float *xs,
                           uint64_t *split) {
     const int64_t N = f->N, C = f->C, H = f->H, W = f->W, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp;
