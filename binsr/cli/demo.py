@@ -11,7 +11,6 @@ from pathlib import Path
 
 from binsr.cli.common import positive_int
 from binsr.errors import BinsrError
-from binsr.utils.threads import configure_threads
 
 
 def add_demo(commands: argparse._SubParsersAction) -> None:
@@ -48,7 +47,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         except ImportError:
             raise BinsrError("binsr demo needs Gradio: pip install 'binsr[demo]' (or -e \".[demo]\")") from None
         from binsr.demo import DemoRunner, build_app
-        runner = DemoRunner(workdir / "results", threads=configure_threads(args.threads))
+        runner = DemoRunner(workdir / "results", threads=args.threads)
         runner.warm_up()
         app = build_app(runner)
         app.queue(default_concurrency_limit=1, max_size=32)  # one request at a time: bounded memory

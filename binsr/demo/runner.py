@@ -44,10 +44,11 @@ class DemoResult:
 
 class DemoRunner:
     """The demo's work, in ``workdir`` (a folder the caller owns and removes), on ``threads`` CPU threads
-    (default: chosen before each request among the cores other processes leave free)."""
+    (default: the cores other processes leave free now, chosen once: during a request the browser showing
+    the page is busy too, and would be counted as another process)."""
 
     def __init__(self, workdir: Path, threads: int | None = None) -> None:
-        self.workdir, self.threads = Path(workdir), threads
+        self.workdir, self.threads = Path(workdir), configure_threads(threads)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._count = 0
 
@@ -97,7 +98,7 @@ class DemoRunner:
         upscaler = _upscaler(choice, steps, tile, seed)
         check_picture_size(upscaler, picture, Path(image).name)
         outscale = outscale or upscaler.scale
-        configure_threads(self.threads)  # per request: on a laptop the browser itself may keep a core busy
+        configure_threads(self.threads)  # the count chosen at start (a request may follow other work)
         start = time.perf_counter()
         sr, alpha = upscale_picture(upscaler, picture, "bicubic", outscale)
         seconds = time.perf_counter() - start

@@ -120,6 +120,14 @@ def unpack_signs(packed: torch.Tensor, channels: int) -> torch.Tensor:
     return bits.flatten(-2)[..., :channels].bool()
 
 
+_BYTE_POPCOUNT = torch.tensor([bin(b).count("1") for b in range(256)], dtype=torch.int64)
+
+
+def popcount(packed: torch.Tensor) -> torch.Tensor:
+    """(..., C_words) uint64 → (...,) int64: the set bits (−1 signs) of each row of words."""
+    return _BYTE_POPCOUNT[packed.contiguous().view(torch.uint8).long()].sum(-1)
+
+
 def stray_bits(packed: torch.Tensor, channels: int) -> int:
     """How many bits are set past the last of ``channels`` (0 in every valid file)."""
     full = channels // WORD_BITS  # words wholly inside the channels: only the later words can have stray bits
@@ -154,14 +162,10 @@ class PackedWeight:
 
     def tap_sums(self) -> torch.Tensor:
         """(C_out, kh·kw) int32: Σ_c sign(w) per tap = C − 2·popcount, the zero-padding correction."""
-        if self._tap_sums is None:  # popcounts of the words' bytes (padding bits are 0: +1, not counted)
-            words_ = self.bits.flatten(1, -2) if self.bits.dim() == 4 else self.bits.unsqueeze(1)
-            negatives = _BYTE_POPCOUNT[words_.contiguous().view(torch.uint8).long()].sum(-1)
-            self._tap_sums = (self.channels - 2 * negatives).to(torch.int32).contiguous()
+        if self._tap_sums is None:  # (padding bits are 0, i.e. +1: popcount counts the real −1s only)
+            taps = self.bits.flatten(1, -2) if self.bits.dim() == 4 else self.bits.unsqueeze(1)
+            self._tap_sums = (self.channels - 2 * popcount(taps)).to(torch.int32).contiguous()
         return self._tap_sums
-
-
-_BYTE_POPCOUNT = torch.tensor([bin(b).count("1") for b in range(256)], dtype=torch.int64)
 
 
 def _alpha_ptr(weight: PackedWeight) -> int:

@@ -230,7 +230,7 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(co
     __m256 facc[4], bsum = _mm256_setzero_ps();
     UNROLL for (int c = 0; c < cb; c++) facc[c] = _mm256_setzero_ps();
     for (int64_t ky = 0; ky < kh; ky++) {
-        const int64_t iy = strided ? oy * a->sh + ky : oy + ky;
+        const int64_t iy = oy * a->sh + ky;
         const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp + ox;
         const float *srow = a->pscale + (n * a->Hp + iy) * Wp + ox;
         for (int64_t kx = 0; kx < kw; kx++) {
