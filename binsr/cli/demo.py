@@ -41,11 +41,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="binsr-demo-"))
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own copies of uploads stay in it too
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio asks matplotlib for its backend around every event. Left to choose one itself, matplotlib imports
+    # pyplot on that first call: 0.5 s on the server's event loop, during a user's first upload and beside the
+    # model. A server draws no windows, so the backend is named now and matplotlib imported before serving.
+    os.environ.setdefault("MPLBACKEND", "agg")
     try:
         try:
             import gradio  # noqa: F401 - only to give the install hint
         except ImportError:
             raise BinsrError("binsr demo needs Gradio: pip install 'binsr[demo]' (or -e \".[demo]\")") from None
+        import matplotlib  # noqa: F401 - see MPLBACKEND above
         from binsr.demo import DemoRunner, build_app
         runner = DemoRunner(workdir / "results", threads=args.threads)
         runner.warm_up()
