@@ -41,6 +41,13 @@ def test_busy_cores_counts_the_cores_others_use_among_those_allowed() -> None:
     assert busy_cores([0, 1], 0, snapshots("garbage", AFTER)) == 0  # unreadable: assume free
 
 
+def test_over_several_windows_a_core_is_taken_only_while_it_stays_taken() -> None:
+    later = AFTER.replace("cpu0 180 0 60 1010", "cpu0 260 0 70 1020")  # cpu0 90% busy again
+    assert busy_cores([0, 1, 2], 0, snapshots(BEFORE, AFTER, later.replace("cpu2 110 0 0 0", "cpu2 110 0 0 100")),
+                      samples=2) == 1  # cpu2 idle in the second window: busy for a moment only
+    assert busy_cores([0, 1, 2], 0, snapshots(BEFORE, AFTER, later.replace("cpu2 110", "cpu2 210")), samples=2) == 2
+
+
 def test_thread_choice_is_bounded_and_overridable() -> None:
     assert 1 <= choose_threads() <= len(allowed_cores())
     assert choose_threads(most=1) == 1

@@ -58,7 +58,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         app.queue(default_concurrency_limit=1, max_size=32)  # one request at a time: bounded memory
         for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C (even where a shell ignored it) and a plain
             signal.signal(signum, _interrupt)            # kill end the server and remove its files
-        print(f"binsr demo: http://{args.host}:{args.port} (files in {workdir}; Ctrl+C stops it)", flush=True)
+        print(f"binsr demo: http://{args.host}:{args.port} (files in {workdir}; models on {runner.threads} CPU "
+              f"thread(s); Ctrl+C stops it)", flush=True)
         app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
                    quiet=True, allowed_paths=[str(workdir)])
     except OSError as err:

@@ -44,14 +44,24 @@ def _proc_stat() -> str:
     return Path("/proc/stat").read_text()
 
 
-def busy_cores(cpus: list[int], seconds: float = SAMPLE_SECONDS, read: Callable[[], str] = _proc_stat) -> int:
-    """How many of ``cpus`` other processes keep busy over ``seconds`` (0 where /proc/stat cannot be read)."""
+def busy_cores(cpus: list[int], seconds: float = SAMPLE_SECONDS, read: Callable[[], str] = _proc_stat,
+               samples: int = 1) -> int:
+    """How many of ``cpus`` other processes keep busy over ``seconds`` (0 where /proc/stat cannot be read);
+    with ``samples`` > 1, the fewest over that many windows in a row: a core counts as taken only when it
+    stays taken, not when another process is busy for a moment."""
     try:
-        before = _cpu_times(read())
-        time.sleep(seconds)
-        after = _cpu_times(read())
+        snapshot = _cpu_times(read())
+        counts = []
+        for _ in range(samples):
+            time.sleep(seconds)
+            before, snapshot = snapshot, _cpu_times(read())
+            counts.append(_busy(cpus, before, snapshot))
     except (OSError, ValueError):
         return 0
+    return min(counts)
+
+
+def _busy(cpus: list[int], before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> int:
     busy = 0
     for cpu in cpus:
         if cpu in before and cpu in after:
@@ -60,28 +70,29 @@ def busy_cores(cpus: list[int], seconds: float = SAMPLE_SECONDS, read: Callable[
     return busy
 
 
-def choose_threads(requested: int | None = None, most: int | None = None) -> int:
-    """``requested`` if given, else the free cores among those allowed, at most ``most`` (≥ 1)."""
+def choose_threads(requested: int | None = None, most: int | None = None, samples: int = 1) -> int:
+    """``requested`` if given, else the free cores among those allowed (:func:`busy_cores` over ``samples``
+    windows), at most ``most`` (≥ 1)."""
     if requested is not None:
         if requested < 1:
             raise ValueError(f"threads must be at least 1, got {requested}")
         return requested
     cpus = allowed_cores()
-    free = max(1, len(cpus) - busy_cores(cpus))
+    free = max(1, len(cpus) - busy_cores(cpus, samples=samples))
     return min(free, most) if most else free
 
 
 _first_count: list[int] = []  # PyTorch's thread count before binsr first set it (its default: physical cores)
 
 
-def configure_threads(requested: int | None = None) -> int:
+def configure_threads(requested: int | None = None, samples: int = 1) -> int:
     """Set PyTorch's (and so the packed kernels') thread count by :func:`choose_threads`, never above
     PyTorch's own default unless requested; returns it."""
     import torch
 
     if not _first_count:
         _first_count.append(torch.get_num_threads())
-    threads = choose_threads(requested, _first_count[0])
+    threads = choose_threads(requested, _first_count[0], samples)
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     return threads
