@@ -1,4 +1,5 @@
-"""Benchmark an upscaler on a dataset: PSNR, SSIM and (when available) LPIPS per image and on average."""
+"""Benchmark an upscaler on a dataset: PSNR, SSIM and (when available) LPIPS per image and on average; NIQE
+(no reference) on request, and alone for LR images that have no HR."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tqdm.auto import tqdm
 from binsr.complexity import count_complexity
 from binsr.image.color import quantize
 from binsr.metrics.lpips import LPIPS, lpips_distance
+from binsr.metrics.niqe import niqe
 from binsr.metrics.psnr_ssim import psnr, ssim
 from binsr.models.denoiser import bind_timesteps
 from binsr.pipelines import read_model_spec, sampling_steps
@@ -22,14 +24,23 @@ from binsr.pipelines.shipped import shipped_path
 
 @dataclass
 class ImageScore:
-    """Metrics of one image. PSNR in dB; LPIPS None when the metric is unavailable.
-    ``channels``: what PSNR/SSIM compared ("y", "rgb", or "gray" for single-channel HR files)."""
+    """Metrics of one image. PSNR in dB; PSNR and SSIM None without an HR image, LPIPS None when the metric
+    is unavailable, NIQE None when not asked for. ``channels``: what PSNR/SSIM compared ("y", "rgb", or
+    "gray" for single-channel HR files)."""
 
     name: str
-    psnr: float
-    ssim: float
+    psnr: float | None
+    ssim: float | None
     channels: str
     lpips: float | None = None
+    niqe: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        """The metrics this image has, by name."""
+        return {k: getattr(self, k) for k in METRICS if getattr(self, k) is not None}
+
+
+METRICS = ("psnr", "ssim", "lpips", "niqe")
 
 
 @dataclass
@@ -45,24 +56,14 @@ class EvalResult:
     info: dict[str, Any] | None = None  # describe_model(): method, bits, Params, OPs
 
     def mean(self) -> dict[str, float]:
-        """Means over images; 'lpips' only when every image has it."""
-        means = {
-            "psnr": _mean([s.psnr for s in self.per_image]),
-            "ssim": _mean([s.ssim for s in self.per_image]),
-        }
-        if self.per_image and all(s.lpips is not None for s in self.per_image):
-            means["lpips"] = _mean([s.lpips for s in self.per_image])  # type: ignore[misc]
-        return means
+        """Means over images of each metric every image has."""
+        return {k: _mean([s.metrics()[k] for s in self.per_image]) for k in METRICS
+                if self.per_image and all(k in s.metrics() for s in self.per_image)}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: {"model", "dataset", "scale", "mean", "per_image", ...}."""
-        per_image = []
-        for score in self.per_image:
-            row: dict[str, Any] = {"name": score.name, "psnr": score.psnr, "ssim": score.ssim,
-                                   "channels": score.channels}
-            if score.lpips is not None:
-                row["lpips"] = score.lpips
-            per_image.append(row)
+        per_image = [{"name": score.name, **score.metrics(), "channels": score.channels}
+                     for score in self.per_image]
         return {
             "model": self.model,
             "dataset": self.dataset,
@@ -83,32 +84,35 @@ def evaluate(
     channels: str = "y",
     device: str | torch.device = "cpu",
     progress: bool = True,
+    with_niqe: bool = False,
 ) -> EvalResult:
     """Upscale every LR image of ``dataset`` and score it against its HR image (border = scale).
 
     ``channels`` "y" (papers) or "rgb". With "y", images whose HR file is single-channel are scored on
     their gray values, as MATLAB benchmark scripts do (``if size(im, 3) == 3, rgb2ycbcr``): on Set14
-    (bridge.png) this is what makes the published bicubic numbers come out.
+    (bridge.png) this is what makes the published bicubic numbers come out. ``with_niqe`` adds NIQE of
+    the 8-bit result (Y channel, same border). Samples without ``"hr"`` (LR photos) get NIQE only.
     """
     scale = upscaler.scale
     result = EvalResult(upscaler.name, dataset_name, scale, channels, crop_border=scale)
     for index in tqdm(range(len(dataset)), desc=f"{upscaler.name} on {dataset_name} x{scale}",
                       unit="img", disable=not progress):
         sample = dataset[index]
-        lr, hr = sample["lr"].to(device), sample["hr"].to(device)
+        lr, hr = sample["lr"].to(device), sample.get("hr")
         with torch.no_grad():
             sr = upscaler.upscale(lr.unsqueeze(0))[0]
-        if sr.shape != hr.shape:
-            raise ValueError(f"{sample['name']}: the model returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
-        compared = "gray" if channels == "y" and sample.get("gray") else channels
-        score = ImageScore(
-            name=sample["name"],
-            psnr=float(psnr(sr, hr, crop_border=scale, channels=compared)),
-            ssim=float(ssim(sr, hr, crop_border=scale, channels=compared)),
-            channels=compared,
-        )
-        if lpips_model is not None:
-            score.lpips = float(lpips_distance(lpips_model, quantize(sr), hr))  # of the saved 8-bit image
+        score = ImageScore(name=sample["name"], psnr=None, ssim=None, channels=channels)
+        if hr is not None:
+            hr = hr.to(device)
+            if sr.shape != hr.shape:
+                raise ValueError(f"{sample['name']}: the model returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
+            score.channels = "gray" if channels == "y" and sample.get("gray") else channels
+            score.psnr = float(psnr(sr, hr, crop_border=scale, channels=score.channels))
+            score.ssim = float(ssim(sr, hr, crop_border=scale, channels=score.channels))
+            if lpips_model is not None:
+                score.lpips = float(lpips_distance(lpips_model, quantize(sr), hr))  # of the saved 8-bit image
+        if with_niqe or hr is None:
+            score.niqe = niqe(quantize(sr).cpu(), crop_border=scale)
         result.per_image.append(score)
     return result
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from binsr import __version__
 from binsr.cli.analyze import add_analyze, add_report
 from binsr.cli.common import PROG, Parser
+from binsr.cli.degrade import add_degrade
 from binsr.cli.infer import add_eval, add_models, add_upscale
 from binsr.cli.tools import add_bench, add_complexity, add_export
 from binsr.cli.train import add_train
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"binsr {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     add_eval(commands)
+    add_degrade(commands)
     add_upscale(commands)
     add_models(commands)
     add_train(commands)

@@ -49,9 +49,10 @@ def add_sampling_arguments(p: argparse.ArgumentParser, quiet: bool = True) -> No
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="DIR",
-                   help="folder of HR images, or a dataset name under the data root ($BINSR_DATA, default ../shared/data)")
+def add_data_arguments(p: argparse.ArgumentParser, required: bool = True, extra_help: str = "") -> None:
+    p.add_argument("--data", required=required, metavar="DIR",
+                   help="folder of HR images, or a dataset name under the data root ($BINSR_DATA, default "
+                   "../shared/data)" + extra_help)
     p.add_argument("--data-root", metavar="DIR", help="data root for dataset names (overrides $BINSR_DATA)")
 
 

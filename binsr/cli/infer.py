@@ -31,23 +31,30 @@ if TYPE_CHECKING:
 def add_eval(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "eval",
-        help="score a model on a benchmark folder (PSNR/SSIM on Y, LPIPS)",
+        help="score a model on a benchmark folder (PSNR/SSIM on Y, LPIPS, NIQE)",
         description=(
             "Make LR images from the HR images of a folder with MATLAB-style bicubic (or read them with "
             "--lr-data), upscale them with a model, and score the result against HR the way SR papers do: "
             "8-bit images, Y channel of BT.601 YCbCr (single-channel gray files: their gray values), "
             "`scale` border pixels cropped; SSIM with an 11x11 "
-            "Gaussian window; LPIPS (AlexNet v0.1) when its weights are available."
+            "Gaussian window; LPIPS (AlexNet v0.1) when its weights are available. With --lr-data the "
+            "no-reference NIQE (BasicSR's, on Y, same border) is added; with --lr-data and no --data (real "
+            "LR photos, no HR) NIQE is the only score."
         ),
-        epilog="example: binsr eval --model bicubic --data Set5 --scale 4 --json set5_x4.json",
+        epilog="examples: binsr eval --model bicubic --data Set5 --scale 4 --json set5_x4.json; binsr eval --data "
+               "Set14 --lr-data set14-real --scale 4 (LR made by 'binsr degrade'); binsr eval --lr-data RealSet65 "
+               "--scale 4 (NIQE only)",
     )
     add_model_arguments(p, required=False)
-    add_data_arguments(p)
-    p.add_argument("--lr-data", metavar="DIR", help="folder of matching LR images (paired mode) instead of bicubic")
+    add_data_arguments(p, required=False, extra_help="; may be left out with --lr-data (NIQE only)")
+    p.add_argument("--lr-data", metavar="DIR", help="folder (or dataset name) of LR images: matching the HR ones "
+                   "by name (paired mode) instead of bicubic, or real LR photos without HR")
     p.add_argument("--scale", type=int, required=True, choices=range(2, 9), metavar="S", help="upscaling factor (2-8)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--rgb", action="store_true", help="compute PSNR/SSIM on RGB instead of the Y channel")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    p.add_argument("--niqe", action="store_true", help="add NIQE also when LR images are made by bicubic "
+                   "(it is always computed with --lr-data)")
     p.add_argument("--no-complexity", action="store_true", help="do not count Params/OPs for the JSON (counting runs "
                    "the network once at a 256x256 output: seconds for small models, minutes for paper-size ones)")
     p.add_argument("--lpips-alexnet", metavar="PATH", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
@@ -57,7 +64,7 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from binsr.data import SREvalDataset, resolve_data_dir
+    from binsr.data import LRPhotoDataset, SREvalDataset, resolve_data_dir
     from binsr.errors import MetricUnavailable
     from binsr.evaluation import describe_model, evaluate
     from binsr.metrics.lpips import load_lpips
@@ -68,28 +75,34 @@ def _run_eval(args: argparse.Namespace) -> int:
     problem = writable_problem(Path(args.json)) if args.json else None
     if problem is not None:  # found before any image is upscaled
         raise BinsrError(f"--json {problem}")
+    if args.data is None and args.lr_data is None:
+        raise BinsrError("give --data (HR images) or --lr-data (LR images), or both")
+    lr_dir = resolve_data_dir(args.lr_data, args.data_root) if args.lr_data else None
+    if args.data is None:
+        dataset = LRPhotoDataset(lr_dir)
+    else:
+        dataset = SREvalDataset(resolve_data_dir(args.data, args.data_root), args.scale, lr_dir=lr_dir)
     device = pick_device(args.device)
     upscaler = load_upscaler(args, device)
-    hr_dir = resolve_data_dir(args.data, args.data_root)
-    dataset = SREvalDataset(hr_dir, args.scale, lr_dir=args.lr_data, dtype=torch.float32)
     lpips_model = None
-    if not args.no_lpips:
+    if not args.no_lpips and args.data is not None:
         try:
             lpips_model = load_lpips(args.lpips_alexnet, args.lpips_lin, device)
         except MetricUnavailable as err:
             print(f"{PROG}: {err}", file=sys.stderr)
     channels = "rgb" if args.rgb else "y"
-    result = evaluate(upscaler, dataset, dataset.name, lpips_model, channels, device, progress=not args.quiet)
+    result = evaluate(upscaler, dataset, dataset.name, lpips_model, channels, device, progress=not args.quiet,
+                      with_niqe=args.niqe or lr_dir is not None)
     result.info = describe_model(args.model, count=not args.no_complexity, steps=args.steps)
 
-    has_lpips = "lpips" in result.mean()
-    headers = ["image", "PSNR (dB)", "SSIM"] + (["LPIPS"] if has_lpips else [])
+    columns = [(k, title) for k, title in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("lpips", "LPIPS"),
+                                           ("niqe", "NIQE")) if k in result.mean()]
+    headers = ["image"] + [title for _, title in columns]
 
     def cells(name: str, values: dict) -> list[str]:
-        row = [name, f"{values['psnr']:.4f}", f"{values['ssim']:.4f}"]
-        return row + ([f"{values['lpips']:.4f}"] if has_lpips else [])
+        return [name] + [f"{values[k]:.4f}" for k, _ in columns]
 
-    rows = [cells(s.name + (" (gray)" if s.channels == "gray" else ""), vars(s)) for s in result.per_image]
+    rows = [cells(s.name + (" (gray)" if s.channels == "gray" else ""), s.metrics()) for s in result.per_image]
     rows.append(cells("mean", result.mean()))
     print(f"{result.model} on {result.dataset} x{result.scale} ({len(result.per_image)} images, "
           f"{'RGB' if args.rgb else 'Y'} channel, border {result.crop_border})")

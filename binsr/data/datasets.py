@@ -133,6 +133,28 @@ class SREvalDataset(Dataset):
         }
 
 
+class LRPhotoDataset(Dataset):
+    """The LR images of a folder without HR (real photos), in sorted name order: ``{"name", "lr"}``; scored
+    with no-reference metrics only."""
+
+    def __init__(self, lr_dir: str | os.PathLike[str], dtype: torch.dtype = torch.float32) -> None:
+        self.lr_dir = Path(lr_dir)
+        if not self.lr_dir.is_dir():
+            raise DataError(f"LR folder not found: {self.lr_dir}")
+        self.paths = list_images(self.lr_dir)
+        if not self.paths:
+            raise DataError(f"no images ({', '.join(sorted(image_extensions()))}) found in {self.lr_dir}")
+        self.dtype = dtype
+        self.name = self.lr_dir.resolve().name
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Sample:
+        return {"name": self.paths[index].relative_to(self.lr_dir).as_posix(),
+                "lr": array_to_tensor(read_image_array(self.paths[index]), self.dtype)}
+
+
 class SRTrainDataset(Dataset):
     """Random aligned patches: LR ``patch_size/scale`` and HR ``patch_size`` squares, optionally
     flipped/rotated together. ``repeat`` walks the folder that many times per epoch; call
