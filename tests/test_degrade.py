@@ -88,3 +88,8 @@ def test_eval_adds_niqe_on_a_degraded_set_and_scores_lr_photos_with_niqe_alone(h
         row = next(r for r in result["per_image"] if r["name"] == "a.png")
         assert row["niqe"] == pytest.approx(expected, abs=1e-9)
     assert np.isfinite(paired_result["mean"]["psnr"])
+    assert paired_result["dataset"] == "hr-real (seed 0)" and photo_result["dataset"] == "lr"
+    # the report puts both in one table, NIQE (lower is better) beside PSNR/SSIM
+    assert main(["report", str(paired), str(photos), "-o", str(tmp_path / "table.md")]) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "hr-real (seed 0) PSNR↑" in table and "hr-real (seed 0) NIQE↓" in table and "lr NIQE↓" in table

@@ -265,3 +265,18 @@ def test_validation_scores_central_crops_with_a_bound(tmp_path, train_folder):
     trainer.task.upscaler = recording
     assert 0 < trainer.validate() < 100
     assert seen == [(8, 8), (8, 8)]  # 32² HR pixels at x4, of the first two images
+
+
+def test_a_model_trained_on_real_degradations_is_validated_on_them(tmp_path, train_folder):
+    from binsr.data import SREvalDataset
+    from binsr.data.degraded_set import degrade_folder
+    from binsr.metrics import psnr
+
+    sets = _sets(tmp_path, train_folder, "run", "steps=1", "data.val=" + str(train_folder), "data.val_crop=null",
+                 "data.val_limit=1", "data.degradation=realesrgan")
+    trainer = Trainer(load_train_config("bidiffsr-small-x4", sets), progress=False)
+    degrade_folder(train_folder, tmp_path / "real", scale=4, seed=0)  # what 'binsr degrade VAL' writes
+    sample = SREvalDataset(train_folder, 4, lr_dir=tmp_path / "real")[0]
+    with torch.no_grad():
+        sr = trainer.task.upscaler(trainer.ema if trainer.ema is not None else trainer.model).upscale(sample["lr"][None])
+    assert trainer.validate() == pytest.approx(float(psnr(sr[0], sample["hr"], crop_border=4)), abs=1e-9)

@@ -1,5 +1,5 @@
 """Comparison tables from ``binsr eval --json`` results, as in BI-DiffSR's Table 2: one table per
-scale, rows = models, columns = Bits, Params, OPs and PSNR↑ / SSIM↑ / LPIPS↓ per dataset; the best value
+scale, rows = models, columns = Bits, Params, OPs and PSNR↑ / SSIM↑ / LPIPS↓ / NIQE↓ per dataset; the best value
 of each column is marked; published rows can be printed beside ours."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from binsr.errors import BinsrError
 from binsr.utils.text import human_count
 
 # (key, header, higher is better, decimals)
-METRICS = (("psnr", "PSNR↑", True, 2), ("ssim", "SSIM↑", True, 4), ("lpips", "LPIPS↓", False, 4))
+METRICS = (("psnr", "PSNR↑", True, 2), ("ssim", "SSIM↑", True, 4), ("lpips", "LPIPS↓", False, 4),
+           ("niqe", "NIQE↓", False, 2))
 DATASET_ORDER = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109", "DIV2K", "RealSR")
 
 
@@ -107,8 +108,9 @@ def load_results(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]]:
             raise BinsrError(f"{path}: not JSON ({err})") from None
         for record in data if isinstance(data, list) else [data]:
             missing = [k for k in ("model", "dataset", "scale", "mean") if not isinstance(record, dict) or k not in record]
-            if missing or not {"psnr", "ssim"} <= set(record["mean"]):
-                raise BinsrError(f"{path}: not a 'binsr eval --json' result (missing {', '.join(missing) or 'mean psnr/ssim'})")
+            if missing or not ({"psnr", "ssim"} <= set(record["mean"]) or "niqe" in record["mean"]):
+                raise BinsrError(f"{path}: not a 'binsr eval --json' result (missing "
+                                 f"{', '.join(missing) or 'mean psnr/ssim or niqe'})")
             records.append({**record, "source_file": str(path)})
     return records
 
@@ -133,7 +135,8 @@ def report_markdown(tables: list[Table], sources: list[str], paper: str | None) 
     parts = ["# binsr results", ""]
     for table in tables:
         parts += [f"## ×{table.scale}", "", table.markdown(), ""]
-    parts.append("PSNR (dB) and SSIM on the Y channel with a border of `scale` pixels cropped; LPIPS (AlexNet). "
+    parts.append("PSNR (dB) and SSIM on the Y channel with a border of `scale` pixels cropped; LPIPS (AlexNet); "
+                 "NIQE (no reference, BasicSR's, Y channel, same border). "
                  "Params = FP parameters + binary weights / 32; OPs = FLOPs + binary ops / 64, for one network "
                  "call with a 256×256 output. **Bold**: best of the column among our 1-bit models (↑ higher is "
                  "better, ↓ lower).")
@@ -158,8 +161,10 @@ def _rows(records: list[dict[str, Any]], labels: dict[str, str], published: bool
 
 
 def dataset_key(name: str) -> tuple[int, str]:
-    """Sort key of benchmark names in the papers' order (Set5, Set14, B100, ...), others after by name."""
-    return (DATASET_ORDER.index(name) if name in DATASET_ORDER else len(DATASET_ORDER), name)
+    """Sort key of benchmark names in the papers' order (Set5, Set14, B100, ...; a set's variants such as
+    "Set14-real (seed 0)" beside it), others after by name."""
+    base = name.split("-")[0].split(" ")[0]
+    return (DATASET_ORDER.index(base) if base in DATASET_ORDER else len(DATASET_ORDER), name)
 
 
 def _format(value: float | None, column: str, decimals: int) -> str:

@@ -194,8 +194,8 @@ def add_report(commands: argparse._SubParsersAction) -> None:
         help="comparison tables (Markdown + CSV) from 'binsr eval --json' results",
         description=(
             "Collect 'binsr eval --json' results into BI-DiffSR-style tables: one per scale, a row per model "
-            "and, per dataset, PSNR / SSIM / LPIPS, with Bits, Params and OPs (one network call, 256x256 "
-            "output). The best value of each column among the 1-bit models is bold. --paper bidiffsr adds "
+            "and, per dataset, PSNR / SSIM / LPIPS / NIQE (those the results have), with Bits, Params and OPs "
+            "(one network call, 256x256 output). The best value of each column among the 1-bit models is bold. --paper bidiffsr adds "
             "the published rows of BI-DiffSR's Table 2 for the datasets you evaluated (marked †, not ranked). "
             "Writes the Markdown file and a long-form CSV beside it, and prints the Markdown."
         ),
@@ -214,7 +214,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from binsr.analysis.published import bidiffsr_table
-    from binsr.analysis.report import build_tables, load_results, report_markdown
+    from binsr.analysis.report import METRICS, build_tables, load_results, report_markdown
     from binsr.utils import atomic_write, write_csv
 
     labels = dict(parse_key_value(text, "--label") for text in args.label)
@@ -226,7 +226,7 @@ def _run_report(args: argparse.Namespace) -> int:
         handle.write(text)
     csv_path = Path(args.csv) if args.csv else Path(args.output).with_suffix(".csv")
     write_csv(csv_path, [record for table in tables for record in table.records()],
-              ["scale", "method", "source", "bits", "params", "ops", "dataset", "psnr", "ssim", "lpips"])
+              ["scale", "method", "source", "bits", "params", "ops", "dataset", *(key for key, *_ in METRICS)])
     print(text)
     print(f"wrote {args.output} and {csv_path}")
     return 0

@@ -60,12 +60,13 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lpips-alexnet", metavar="PATH", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
     p.add_argument("--lpips-lin", metavar="PATH", help="lpips v0.1 linear weights (default: from the lpips package)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_run_eval)
+    p.set_defaults(run=_run_eval, usage_error=p.error)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     from binsr.data import LRPhotoDataset, SREvalDataset, resolve_data_dir
-    from binsr.errors import MetricUnavailable
+    from binsr.data.degraded_set import paired_name
+    from binsr.errors import DataError, MetricUnavailable
     from binsr.evaluation import describe_model, evaluate
     from binsr.metrics.lpips import load_lpips
     from binsr.utils import format_table, write_json
@@ -76,12 +77,16 @@ def _run_eval(args: argparse.Namespace) -> int:
     if problem is not None:  # found before any image is upscaled
         raise BinsrError(f"--json {problem}")
     if args.data is None and args.lr_data is None:
-        raise BinsrError("give --data (HR images) or --lr-data (LR images), or both")
-    lr_dir = resolve_data_dir(args.lr_data, args.data_root) if args.lr_data else None
+        args.usage_error("give --data (HR images), --lr-data (LR images) or both")
+    try:
+        lr_dir = resolve_data_dir(args.lr_data, args.data_root) if args.lr_data else None
+    except DataError:
+        raise DataError(f"LR folder not found: {args.lr_data} (--lr-data; also looked under the data root)") from None
     if args.data is None:
         dataset = LRPhotoDataset(lr_dir)
     else:
         dataset = SREvalDataset(resolve_data_dir(args.data, args.data_root), args.scale, lr_dir=lr_dir)
+    dataset_name = dataset.name if lr_dir is None or args.data is None else paired_name(dataset.name, lr_dir)
     device = pick_device(args.device)
     upscaler = load_upscaler(args, device)
     lpips_model = None
@@ -91,7 +96,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         except MetricUnavailable as err:
             print(f"{PROG}: {err}", file=sys.stderr)
     channels = "rgb" if args.rgb else "y"
-    result = evaluate(upscaler, dataset, dataset.name, lpips_model, channels, device, progress=not args.quiet,
+    result = evaluate(upscaler, dataset, dataset_name, lpips_model, channels, device, progress=not args.quiet,
                       with_niqe=args.niqe or lr_dir is not None)
     result.info = describe_model(args.model, count=not args.no_complexity, steps=args.steps)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,6 +32,16 @@ def image_seed(seed: int, name: str) -> int:
     """The seed of image ``name`` (its path relative to the HR folder) in the set made with ``seed``."""
     digest = hashlib.sha256(f"binsr-degrade/{seed}/{name}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def paired_name(hr_name: str, lr_dir: str | os.PathLike[str]) -> str:
+    """The name of a benchmark whose LR images come from ``lr_dir``: "Set14-real (seed 0)" for a set made
+    by :func:`degrade_folder`, else "Set14 (LR: folder name)"."""
+    try:
+        manifest = json.loads((Path(lr_dir) / MANIFEST).read_text())
+        return f"{hr_name}-real (seed {int(manifest['seed'])})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{hr_name} (LR: {Path(lr_dir).resolve().name})"
 
 
 def degraded_paths(hr_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:

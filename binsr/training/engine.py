@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from binsr.binary import set_training_progress
 from binsr.config import to_dict
 from binsr.data import SREvalDataset, SRTrainDataset, resolve_data_dir
+from binsr.data.degraded_set import image_seed
 from binsr.data.realesrgan import RealESRGANDegradation
 from binsr.diffusion.sr3 import sample_generators
 from binsr.errors import BinsrError, BinsrWarning
@@ -88,6 +89,7 @@ class Trainer:
 
         data = config.data
         degradation = RealESRGANDegradation(data.realesrgan) if data.degradation == "realesrgan" else None
+        self.val_degradation = degradation
         self.dataset = SRTrainDataset(resolve_data_dir(data.train, data_root), data.scale, data.patch_size,
                                       augment=data.augment, seed=config.seed, degradation=degradation)
         self.global_batch = data.batch_size * self.world
@@ -165,7 +167,8 @@ class Trainer:
     def validate(self) -> float | None:
         """Mean PSNR (Y, border = scale) of the model's outputs on the validation folder: its first
         ``data.val_limit`` images, each cut to its central ``data.val_crop``² HR pixels (bounded time and
-        memory; the upscaler also tiles large outputs), with a progress bar."""
+        memory; the upscaler also tiles large outputs), with a progress bar. A model trained on Real-ESRGAN
+        degradations is validated on them: each image's LR is the one ``binsr degrade VAL --seed 0`` makes."""
         if self.val_dir is None:
             return None
         net = self.ema if self.ema is not None else self.model
@@ -176,7 +179,11 @@ class Trainer:
         scores = []
         for index in tqdm(range(count), desc="validate", unit="img", leave=False,
                           disable=not (self.progress and self.rank == 0)):
-            lr, hr = _central_crop(dataset[index], crop, scale)
+            sample = dataset[index]
+            if self.val_degradation is not None:
+                seed = image_seed(0, sample["name"])
+                sample["lr"] = self.val_degradation(sample["hr"], torch.Generator().manual_seed(seed))
+            lr, hr = _central_crop(sample, crop, scale)
             with torch.no_grad():
                 sr = upscaler.upscale(lr[None].to(self.device))[0].cpu()
             scores.append(float(psnr(sr, hr, crop_border=scale)))
