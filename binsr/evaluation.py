@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from binsr.complexity import count_complexity
+from binsr.errors import DataError
 from binsr.image.color import quantize
 from binsr.metrics.lpips import LPIPS, lpips_distance
 from binsr.metrics.niqe import niqe
@@ -112,7 +113,10 @@ def evaluate(
             if lpips_model is not None:
                 score.lpips = float(lpips_distance(lpips_model, quantize(sr), hr))  # of the saved 8-bit image
         if with_niqe or hr is None:
-            score.niqe = niqe(quantize(sr).cpu(), crop_border=scale)
+            try:
+                score.niqe = niqe(quantize(sr).cpu(), crop_border=scale)
+            except ValueError as err:  # too small for NIQE's blocks: say which image
+                raise DataError(f"{sample['name']}: {err}") from None
         result.per_image.append(score)
     return result
 

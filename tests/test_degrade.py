@@ -93,3 +93,11 @@ def test_eval_adds_niqe_on_a_degraded_set_and_scores_lr_photos_with_niqe_alone(h
     assert main(["report", str(paired), str(photos), "-o", str(tmp_path / "table.md")]) == 0
     table = (tmp_path / "table.md").read_text()
     assert "hr-real (seed 0) PSNR↑" in table and "hr-real (seed 0) NIQE↓" in table and "lr NIQE↓" in table
+
+
+def test_a_photo_too_small_for_niqe_is_named(tmp_path, rng, capsys) -> None:
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(smooth_image(rng, 30, 30)).save(tmp_path / "photos" / "tiny.png")  # 120x120 at x4: one block
+    assert main(["eval", "--lr-data", str(tmp_path / "photos"), "--scale", "4", "--no-complexity", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("binsr: error: tiny.png: niqe needs two 96x96 blocks") and err.count("\n") == 1
