@@ -27,17 +27,18 @@ from binsr.analysis import (
     random_sign_ranks,
     sign_matrix,
 )
-from binsr.analysis.compare import Crop, comparison_figure, detail_crop, score_panel
+from binsr.analysis.compare import Crop, comparison_figure, detail_crop, niqe_panel, score_panel
 from binsr.analysis.curves import curves_figure, read_log, smooth
 from binsr.analysis.frequency import low_frequency_mask, spatial_maps
 from binsr.analysis.published import DATASETS, bidiffsr_table
 from binsr.analysis.report import build_tables, load_results
 from binsr.binary import ThreeBranch, binarize
 from binsr.cli import main
-from binsr.data import SREvalDataset
+from binsr.data import LRPhotoDataset, SREvalDataset
 from binsr.deploy import export_packed
 from binsr.errors import BinsrError
 from binsr.evaluation import describe_model
+from binsr.metrics.niqe import niqe
 from binsr.training import Trainer, load_train_config
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -360,6 +361,23 @@ def test_analyze_compare_command_scores_like_eval(onestep_files: dict[str, Path]
     assert main(["analyze", "compare", "--data", str(onestep_files["images"]), "--scale", "4", "--images", "im9",
                  "--out", str(out)]) == 1
     assert "no image 'im9'" in capsys.readouterr().err
+
+
+def test_compare_on_real_lr_photos_labels_each_output_with_its_niqe(tmp_path: Path, rng) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(smooth_image(rng, 56, 40)).save(photos / "p.png")  # 224x160 at x4: two NIQE blocks
+    out = tmp_path / "figures"
+    assert main(["analyze", "compare", "--lr-data", str(photos), "--scale", "4", "--crop-size", "32",
+                 "--out", str(out), "--quiet"]) == 0
+    assert_png(out / "compare_p.png")
+    lr = LRPhotoDataset(photos)[0]["lr"]
+    panel = niqe_panel("bicubic", pipelines.load("bicubic", 4).upscale(lr[None])[0], 4)
+    assert panel.niqe == pytest.approx(niqe(panel.image, crop_border=4), abs=0) and panel.psnr is None
+    assert panel.score() == f"NIQE {panel.niqe:.2f}"
+    figure = comparison_figure("p.png", panel.image, [panel], Crop(0, 0, 32), reference=None)
+    assert len(figure.axes) == 2 and figure.axes[1].get_xlabel() == f"bicubic\nNIQE {panel.niqe:.2f}"
+    assert niqe_panel("tiny", torch.rand(3, 100, 100), 4).score() == "PSNR / SSIM"  # too small: no NIQE
 
 
 # --- report tables ---------------------------------------------------------------------------------

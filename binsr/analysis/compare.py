@@ -1,5 +1,7 @@
 """Visual comparisons (the papers' Fig. 4/5): the same crop of HR, bicubic and each model's output,
-beside the full image with the crop box drawn, each labelled with the image's PSNR / SSIM."""
+beside the full image with the crop box drawn, each labelled with the image's PSNR / SSIM. For real LR
+photos without HR (BiMaCoSR's RealSR figures): the crops of bicubic and each output beside the full
+bicubic image, each labelled with the output's NIQE."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 from binsr.analysis.figures import new_figure, save_png
 from binsr.errors import BinsrError
 from binsr.image.color import quantize, rgb_to_y
+from binsr.metrics.niqe import niqe
 from binsr.metrics.psnr_ssim import psnr, ssim
 from binsr.pipelines.base import Upscaler
 
@@ -67,6 +70,14 @@ class Panel:
     image: torch.Tensor  # (3, H, W) in [0, 1]
     psnr: float | None = None
     ssim: float | None = None
+    niqe: float | None = None
+
+    def score(self) -> str:
+        if self.psnr is not None:
+            return f"{self.psnr:.2f} dB / {self.ssim:.4f}"
+        if self.niqe is not None:
+            return f"NIQE {self.niqe:.2f}"
+        return "PSNR / SSIM"
 
 
 def score_panel(label: str, sr: torch.Tensor, hr: torch.Tensor, scale: int, gray: bool) -> Panel:
@@ -77,9 +88,22 @@ def score_panel(label: str, sr: torch.Tensor, hr: torch.Tensor, scale: int, gray
                  float(ssim(sr, hr, crop_border=scale, channels=channels)))
 
 
-def comparison_figure(name: str, hr: torch.Tensor, panels: list[Panel], crop: Crop) -> Figure:
-    """The full HR image with the crop box (left) and the crop of HR and every panel (right)."""
-    count = len(panels) + 1
+def niqe_panel(label: str, sr: torch.Tensor, scale: int) -> Panel:
+    """Panel of an 8-bit-quantized output of an LR photo, with its NIQE as ``binsr eval`` computes it (None
+    when the output is too small for NIQE's blocks)."""
+    sr = quantize(sr.clamp(0, 1))
+    try:
+        return Panel(label, sr, niqe=niqe(sr, crop_border=scale))
+    except ValueError:
+        return Panel(label, sr)
+
+
+def comparison_figure(name: str, hr: torch.Tensor, panels: list[Panel], crop: Crop,
+                      reference: str | None = "HR") -> Figure:
+    """The full image ``hr`` with the crop box (left) and the crop of every panel (right), after the crop of
+    ``hr`` itself labelled ``reference`` (None: ``hr`` is one of the panels, not shown twice)."""
+    panels = ([Panel(reference, hr)] if reference else []) + panels
+    count = len(panels)
     rows = 1 if count <= 4 else 2
     cols = math.ceil(count / rows)
     height, width = hr.shape[-2:]
@@ -93,11 +117,10 @@ def comparison_figure(name: str, hr: torch.Tensor, panels: list[Panel], crop: Cr
     full.set_title(name, fontsize="medium")
     full.axis("off")
     window = (slice(None), slice(crop.top, crop.top + crop.size), slice(crop.left, crop.left + crop.size))
-    for index, panel in enumerate([Panel("HR", hr)] + panels):
+    for index, panel in enumerate(panels):
         axes = figure.add_subplot(grid[index // cols, 1 + index % cols])
         axes.imshow(_pixels(panel.image[window]), interpolation="nearest")
-        score = "PSNR / SSIM" if panel.psnr is None else f"{panel.psnr:.2f} dB / {panel.ssim:.4f}"
-        axes.set_xlabel(f"{panel.label}\n{score}", fontsize="small")
+        axes.set_xlabel(f"{panel.label}\n{panel.score()}", fontsize="small")
         axes.set_xticks([])
         axes.set_yticks([])
     return figure
@@ -106,22 +129,31 @@ def comparison_figure(name: str, hr: torch.Tensor, panels: list[Panel], crop: Cr
 def visual_comparisons(dataset, upscalers: list[Upscaler], out_dir: str | os.PathLike[str],  # noqa: ANN001
                        crop: Crop | None = None, crop_size: int = 64, names: list[str] | None = None,
                        progress: bool = True) -> list[Path]:
-    """Write ``compare_<image>.png`` to ``out_dir`` for each image of ``dataset`` (an SREvalDataset;
-    ``names`` selects images by file name or stem) and return the paths."""
+    """Write ``compare_<image>.png`` to ``out_dir`` for each image of ``dataset`` and return the paths.
+    ``dataset``: an SREvalDataset (PSNR / SSIM against HR) or an LRPhotoDataset (real photos, NIQE; the
+    first upscaler, bicubic, is the full image and the crop is chosen on it); ``names`` selects images by
+    file name or stem; ``scale`` is the upscalers' factor."""
     indices = _select(dataset, names)
+    scale = upscalers[0].scale
     written = []
     for index in tqdm(indices, desc="visual comparison", unit="img", disable=not progress):
         sample = dataset[index]
-        hr, stem = sample["hr"], Path(sample["name"]).stem
-        window = crop or detail_crop(hr, crop_size)
-        window.check(*hr.shape[-2:], sample["name"])
-        panels = []
+        hr, stem = sample.get("hr"), Path(sample["name"]).stem
+        outputs = []
         for upscaler in upscalers:
             with torch.no_grad():
-                sr = upscaler.upscale(sample["lr"][None])[0].cpu()
-            panels.append(score_panel(upscaler.name, sr, hr, dataset.scale, bool(sample.get("gray"))))
+                outputs.append(upscaler.upscale(sample["lr"][None])[0].cpu())
+        if hr is None:
+            panels = [niqe_panel(u.name, sr, scale) for u, sr in zip(upscalers, outputs)]
+            full = panels[0].image
+        else:
+            panels = [score_panel(u.name, sr, hr, scale, bool(sample.get("gray"))) for u, sr in zip(upscalers, outputs)]
+            full = hr
+        window = crop or detail_crop(full, crop_size)
+        window.check(*full.shape[-2:], sample["name"])
+        title = f"{sample['name']} (x{scale})" if hr is not None else f"{sample['name']} (x{scale}, {panels[0].label})"
         path = Path(out_dir) / f"compare_{stem}.png"
-        save_png(comparison_figure(f"{sample['name']} (x{dataset.scale})", hr, panels, window), path)
+        save_png(comparison_figure(title, full, panels, window, "HR" if hr is not None else None), path)
         written.append(path)
     return written
 
@@ -129,11 +161,11 @@ def visual_comparisons(dataset, upscalers: list[Upscaler], out_dir: str | os.Pat
 def _select(dataset, names: list[str] | None) -> list[int]:  # noqa: ANN001
     if not names:
         return list(range(len(dataset)))
-    known = {name: i for i, name in enumerate(dataset.pairs.names)}
+    known = {name: i for i, name in enumerate(dataset.names)}
     known.update({Path(name).stem: i for name, i in list(known.items())})
     missing = [n for n in names if n not in known]
     if missing:
-        raise BinsrError(f"no image {missing[0]!r} in {dataset.name} (has: {', '.join(dataset.pairs.names)})")
+        raise BinsrError(f"no image {missing[0]!r} in {dataset.name} (has: {', '.join(dataset.names)})")
     return [known[n] for n in names]
 
 

@@ -9,6 +9,7 @@ from binsr.cli.common import (
     Parser,
     add_data_arguments,
     add_sampling_arguments,
+    eval_dataset,
     parse_int_list,
     parse_key_value,
     pick_device,
@@ -85,15 +86,18 @@ def add_analyze(commands: argparse._SubParsersAction) -> None:
         "compare",
         help="the same crop of HR, bicubic and each model's output, beside the full image (Fig. 4/5 style)",
         description=(
-            "For each image of --data: make the LR image (MATLAB bicubic), upscale it with every --model, and "
-            "draw the full HR image with the crop box next to the crop of HR and of each output, labelled with "
-            "the whole image's PSNR / SSIM (Y channel, as binsr eval). Bicubic comes first unless listed. The "
-            "crop is --crop, or the --crop-size window with the most detail. Writes compare_IMAGE.png."
+            "For each image of --data: make the LR image (MATLAB bicubic; or read it from --lr-data), upscale "
+            "it with every --model, and draw the full HR image with the crop box next to the crop of HR and of "
+            "each output, labelled with the whole image's PSNR / SSIM (Y channel, as binsr eval). With "
+            "--lr-data and no --data (real LR photos), the full image is the bicubic one and each output is "
+            "labelled with its NIQE. Bicubic comes first unless listed. The crop is --crop, or the "
+            "--crop-size window with the most detail. Writes compare_IMAGE.png."
         ),
-        epilog="example: binsr analyze compare --data Set5 --scale 4 --model fp.safetensors --model bimacosr.safetensors "
-               "--images butterfly --out figures/",
+        epilog="examples: binsr analyze compare --data Set5 --scale 4 --model fp.safetensors --model "
+               "bimacosr.safetensors --images butterfly --out figures/; binsr analyze compare --lr-data RealSet65 "
+               "--scale 4 --model bimacosr-x4 --images 0014 --out figures/",
     )
-    add_data_arguments(compare)
+    add_data_arguments(compare, lr_data=True)
     compare.add_argument("--scale", type=int, required=True, choices=range(2, 9), metavar="S", help="upscaling factor")
     compare.add_argument("--model", action="append", default=[], metavar="NAME|FILE",
                          help="a model to show (repeatable; bicubic or a model file)")
@@ -168,8 +172,8 @@ def _run_analyze_curves(args: argparse.Namespace) -> int:
 def _run_analyze_compare(args: argparse.Namespace) -> int:
     from binsr import pipelines
     from binsr.analysis.compare import Crop, visual_comparisons
-    from binsr.data import SREvalDataset, resolve_data_dir
 
+    dataset, _ = eval_dataset(args)
     device = pick_device(args.device)
     models = list(args.model) if "bicubic" in args.model else ["bicubic", *args.model]
     upscalers = [pipelines.load(m, args.scale, device=device, steps=args.steps, seed=args.seed)
@@ -178,7 +182,6 @@ def _run_analyze_compare(args: argparse.Namespace) -> int:
     for model, upscaler in zip(models, upscalers):
         if names.count(upscaler.name) > 1:  # e.g. a model and its packed export: tell them apart by file
             upscaler.name = f"{upscaler.name} ({os.path.basename(model)})"
-    dataset = SREvalDataset(resolve_data_dir(args.data, args.data_root), args.scale)
     crop = Crop.parse(args.crop) if args.crop else None
     if args.crop_size < 1:
         raise BinsrError(f"--crop-size must be at least 1, got {args.crop_size}")

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from binsr.errors import BinsrError, BinsrWarning
+from binsr.errors import BinsrError, BinsrWarning, DataError
 
 if TYPE_CHECKING:
     from binsr.pipelines.base import Upscaler
@@ -49,11 +50,33 @@ def add_sampling_arguments(p: argparse.ArgumentParser, quiet: bool = True) -> No
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_data_arguments(p: argparse.ArgumentParser, required: bool = True, extra_help: str = "") -> None:
-    p.add_argument("--data", required=required, metavar="DIR",
+def add_data_arguments(p: argparse.ArgumentParser, lr_data: bool = False) -> None:
+    """--data and --data-root; with ``lr_data``, also --lr-data, and --data may be left out (LR photos, see
+    :func:`eval_dataset`)."""
+    p.add_argument("--data", required=not lr_data, metavar="DIR",
                    help="folder of HR images, or a dataset name under the data root ($BINSR_DATA, default "
-                   "../shared/data)" + extra_help)
+                   "../shared/data)" + ("; may be left out with --lr-data (real LR photos)" if lr_data else ""))
     p.add_argument("--data-root", metavar="DIR", help="data root for dataset names (overrides $BINSR_DATA)")
+    if lr_data:
+        p.add_argument("--lr-data", metavar="DIR", help="folder (or dataset name) of LR images: matching the HR "
+                       "ones by name (paired mode) instead of bicubic, or real LR photos without HR")
+        p.set_defaults(usage_error=p.error)
+
+
+def eval_dataset(args: argparse.Namespace) -> tuple[Any, Path | None]:
+    """(dataset, LR folder or None) of --data / --lr-data: HR images with bicubic or paired LR images
+    (``SREvalDataset``), or LR photos alone (``LRPhotoDataset``); neither is a usage error."""
+    from binsr.data import LRPhotoDataset, SREvalDataset, resolve_data_dir
+
+    if args.data is None and args.lr_data is None:
+        args.usage_error("give --data (HR images), --lr-data (LR images) or both")
+    try:
+        lr_dir = resolve_data_dir(args.lr_data, args.data_root) if args.lr_data else None
+    except DataError:
+        raise DataError(f"LR folder not found: {args.lr_data} (--lr-data; also looked under the data root)") from None
+    if args.data is None:
+        return LRPhotoDataset(lr_dir), lr_dir
+    return SREvalDataset(resolve_data_dir(args.data, args.data_root), args.scale, lr_dir=lr_dir), lr_dir
 
 
 def positive_int(text: str) -> int:

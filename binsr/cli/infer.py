@@ -15,6 +15,7 @@ from binsr.cli.common import (
     add_data_arguments,
     add_model_arguments,
     bounded_float,
+    eval_dataset,
     load_upscaler,
     non_negative_int,
     pick_device,
@@ -46,9 +47,7 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
                "--scale 4 (NIQE only)",
     )
     add_model_arguments(p, required=False)
-    add_data_arguments(p, required=False, extra_help="; may be left out with --lr-data (NIQE only)")
-    p.add_argument("--lr-data", metavar="DIR", help="folder (or dataset name) of LR images: matching the HR ones "
-                   "by name (paired mode) instead of bicubic, or real LR photos without HR")
+    add_data_arguments(p, lr_data=True)
     p.add_argument("--scale", type=int, required=True, choices=range(2, 9), metavar="S", help="upscaling factor (2-8)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--rgb", action="store_true", help="compute PSNR/SSIM on RGB instead of the Y channel")
@@ -60,13 +59,12 @@ def add_eval(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lpips-alexnet", metavar="PATH", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth)")
     p.add_argument("--lpips-lin", metavar="PATH", help="lpips v0.1 linear weights (default: from the lpips package)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_run_eval, usage_error=p.error)
+    p.set_defaults(run=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from binsr.data import LRPhotoDataset, SREvalDataset, resolve_data_dir
     from binsr.data.degraded_set import paired_name
-    from binsr.errors import DataError, MetricUnavailable
+    from binsr.errors import MetricUnavailable
     from binsr.evaluation import describe_model, evaluate
     from binsr.metrics.lpips import load_lpips
     from binsr.utils import format_table, write_json
@@ -76,16 +74,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     problem = writable_problem(Path(args.json)) if args.json else None
     if problem is not None:  # found before any image is upscaled
         raise BinsrError(f"--json {problem}")
-    if args.data is None and args.lr_data is None:
-        args.usage_error("give --data (HR images), --lr-data (LR images) or both")
-    try:
-        lr_dir = resolve_data_dir(args.lr_data, args.data_root) if args.lr_data else None
-    except DataError:
-        raise DataError(f"LR folder not found: {args.lr_data} (--lr-data; also looked under the data root)") from None
-    if args.data is None:
-        dataset = LRPhotoDataset(lr_dir)
-    else:
-        dataset = SREvalDataset(resolve_data_dir(args.data, args.data_root), args.scale, lr_dir=lr_dir)
+    dataset, lr_dir = eval_dataset(args)
     dataset_name = dataset.name if lr_dir is None or args.data is None else paired_name(dataset.name, lr_dir)
     device = pick_device(args.device)
     upscaler = load_upscaler(args, device)

@@ -123,6 +123,11 @@ class SREvalDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    @property
+    def names(self) -> list[str]:
+        """The images' paths relative to the HR folder, in order."""
+        return self.pairs.names
+
     def __getitem__(self, index: int) -> Sample:
         lr, hr = self.pairs.arrays(index)
         return {
@@ -146,13 +151,13 @@ class LRPhotoDataset(Dataset):
             raise DataError(f"no images ({', '.join(sorted(image_extensions()))}) found in {self.lr_dir}")
         self.dtype = dtype
         self.name = self.lr_dir.resolve().name
+        self.names = [path.relative_to(self.lr_dir).as_posix() for path in self.paths]
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Sample:
-        return {"name": self.paths[index].relative_to(self.lr_dir).as_posix(),
-                "lr": array_to_tensor(read_image_array(self.paths[index]), self.dtype)}
+        return {"name": self.names[index], "lr": array_to_tensor(read_image_array(self.paths[index]), self.dtype)}
 
 
 class SRTrainDataset(Dataset):
