@@ -132,13 +132,16 @@ def visual_comparisons(dataset, upscalers: list[Upscaler], out_dir: str | os.Pat
     """Write ``compare_<image>.png`` to ``out_dir`` for each image of ``dataset`` and return the paths.
     ``dataset``: an SREvalDataset (PSNR / SSIM against HR) or an LRPhotoDataset (real photos, NIQE; the
     first upscaler, bicubic, is the full image and the crop is chosen on it); ``names`` selects images by
-    file name or stem; ``scale`` is the upscalers' factor."""
+    file name or stem. A given ``crop`` is checked against each image before its models run."""
     indices = _select(dataset, names)
     scale = upscalers[0].scale
     written = []
     for index in tqdm(indices, desc="visual comparison", unit="img", disable=not progress):
         sample = dataset[index]
         hr, stem = sample.get("hr"), Path(sample["name"]).stem
+        if crop is not None:
+            crop.check(*(hr.shape[-2:] if hr is not None else [n * scale for n in sample["lr"].shape[-2:]]),
+                       sample["name"])
         outputs = []
         for upscaler in upscalers:
             with torch.no_grad():
@@ -150,7 +153,6 @@ def visual_comparisons(dataset, upscalers: list[Upscaler], out_dir: str | os.Pat
             panels = [score_panel(u.name, sr, hr, scale, bool(sample.get("gray"))) for u, sr in zip(upscalers, outputs)]
             full = hr
         window = crop or detail_crop(full, crop_size)
-        window.check(*full.shape[-2:], sample["name"])
         title = f"{sample['name']} (x{scale})" if hr is not None else f"{sample['name']} (x{scale}, {panels[0].label})"
         path = Path(out_dir) / f"compare_{stem}.png"
         save_png(comparison_figure(title, full, panels, window, "HR" if hr is not None else None), path)
