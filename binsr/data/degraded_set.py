@@ -44,10 +44,14 @@ def paired_name(hr_name: str, lr_dir: str | os.PathLike[str]) -> str:
         return f"{hr_name} (LR: {Path(lr_dir).resolve().name})"
 
 
+def lr_path(out_dir: str | os.PathLike[str], name: str) -> Path:
+    """Where the LR image of HR image ``name`` goes: ``out_dir/<name without extension>.png``."""
+    return Path(out_dir) / Path(name).with_suffix(".png")
+
+
 def degraded_paths(hr_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
-    """(name, LR file) for every HR image: ``out_dir/<name without extension>.png``."""
-    pairs = _ImagePairs(hr_dir, 1, cache=False)
-    return [(name, Path(out_dir) / Path(name).with_suffix(".png")) for name in pairs.names]
+    """(name, LR file) for every HR image of ``hr_dir``."""
+    return [(name, lr_path(out_dir, name)) for name in _ImagePairs(hr_dir, 1, cache=False).names]
 
 
 def degrade_folder(hr_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], scale: int = 4,
@@ -66,12 +70,12 @@ def degrade_folder(hr_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
         name = pairs.names[index]
         _, hr = pairs.arrays(index)  # mod-cropped HR, as the evaluation reads it
         image = array_to_tensor(hr, torch.float32)
-        generator = torch.Generator().manual_seed(image_seed(seed, name))
-        lr = degradation(image, generator)
-        target = Path(out_dir) / Path(name).with_suffix(".png")
+        own_seed = image_seed(seed, name)
+        lr = degradation(image, torch.Generator().manual_seed(own_seed))
+        target = lr_path(out_dir, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_image(target, lr)
-        images[name] = {"seed": image_seed(seed, name), "hr_size": [hr.shape[1], hr.shape[0]],
+        images[name] = {"seed": own_seed, "hr_size": [hr.shape[1], hr.shape[0]],
                         "lr": target.relative_to(out_dir).as_posix(), "drawn": degradation.last_record}
     manifest = {"degradation": "realesrgan", "scale": scale, "seed": seed,
                 "hr_folder": Path(hr_dir).resolve().name, "settings": dataclasses.asdict(config),

@@ -31,6 +31,8 @@ _SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # neighbour products: right, down, 
 _SHAPES = {"mu_pris_param": (1, 36), "cov_pris_param": (36, 36), "gaussian_window": (7, 7)}
 # The AGGD shape is found on this grid, as in the MATLAB release and BasicSR (0.2 to 10 in steps of 0.001).
 _ALPHA_GRID = torch.arange(200, 10001, dtype=torch.float64) / 1000
+# rho(alpha) = Gamma(2/alpha)^2 / (Gamma(1/alpha) Gamma(3/alpha)) on that grid: what the moment ratio is matched to
+_RHO_GRID = torch.exp(2 * torch.lgamma(2 / _ALPHA_GRID) - torch.lgamma(1 / _ALPHA_GRID) - torch.lgamma(3 / _ALPHA_GRID))
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,11 +122,9 @@ def _aggd(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gamma_hat = left_std / right_std
     r_hat = x.abs().mean(1) ** 2 / (x * x).mean(1)
     r_hat_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
-    g = _ALPHA_GRID
-    r_grid = torch.exp(2 * torch.lgamma(2 / g) - torch.lgamma(1 / g) - torch.lgamma(3 / g))
     # a block without negative or positive values has no fit: the grid's first shape, as MATLAB's min (and
     # numpy's argmin) return for all-NaN differences; its scales stay NaN
-    alpha = g[((r_grid[None] - r_hat_norm[:, None]) ** 2).nan_to_num(nan=0.0).argmin(1)]
+    alpha = _ALPHA_GRID[((_RHO_GRID[None] - r_hat_norm[:, None]) ** 2).nan_to_num(nan=0.0).argmin(1)]
     ratio = torch.exp(0.5 * (torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)))
     return alpha, left_std * ratio, right_std * ratio
 
