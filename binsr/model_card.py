@@ -2,7 +2,8 @@
 
 A card is a small JSON dict written beside a packed file (``binsr export ... --card``): architecture
 (the model file's own network, process and autoencoder descriptions, Params, OPs), training (recipe,
-data, steps, wall-clock hours from the run's log, the hardware) and the mean metrics of ``binsr eval --json``
+data, steps, wall-clock hours from the run's log, the hardware; for a distilled student also the teacher and
+the initialisation it was made from, with their own steps and hours) and the mean metrics of ``binsr eval --json``
 results of that model.
 """
 
@@ -38,6 +39,23 @@ def training_hours(log_path: str | os.PathLike[str]) -> float | None:
                 total += last
             last = seconds
     return (total + last) / 3600
+
+
+def earlier_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model files a distilled student was made from (``teacher``, ``init``) that are still where its
+    recipe names them: each one's recipe, training data, steps and hours (from ``log.csv`` beside it)."""
+    stages = []
+    for role in ("teacher", "init"):
+        path = recipe.get(role)
+        if not path or not Path(path).is_file():
+            continue
+        spec = read_model_spec(path)
+        stage = spec.recipe or {}
+        hours = training_hours(Path(path).parent / "log.csv")
+        stages.append({"role": role, "recipe": stage.get("name"), "task": stage.get("task"),
+                       "degradation": stage.get("data", {}).get("degradation"), "steps": spec.trained_steps,
+                       "hours": None if hours is None else round(hours, 2)})
+    return stages
 
 
 def this_machine() -> str:
@@ -91,7 +109,7 @@ def model_card(model_path: str | os.PathLike[str], name: str, results: list[dict
         "training": {"recipe": recipe.get("name"), "task": recipe.get("task"),
                      "data": {k: data.get(k) for k in ("train", "val", "degradation", "patch_size", "batch_size")},
                      "steps": spec.trained_steps, "hours": None if hours is None else round(hours, 2),
-                     "hardware": hardware or this_machine()},
+                     "hardware": hardware or this_machine(), "made_from": earlier_stages(recipe)},
         "metrics": metrics,
         "source": Path(model_path).name,
         "binsr_version": __version__,

@@ -108,6 +108,24 @@ def test_one_distillation_step_lowers_the_student_teacher_mse() -> None:
     assert parts["distill"] == pytest.approx(direct.item(), rel=1e-5)
 
 
+def test_teacher_outputs_on_disk_are_shared_by_runs_of_the_same_teacher(tmp_path) -> None:
+    teacher, process = tiny_network().eval(), ResShift()
+    config = DistillConfig(cache_dir=str(tmp_path / "cache"))
+    generator = torch.Generator().manual_seed(0)
+    x_T, y = (to_model_range(torch.rand(2, 3, 16, 16, generator=generator)) for _ in range(2))
+    first = SinSRDistillation(process, teacher, config)
+    computed = first.teacher_outputs(x_T, y)
+    assert first.teacher_calls == 2 and torch.equal(computed, process.teacher_map(teacher, x_T, y))
+    again = SinSRDistillation(process, copy.deepcopy(teacher), config)  # another run, the same weights
+    assert torch.equal(again.teacher_outputs(x_T, y), computed) and again.teacher_calls == 0
+    other = copy.deepcopy(teacher)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    changed = SinSRDistillation(process, other, config)
+    changed.teacher_outputs(x_T, y)
+    assert changed.teacher_calls == 2  # another teacher never reads this teacher's outputs
+
+
 def test_sinsr_extra_terms() -> None:
     teacher = tiny_network().eval()
     process = ResShift()

@@ -16,6 +16,7 @@ from binsr.data.realesrgan import (
     RealESRGANDegradation,
     anisotropic_kernel,
     gaussian_noise,
+    poisson_noise,
     sinc_kernel,
 )
 
@@ -126,6 +127,20 @@ def test_gaussian_noise_has_the_drawn_sigma() -> None:
         assert (noisy - flat).std().item() == pytest.approx(10 / 255, rel=0.02)
         channels_equal = torch.equal(noisy[0], noisy[1])
         assert channels_equal == gray
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_poisson_noise_is_zero_mean_shot_noise_at_the_images_levels(gray: bool) -> None:
+    # Equal channels (gray is then the image itself): a 0.25 field, and one row holding all 256 values,
+    # so Real-ESRGAN's rule gives 256 photon levels and noise of std sqrt(0.25 * 256) / 256 * scale.
+    image = torch.full((3, 256, 256), 64 / 255, dtype=torch.float64)
+    image[:, 0] = torch.arange(256, dtype=torch.float64) / 255
+    scale = 1.5
+    noise = (poisson_noise(image, scale, gray, torch.Generator().manual_seed(0)) - image)[:, 1:]
+    expected_std = math.sqrt(64 / 255 * 256) / 256 * scale
+    assert noise.std().item() == pytest.approx(expected_std, rel=0.03)
+    assert abs(noise.mean().item()) < 4 * expected_std / math.sqrt(noise[0].numel())
+    assert torch.equal(noise[0], noise[1]) == gray
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

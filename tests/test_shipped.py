@@ -16,13 +16,15 @@ import binsr
 from binsr.cli import main
 from binsr.deploy import export_packed
 from binsr.image import read_image
+from binsr.model_card import earlier_stages, training_hours
 from binsr.pipelines import shipped
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_deploy import tiny_onestep_spec, trained_file
 
 CARD = {"name": "bimacosr-x4", "scale": 4, "method": "bimacosr", "bits": 1, "sampling": "1 network call",
-        "training": {"steps": 3, "hardware": "test"}, "metrics": {"Set5": {"psnr": 10.0, "ssim": 0.1}}}
+        "training": {"steps": 3, "hardware": "test", "data": {"degradation": "realesrgan"}},
+        "metrics": {"Set5": {"psnr": 10.0, "ssim": 0.1}, "RealSet65": {"niqe": 5.4321}}}
 
 
 @pytest.fixture
@@ -42,6 +44,8 @@ def test_models_lists_cards_and_load_takes_names(weights: Path, capsys: pytest.C
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "bimacosr-x4 (default)" in out and "10.00 / 0.1000" in out and "1 network call" in out
+    assert "real photos (noise, blur, JPEG)" in out  # which LR images it is for, from its training data
+    assert "RealSet65 NIQE" in out and "5.43" in out  # LR photos without HR: NIQE alone
     assert main(["models", "--json"]) == 0
     cards = json.loads(capsys.readouterr().out)
     assert cards["bimacosr-x4"]["file_bytes"] == (weights / "bimacosr-x4.safetensors").stat().st_size
@@ -88,12 +92,22 @@ def test_upscale_sample_compares_with_the_original(tmp_path: Path, capsys: pytes
 
 
 def test_training_hours_add_up_resumed_segments(tmp_path: Path) -> None:
-    from binsr.model_card import training_hours
 
     log = tmp_path / "log.csv"
     log.write_text("step,loss,lr,seconds,val_psnr\n1,1,1,100,\n2,1,1,3600,\n2,,,,20\n3,1,1,50,\n4,1,1,1800,\n")
     assert training_hours(log) == pytest.approx((3600 + 1800) / 3600)  # killed at 3600 s, resumed for 1800 s
     assert training_hours(tmp_path / "missing.csv") is None
+
+
+def test_a_cards_made_from_names_the_teacher_and_initialisation_with_their_hours(tmp_path: Path) -> None:
+    stage = tmp_path / "teacher-run"
+    stage.mkdir()
+    recipe = {"name": "teacher-recipe", "task": "resshift", "data": {"degradation": "realesrgan"}}
+    teacher = trained_file(stage, {**tiny_onestep_spec(), "recipe": recipe, "trained_steps": 7}, "model")
+    (stage / "log.csv").write_text("step,loss,lr,seconds,val_psnr\n7,1,1,5400,\n")
+    stages = earlier_stages({"teacher": str(teacher), "init": str(tmp_path / "gone.safetensors")})
+    assert stages == [{"role": "teacher", "recipe": "teacher-recipe", "task": "resshift", "degradation": "realesrgan",
+                       "steps": 7, "hours": 1.5}]  # a file no longer there is left out
 
 
 def test_export_writes_a_model_card_from_eval_results(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

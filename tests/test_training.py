@@ -57,6 +57,10 @@ def test_resume_after_kill_is_bit_exact(tmp_path, train_folder):
     rows = (cut / "log.csv").read_text().splitlines()[1:]
     steps = [int(r.split(",")[0]) for r in rows]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) == 40  # no duplicated rows after the resume
+    again = subprocess.run(binsr_cmd("train", "bidiffsr-small-x4", "--quiet", "--auto-resume",
+                                     *recipe(tmp_path, train_folder, "cut", *common)), check=True, capture_output=True, text=True)
+    assert again.stdout.startswith("trained 40 steps") and "nan" not in again.stdout  # a finished run: no step left
+    assert all(torch.equal(resumed[k], v) for k, v in final_weights(cut).items())
 
 
 def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, train_folder):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -238,6 +238,22 @@ def add_models(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_models)
 
 
+# what a model was trained on says which LR images it is for
+_LR_KINDS = {"bicubic": "clean (bicubic)", "realesrgan": "real photos (noise, blur, JPEG)"}
+
+
+def _card_scores(mean: dict[str, float] | None) -> str:
+    """A card's scores on one dataset: PSNR / SSIM, or NIQE alone on LR photos without HR."""
+    if not mean:
+        return "—"
+    return f"{mean['psnr']:.2f} / {mean['ssim']:.4f}" if mean.get("psnr") is not None else f"{mean['niqe']:.2f}"
+
+
+def _score_names(models: dict[str, Any], dataset: str) -> str:
+    cards = [m.card.get("metrics", {}).get(dataset) or {} for m in models.values()]
+    return "PSNR/SSIM" if any(mean.get("psnr") is not None for mean in cards) else "NIQE"
+
+
 def _run_models(args: argparse.Namespace) -> int:
     import json
 
@@ -261,10 +277,12 @@ def _run_models(args: argparse.Namespace) -> int:
         row = [name + (" (default)" if name == DEFAULT_MODEL else ""), f"x{card.get('scale', '?')}",
                card.get("method", "?"), str(card.get("bits", "?")), card.get("sampling", "?"),
                human_count(model.file_bytes, "B")]
-        row += [f"{metrics[d]['psnr']:.2f} / {metrics[d]['ssim']:.4f}" if d in metrics else "—" for d in datasets]
+        row += [_card_scores(metrics.get(d)) for d in datasets]
+        row.append(_LR_KINDS.get(training.get("data", {}).get("degradation", ""), "?"))
         hours = f", {training['hours']} h" if training.get("hours") else ""
         row.append(f"{training.get('steps', '?')} steps{hours}, {training.get('hardware', '?')}")
         rows.append(row)
-    headers = ["model", "scale", "method", "bits", "sampling", "file"] + [f"{d} PSNR/SSIM" for d in datasets] + ["trained"]
+    headers = ["model", "scale", "method", "bits", "sampling", "file", *(f"{d} {_score_names(models, d)}" for d in datasets),
+               "for LR", "trained"]
     print(format_table(headers, rows))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def add_train(commands: argparse._SubParsersAction) -> None:
@@ -33,6 +34,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     config = load_train_config(args.config, args.set)
     result = Trainer(config, resume="auto" if args.auto_resume else args.resume, data_root=args.data_root, progress=not args.quiet).train()
-    val = f", validation PSNR {result.val_psnr:.3f} dB" if result.val_psnr is not None else ""
-    print(f"trained {result.steps} steps (last loss {result.final_loss:.4f}{val}); model: {result.model_file}")
+    facts = [] if math.isnan(result.final_loss) else [f"last loss {result.final_loss:.4f}"]  # nan: no step left to run
+    facts += [f"validation PSNR {result.val_psnr:.3f} dB"] if result.val_psnr is not None else []
+    detail = f" ({', '.join(facts)})" if facts else ""
+    print(f"trained {result.steps} steps{detail}; model: {result.model_file}")
     return 0

@@ -223,7 +223,7 @@ def gaussian_noise(image: torch.Tensor, sigma: float, gray: bool, generator: tor
 
 def poisson_noise(image: torch.Tensor, scale: float, gray: bool, generator: torch.Generator) -> torch.Tensor:
     """Shot noise at 2^⌈log₂ n⌉ photon levels, n = distinct 8-bit values (Real-ESRGAN's rule), × scale."""
-    source = rgb_to_gray(image) if gray else image
+    source = rgb_to_gray(image) / 255 if gray else image  # rgb_to_gray is on the 0..255 scale
     source = (source.clamp(0, 1) * 255).round().cpu().double() / 255
     levels = 2 ** math.ceil(math.log2(max(2, len(torch.unique(source)))))
     noisy = torch.poisson(source * levels, generator=generator) / levels

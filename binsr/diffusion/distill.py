@@ -12,8 +12,12 @@ deterministic map in one call: L = MSE(f̂(x_T, y, T), F_θ(x_T, y)). SinSR's tw
   so distillation alone gives up PSNR; this term (with a smaller ``teacher_weight``) trades some of the
   teacher's detail for fidelity.
 
-The teacher runs without gradients, on the fly; with ``cache_size`` its outputs are kept per sample
-(keyed by the exact contents of x_T and y), so repeated inputs cost no teacher calls.
+The teacher runs without gradients, on the fly; with ``cache_size`` its outputs are kept in memory per
+sample (keyed by the exact contents of x_T and y), so repeated inputs cost no teacher calls. With
+``cache_dir`` they are also kept on disk, keyed by the teacher's weights as well: students trained from one
+teacher with the same data seed (BiMaCoSR and its same-budget XNOR / ReActNet baselines) see the same
+batches, so only the first run pays for the teacher's T network calls per sample, and the later ones read
+its outputs back bit for bit.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save
 
 from binsr.diffusion.resshift import Denoiser, ResShift
+from binsr.utils.fs import atomic_write
 
 
 @dataclass
@@ -36,6 +43,7 @@ class DistillConfig:
     consistency_weight: float = 0.0
     regression_weight: float = 0.0
     cache_size: int = 0  # teacher outputs kept in memory (0: none)
+    cache_dir: str | None = None  # folder of teacher outputs kept on disk (None: none)
 
     def __post_init__(self) -> None:
         if min(self.teacher_weight, self.inverse_weight, self.consistency_weight, self.regression_weight,
@@ -51,6 +59,9 @@ class SinSRDistillation:
         self.config = config or DistillConfig()
         self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.teacher_calls = 0  # samples the teacher has mapped (cache misses)
+        self.cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else None
+        # the disk cache's keys start with the teacher's weights and process, so a new teacher misses
+        self.teacher_key = _key(*teacher.state_dict().values(), prefix=repr(process.schedule)) if self.cache_dir else ""
 
     def start_states(self, y: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
         """x_T = y + κ√η_T ε with one seeded ε per sample."""
@@ -59,24 +70,47 @@ class SinSRDistillation:
 
     @torch.no_grad()
     def teacher_outputs(self, x_T: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """F_θ(x_T, y) per sample, from the cache where the same (x_T, y) was seen before."""
-        if not self.config.cache_size:
+        """F_θ(x_T, y) per sample, from the memory or disk cache where the same (x_T, y) was seen before."""
+        if not (self.config.cache_size or self.cache_dir):
             self.teacher_calls += x_T.shape[0]
             return self.process.teacher_map(self.teacher, x_T, y)
-        keys = [_key(x_T[i], y[i]) for i in range(x_T.shape[0])]
-        missing = [i for i, key in enumerate(keys) if key not in self.cache]
+        keys = [_key(x_T[i], y[i], prefix=self.teacher_key) for i in range(x_T.shape[0])]
+        found = [self._cached(key) for key in keys]
+        missing = [i for i, out in enumerate(found) if out is None]
         if missing:
             self.teacher_calls += len(missing)
             fresh = self.process.teacher_map(self.teacher, x_T[missing], y[missing])
             for i, out in zip(missing, fresh):
-                self.cache[keys[i]] = out.detach().cpu()
-                while len(self.cache) > self.config.cache_size:
-                    self.cache.popitem(last=False)
-        out = []
-        for key in keys:
+                found[i] = out.detach().cpu().contiguous()
+                self._store(keys[i], found[i])
+        return torch.stack(found).to(x_T)
+
+    def _cached(self, key: str) -> torch.Tensor | None:
+        if key in self.cache:
             self.cache.move_to_end(key)
-            out.append(self.cache[key])
-        return torch.stack(out).to(x_T)
+            return self.cache[key]
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        out = load_file(path)["target"]
+        self._remember(key, out)
+        return out
+
+    def _store(self, key: str, out: torch.Tensor) -> None:
+        self._remember(key, out)
+        path = self._path(key)
+        if path is not None:
+            with atomic_write(path) as handle:
+                handle.write(save({"target": out}))
+
+    def _remember(self, key: str, out: torch.Tensor) -> None:
+        if self.config.cache_size:
+            self.cache[key] = out
+            while len(self.cache) > self.config.cache_size:
+                self.cache.popitem(last=False)
+
+    def _path(self, key: str) -> Path | None:
+        return self.cache_dir / key[:2] / f"{key}.safetensors" if self.cache_dir else None
 
     def loss(self, student: Denoiser, x0: torch.Tensor, y: torch.Tensor,
              generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -106,8 +140,8 @@ class SinSRDistillation:
         return total, parts
 
 
-def _key(*tensors: torch.Tensor) -> str:
-    digest = hashlib.blake2b(digest_size=16)
+def _key(*tensors: torch.Tensor, prefix: str = "") -> str:
+    digest = hashlib.blake2b(prefix.encode(), digest_size=16)
     for tensor in tensors:
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
