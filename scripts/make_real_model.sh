@@ -9,8 +9,8 @@
 # 4. export the packed model and its card into the package, write the table (binsr report) and the visual
 #    comparison on RealSet65 crops (binsr analyze compare).
 # Run from the repository root with the data in ../shared/data (or $BINSR_DATA). Every 'binsr train'
-# resumes from its last checkpoint when run again. On 2 CPU cores the whole script takes about 2 hours (with
-# ×2 rows for bidiffsr-x2 at the end).
+# resumes from its last checkpoint when run again. On 2 CPU cores the whole script takes about 2 hours; run
+# again, it skips the scores already written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BINSR_DATA=${BINSR_DATA:-../shared/data}
@@ -33,15 +33,21 @@ for data in Set5 Set14; do
 done
 
 # 3. Scores. The new model is scored as shipped: its packed, fp16 file.
-binsr export runs/bimacosr-real-x4-cpu/model.safetensors -o runs/bimacosr-real-x4-cpu/packed.safetensors --fp16
+[ -f runs/bimacosr-real-x4-cpu/packed.safetensors ] ||
+  binsr export runs/bimacosr-real-x4-cpu/model.safetensors -o runs/bimacosr-real-x4-cpu/packed.safetensors --fp16
 mkdir -p runs/eval-real
+evaluate() {  # evaluate JSON ARGS...: binsr eval, unless an earlier run of this script wrote JSON
+  [ -f "$1" ] || binsr eval --quiet --json "$@"
+}
 score() {  # score NAME MODEL [clean]: realistic Set5 / Set14, RealSet65 NIQE, clean Set5 / Set14 if asked
   for data in Set5 Set14; do
-    binsr eval --model "$2" --data $data --lr-data "runs/real/$data" --scale 4 --quiet --json "runs/eval-real/$1-$data-real.json"
-    [ "${3:-}" = clean ] && binsr eval --model "$2" --data $data --scale 4 --quiet --json "runs/eval-real/$1-$data.json"
+    evaluate "runs/eval-real/$1-$data-real.json" --model "$2" --data $data --lr-data "runs/real/$data" --scale 4
+    if [ "${3:-}" = clean ]; then evaluate "runs/eval-real/$1-$data.json" --model "$2" --data $data --scale 4; fi
   done
-  [ "$1" = bidiffsr-x4 ] && return  # BI-DiffSR on RealSet65's 131 output megapixels: about 2 hours here
-  binsr eval --model "$2" --lr-data RealSet65 --scale 4 --quiet --json "runs/eval-real/$1-RealSet65.json"
+  # RealSet65 is 8.2 LR megapixels: the 15-step teacher would take about an hour here, BI-DiffSR (its UNet at
+  # the output's 131 megapixels) about 2 hours; the one-step models take a minute or two (most of it NIQE)
+  case "$1" in resshift-*|bidiffsr-*) return 0 ;; esac
+  evaluate "runs/eval-real/$1-RealSet65.json" --model "$2" --lr-data RealSet65 --scale 4
 }
 score bicubic bicubic
 score resshift-real-x4-cpu runs/resshift-real-x4-cpu/model.safetensors
@@ -69,8 +75,7 @@ binsr analyze compare --lr-data RealSet65 --scale 4 --images Canon_004_LR4.png o
 for data in Set5 Set14; do
   [ -f "runs/real-x2/$data/degradation.json" ] || binsr degrade "$data" -o "runs/real-x2/$data" --seed 0 --scale 2
   for model in bicubic bidiffsr-x2; do
-    binsr eval --model $model --data $data --lr-data "runs/real-x2/$data" --scale 2 --quiet \
-        --json "runs/eval-real-x2/$model-$data-real.json"
+    evaluate "runs/eval-real-x2/$model-$data-real.json" --model $model --data $data --lr-data "runs/real-x2/$data" --scale 2
   done
 done
 binsr report runs/eval-real-x2/*.json -o runs/eval-real-x2/report.md --label bicubic=Bicubic \
