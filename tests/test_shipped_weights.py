@@ -53,13 +53,13 @@ def test_the_expected_models_are_shipped_packed_and_small() -> None:
 def test_every_shipped_model_runs_packed_and_beats_bicubic_on_a_real_image(name: str, shared_data, tmp_path) -> None:
     upscaler = load(name)
     assert any(isinstance(m, (PackedBinaryConv2d, PackedBinaryLinear)) for m in upscaler.model.modules())
+    (tmp_path / "hr").mkdir()
+    shutil.copy(shared_data / "Set5" / "baby.png", tmp_path / "hr")
     lr_dir = None
     if name in REALISTIC:  # baby's LR as 'binsr degrade Set5 --seed 0' writes it (the seed follows the name)
-        (tmp_path / "hr").mkdir()
-        shutil.copy(shared_data / "Set5" / "baby.png", tmp_path / "hr")
         degrade_folder(tmp_path / "hr", tmp_path / "lr", upscaler.scale, seed=0)
         lr_dir = tmp_path / "lr"
-    sample = SREvalDataset(shared_data / "Set5", upscaler.scale, lr_dir=lr_dir)[0]  # baby
+    sample = SREvalDataset(tmp_path / "hr", upscaler.scale, lr_dir=lr_dir)[0]
     with torch.no_grad():
         sr = upscaler.upscale(sample["lr"])
     bicubic = load("bicubic", upscaler.scale).upscale(sample["lr"][None])[0]
