@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import statistics
+from functools import partial
 
 import torch
 
 import binsr
 from binsr.cli.infer import AUTO_TILE
+from binsr.deploy.bench import round_robin_ms
 from binsr.utils import format_table
 
 
@@ -31,24 +33,18 @@ def main() -> None:
     rows, results = [], []
     for size in args.sizes:
         lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size))
-        times: dict[str, list[float]] = {name: [] for name in upscalers}
         with torch.no_grad():
-            for index in range(args.repeats + 1):
-                for name, upscaler in upscalers.items():  # round-robin: a busy moment hits every model
-                    start = time.perf_counter()
-                    upscaler.upscale(lr)
-                    if index:  # after one warm-up call each
-                        times[name].append(time.perf_counter() - start)
-        first = sorted(times[args.models[0]])[len(times[args.models[0]]) // 2]
+            times = round_robin_ms({name: partial(up.upscale, lr) for name, up in upscalers.items()},
+                                   args.repeats, warmup=1)
+        first = statistics.median(times[args.models[0]])
         for name, values in times.items():
-            values.sort()
-            median = values[len(values) // 2]
-            result = {"model": name, "input": f"{size}x{size}", "median_s": round(median, 4),
-                      "min_s": round(values[0], 4), "max_s": round(values[-1], 4),
+            median = statistics.median(values)
+            result = {"model": name, "input": f"{size}x{size}", "median_s": round(median / 1e3, 4),
+                      "min_s": round(min(values) / 1e3, 4), "max_s": round(max(values) / 1e3, 4),
                       "vs_first": round(median / first, 3), "threads": torch.get_num_threads()}
             results.append(result)
-            rows.append([name, result["input"], f"{median:.3f}", f"{values[0]:.3f}–{values[-1]:.3f}",
-                         f"{result['vs_first']:.3f}"])
+            rows.append([name, result["input"], f"{result['median_s']:.3f}",
+                         f"{result['min_s']:.3f}–{result['max_s']:.3f}", f"{result['vs_first']:.3f}"])
     print(format_table(["model", "LR input", "median s", "min–max s", f"time / {args.models[0]}"], rows))
     if args.json:
         with open(args.json, "w") as handle:

@@ -92,7 +92,6 @@ def test_upscale_sample_compares_with_the_original(tmp_path: Path, capsys: pytes
 
 
 def test_training_hours_add_up_resumed_segments(tmp_path: Path) -> None:
-
     log = tmp_path / "log.csv"
     log.write_text("step,loss,lr,seconds,val_psnr\n1,1,1,100,\n2,1,1,3600,\n2,,,,20\n3,1,1,50,\n4,1,1,1800,\n")
     assert training_hours(log) == pytest.approx((3600 + 1800) / 3600)  # killed at 3600 s, resumed for 1800 s

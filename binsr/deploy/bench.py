@@ -56,8 +56,9 @@ SIZES = (32, 64, 128, 256)
 OUTPUT_SIZE = 256
 
 
-def median_ms(contenders: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median wall time in ms of each callable, run round-robin ``warmup + repeats`` times."""
+def round_robin_ms(contenders: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Wall times in ms of each callable, run round-robin ``warmup + repeats`` times (so a busy moment of the
+    machine hits every contender); the ``repeats`` times after the warm-up rounds."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for index in range(warmup + repeats):
         for name, fn in contenders.items():
@@ -65,7 +66,12 @@ def median_ms(contenders: dict[str, Callable[[], Any]], repeats: int, warmup: in
             fn()
             if index >= warmup:
                 times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def median_ms(contenders: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median wall time in ms of each callable, run round-robin ``warmup + repeats`` times."""
+    return {name: statistics.median(values) for name, values in round_robin_ms(contenders, repeats, warmup).items()}
 
 
 def layer_shapes(quick: bool = False) -> Iterator[tuple[int, int, int]]:
