@@ -2,7 +2,8 @@
 # Rebuild the shipped bimacosr-real-x4 from scratch and the README's realistic-degradation table beside it:
 # 1. train the chain on Real-ESRGAN degradations (FP ResShift teacher -> FP SinSR one-step student -> 1-bit
 #    BiMaCoSR student) and, with the same teacher, initialisation, recipe and steps, the XNOR and ReActNet
-#    students (they read the teacher's outputs that the BiMaCoSR run left in runs/teacher-cache-real);
+#    students (the students see the same batches, so the teacher's outputs are computed once, by the first
+#    of them, and read back from runs/teacher-cache-real by the others);
 # 2. make the realistic benchmark (Set5 and Set14 degraded with seed 0);
 # 3. score bicubic, every model of the chain, the two baselines and the shipped bicubic-trained models on
 #    Set5-real, Set14-real and RealSet65 (NIQE), and the new model on clean Set5 / Set14 for its card;
@@ -22,7 +23,7 @@ same_budget() {  # same_budget METHOD: the bimacosr-real-x4-cpu recipe with anot
 
 # 1. Training (one process at a time: two torch processes on 2 cores slow each other down many times over).
 binsr train resshift-real-x4-cpu --auto-resume --quiet
-binsr train sinsr-real-x4-cpu --auto-resume --quiet
+binsr train sinsr-real-x4-cpu --auto-resume --quiet "${STUDENT[@]}"
 binsr train bimacosr-real-x4-cpu --auto-resume --quiet "${STUDENT[@]}"
 same_budget xnor
 same_budget reactnet
