@@ -41,6 +41,12 @@ def training_hours(log_path: str | os.PathLike[str]) -> float | None:
     return (total + last) / 3600
 
 
+def _card_hours(run_dir: str | os.PathLike[str]) -> float | None:
+    """A run's training hours (from its ``log.csv``) to 0.01 h, as a card states them."""
+    hours = training_hours(Path(run_dir) / "log.csv")
+    return None if hours is None else round(hours, 2)
+
+
 def earlier_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
     """The model files a distilled student was made from (``teacher``, ``init``) that are still where its
     recipe names them: each one's recipe, training data, steps and hours (from ``log.csv`` beside it)."""
@@ -51,10 +57,9 @@ def earlier_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         spec = read_model_spec(path)
         stage = spec.recipe or {}
-        hours = training_hours(Path(path).parent / "log.csv")
         stages.append({"role": role, "recipe": stage.get("name"), "task": stage.get("task"),
                        "degradation": stage.get("data", {}).get("degradation"), "steps": spec.trained_steps,
-                       "hours": None if hours is None else round(hours, 2)})
+                       "hours": _card_hours(Path(path).parent)})
     return stages
 
 
@@ -94,7 +99,7 @@ def model_card(model_path: str | os.PathLike[str], name: str, results: list[dict
             raise BinsrError(f"the {result['dataset']} result was sampled with {sampled}, not {info['sampling']} "
                              f"(pass the same --steps)")
         metrics[result["dataset"]] = result["mean"]
-    hours = training_hours(Path(run_dir) / "log.csv") if run_dir else None
+    hours = _card_hours(run_dir) if run_dir else None
     return {
         "name": name,
         "scale": spec.scale,
@@ -108,7 +113,7 @@ def model_card(model_path: str | os.PathLike[str], name: str, results: list[dict
                          "ops_output_size": info["ops_output_size"]},
         "training": {"recipe": recipe.get("name"), "task": recipe.get("task"),
                      "data": {k: data.get(k) for k in ("train", "val", "degradation", "patch_size", "batch_size")},
-                     "steps": spec.trained_steps, "hours": None if hours is None else round(hours, 2),
+                     "steps": spec.trained_steps, "hours": hours,
                      "hardware": hardware or this_machine(), "made_from": earlier_stages(recipe)},
         "metrics": metrics,
         "source": Path(model_path).name,

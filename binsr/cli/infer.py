@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -242,16 +242,16 @@ def add_models(commands: argparse._SubParsersAction) -> None:
 _LR_KINDS = {"bicubic": "clean (bicubic)", "realesrgan": "real photos (noise, blur, JPEG)"}
 
 
+def _has_psnr(mean: dict[str, float] | None) -> bool:
+    """Whether a card's scores on a dataset were measured against HR (NIQE alone on LR photos without HR)."""
+    return bool(mean) and mean.get("psnr") is not None
+
+
 def _card_scores(mean: dict[str, float] | None) -> str:
     """A card's scores on one dataset: PSNR / SSIM, or NIQE alone on LR photos without HR."""
     if not mean:
         return "—"
-    return f"{mean['psnr']:.2f} / {mean['ssim']:.4f}" if mean.get("psnr") is not None else f"{mean['niqe']:.2f}"
-
-
-def _score_names(models: dict[str, Any], dataset: str) -> str:
-    cards = [m.card.get("metrics", {}).get(dataset) or {} for m in models.values()]
-    return "PSNR/SSIM" if any(mean.get("psnr") is not None for mean in cards) else "NIQE"
+    return f"{mean['psnr']:.2f} / {mean['ssim']:.4f}" if _has_psnr(mean) else f"{mean['niqe']:.2f}"
 
 
 def _run_models(args: argparse.Namespace) -> int:
@@ -270,6 +270,8 @@ def _run_models(args: argparse.Namespace) -> int:
         print("no pretrained models are shipped in this install")
         return 0
     datasets = sorted({d for m in models.values() for d in m.card.get("metrics", {})}, key=dataset_key)
+    names = {d: "PSNR/SSIM" if any(_has_psnr(m.card.get("metrics", {}).get(d)) for m in models.values()) else "NIQE"
+             for d in datasets}  # of the scores in each dataset's column
     rows = []
     for name, model in models.items():
         card, metrics = model.card, model.card.get("metrics", {})
@@ -282,7 +284,7 @@ def _run_models(args: argparse.Namespace) -> int:
         hours = f", {training['hours']} h" if training.get("hours") else ""
         row.append(f"{training.get('steps', '?')} steps{hours}, {training.get('hardware', '?')}")
         rows.append(row)
-    headers = ["model", "scale", "method", "bits", "sampling", "file", *(f"{d} {_score_names(models, d)}" for d in datasets),
+    headers = ["model", "scale", "method", "bits", "sampling", "file", *(f"{d} {names[d]}" for d in datasets),
                "for LR", "trained"]
     print(format_table(headers, rows))
     return 0
