@@ -1,7 +1,7 @@
 """XNOR-popcount conv2d and linear on bit-packed ±1 values, with a PyTorch fallback.
 
-Bit layout (shared with ``csrc/bitkernels.c``): a bit 1 means −1 and a bit 0 means +1, so
-sign(0) = +1 as in the simulated layers; 64 input channels per word (bit b of word g is channel
+Bit layout (shared with the C sources, ``csrc/bitkernels.h``): a bit 1 means −1 and a bit 0 means +1,
+so sign(0) = +1 as in the simulated layers; 64 input channels per word (bit b of word g is channel
 64g + b); bits past the last channel are 0. Weights are ``(C_out, kh, kw, C_words)`` (convs) or
 ``(C_out, C_words)`` (linears), stored as ``torch.uint64``.
 
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from binsr.binary.estimators import sign
 from binsr.errors import BinsrError
 
-try:  # built from csrc/bitkernels.c by setup.py; optional
+try:  # built from csrc/*.c by setup.py; optional
     from binsr.deploy import _bitkernels as _native
 except ImportError:  # pragma: no cover - depends on the machine's compiler
     _native = None
@@ -168,12 +168,10 @@ class PackedWeight:
         return self._tap_sums
 
 
-def _alpha_ptr(weight: PackedWeight) -> int:
-    if weight.alpha is None:
-        return 0
-    if weight.alpha.dtype != torch.float32 or not weight.alpha.is_contiguous():
-        raise BinsrError("weight scales must be a contiguous float32 tensor")
-    return weight.alpha.data_ptr()
+def _view(t: torch.Tensor | None) -> Any:
+    """A NumPy view of a CPU tensor (no copy) for the native kernels, which check its dtype, shape, contiguity
+    and alignment themselves and hold it only for the call; None stays None."""
+    return None if t is None else t.detach().numpy()
 
 
 def _float_input(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -207,13 +205,11 @@ def binary_conv2d(x: torch.Tensor, weight: PackedWeight, stride: tuple[int, int]
         out = F.conv2d(q, weight.signs().to(q.device), stride=stride, padding=padding)
         return out * weight.alpha.view(1, -1, 1, 1) if weight.alpha is not None else out
     x = _float_input(x, "input")
-    threads = torch.get_num_threads()
-    hp, wp = height + 2 * ph, width + 2 * pw
-    packed = torch.empty(batch, hp, words(channels), wp, dtype=torch.uint64)
-    thr = _float_input(threshold, "threshold").data_ptr() if threshold is not None else 0
-    _native.pack_nchw(x.data_ptr(), thr, packed.data_ptr(), batch, channels, height, width, ph, pw, threads)
+    packed = torch.empty(batch, height + 2 * ph, words(channels), width + 2 * pw, dtype=torch.uint64)
+    thr = _float_input(threshold, "threshold") if threshold is not None else None
+    _native.pack_nchw(_view(x), _view(thr), _view(packed), (ph, pw), torch.get_num_threads())
     scale = F.pad(pixel_scale, (pw, pw, ph, ph)) if pixel_scale is not None else None
-    return _native_conv(packed, weight, scale, (batch, hp, wp), (out_h, out_w), (kh, kw), stride, padding)
+    return _native_conv(packed, weight, scale, (out_h, out_w), stride, padding)
 
 
 def binary_linear(x: torch.Tensor, weight: PackedWeight, threshold: torch.Tensor | None = None,
@@ -234,27 +230,24 @@ def binary_linear(x: torch.Tensor, weight: PackedWeight, threshold: torch.Tensor
     lead = x.shape[:-1]
     rows = _float_input(x.reshape(-1, channels), "input")
     tokens = rows.shape[0]
-    threads = torch.get_num_threads()
     packed = torch.empty(words(channels), tokens, dtype=torch.uint64)
-    thr = _float_input(threshold, "threshold").data_ptr() if threshold is not None else 0
-    _native.pack_rows(rows.data_ptr(), thr, packed.data_ptr(), tokens, channels, threads)
+    thr = _float_input(threshold, "threshold") if threshold is not None else None
+    _native.pack_rows(_view(rows), _view(thr), _view(packed), torch.get_num_threads())
     scale = token_scale.reshape(1, 1, tokens) if token_scale is not None else None
-    out = _native_conv(packed.view(1, 1, -1, tokens), weight, scale, (1, 1, tokens), (1, tokens), (1, 1), (1, 1),
-                       (0, 0))  # tokens are a 1 x P image, the linear a 1x1 conv
+    bits = weight.bits.view(weight.out_channels, 1, 1, -1)  # tokens are a 1 x P image, the linear a 1x1 conv
+    out = _native_conv(packed.view(1, 1, -1, tokens), PackedWeight(bits, channels, weight.alpha), scale, (1, tokens),
+                       (1, 1), (0, 0))
     return out.view(weight.out_channels, tokens).T.reshape(*lead, weight.out_channels)
 
 
-def _native_conv(packed: torch.Tensor, weight: PackedWeight, scale: torch.Tensor | None,
-                 padded: tuple[int, int, int], out_size: tuple[int, int], kernel: tuple[int, int],
+def _native_conv(packed: torch.Tensor, weight: PackedWeight, scale: torch.Tensor | None, out_size: tuple[int, int],
                  stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
     """The native conv on packed (N, Hp, C_words, Wp) activations; ``scale`` (N, Hp, Wp) is 0 on padding."""
-    batch, hp, wp = padded
     scale = _float_input(scale, "activation scale") if scale is not None else None
-    out = torch.empty(batch, weight.out_channels, *out_size)
-    _native.conv(packed.data_ptr(), weight.bits.contiguous().data_ptr(), _alpha_ptr(weight),
-                 scale.data_ptr() if scale is not None else 0, weight.tap_sums().data_ptr(), out.data_ptr(), batch,
-                 weight.channels, weight.out_channels, hp, wp, *out_size, *kernel, *stride, *padding,
-                 torch.get_num_threads())
+    out = torch.empty(packed.shape[0], weight.out_channels, *out_size)
+    correction = weight.tap_sums() if scale is None and any(padding) else None
+    _native.conv(_view(packed), _view(weight.bits), weight.channels, _view(out), stride, padding,
+                 torch.get_num_threads(), alpha=_view(weight.alpha), scale=_view(scale), correction=_view(correction))
     return out
 
 
@@ -294,22 +287,23 @@ def using_fusion(enabled: bool) -> Iterator[None]:
         _state["fuse"] = previous
 
 
-def _ptr(t: torch.Tensor | None, dtype: torch.dtype, shape: tuple[int, ...], what: str) -> int:
+def _table(t: torch.Tensor | None, dtype: torch.dtype, what: str) -> Any:
+    """A layer table for the native FusedLayer (which checks its shape and copies it): a contiguous CPU view."""
     if t is None:
-        return 0
-    if t.dtype != dtype or not t.is_contiguous() or tuple(t.shape) != shape or t.device.type != "cpu":
-        raise BinsrError(f"fused layer: {what} must be a contiguous {dtype} CPU tensor of shape {shape}, "
-                         f"got {t.dtype} {tuple(t.shape)}")
-    return t.data_ptr()
+        return None
+    if t.dtype != dtype or t.device.type != "cpu":
+        raise BinsrError(f"fused layer: {what} must be a {dtype} CPU tensor, got {t.dtype} on {t.device}")
+    return _view(t.contiguous())
 
 
 class FusedCall:
     """A whole packed layer prepared for one input shape: (N, C, H, W) → (N, O, H', W') for a 4-D weight
-    (conv), (..., C) → (..., O) for a 2-D one (linear). Built once (shapes and tables checked, pointers
-    taken), then ``call(x, h)`` is one native call: sign-pack ``h`` (default ``x``; the layer's pre-biased
-    input) against ``threshold`` (C,) with BiMaCoSR's per-pixel β = mean_c |h| if ``pixel_scale``,
-    XNOR-popcount, α, then the :class:`Epilogue` (its residual, LRMB and SMB read ``x``). Equal to the
-    unfused layer up to float rounding (the binary dot products are the same integers).
+    (conv), (..., C) → (..., O) for a 2-D one (linear). Built once (the native ``FusedLayer`` checks every
+    table against the weights and the input shape and keeps its own copy), then ``call(x, h)`` is one native
+    call: sign-pack ``h`` (default ``x``; the layer's pre-biased input) against ``threshold`` (C,) with
+    BiMaCoSR's per-pixel β = mean_c |h| if ``pixel_scale``, XNOR-popcount, α, then the :class:`Epilogue` (its
+    residual, LRMB and SMB read ``x``). Equal to the unfused layer up to float rounding (the binary dot
+    products are the same integers).
     """
 
     def __init__(self, shape: tuple[int, ...], weight: PackedWeight, epilogue: Epilogue,
@@ -318,58 +312,41 @@ class FusedCall:
         if _native is None:
             raise BinsrError("fused layers need the native kernels")
         conv = weight.bits.dim() == 4
-        channels, out_channels = weight.channels, weight.out_channels
+        channels = weight.channels
         if (conv and len(shape) != 4) or shape[1 if conv else -1] != channels:
             raise BinsrError(f"packed layer expects {channels} input channels, got input {tuple(shape)}")
-        if conv:
-            batch, _, height, width = shape
-            kh, kw = weight.bits.shape[1:3]
-            self.out_shape = (batch, out_channels, (height + 2 * padding[0] - kh) // stride[0] + 1,
-                              (width + 2 * padding[1] - kw) // stride[1] + 1)
-            units = batch
-        else:
-            batch, height, width, kh, kw = 1, 1, math.prod(shape[:-1]), 1, 1
-            self.out_shape = (*shape[:-1], out_channels)
-            units = width
-        if epilogue.residual and self.out_shape != tuple(shape):
-            raise BinsrError(f"a residual needs the output shape {self.out_shape} to equal the input's {tuple(shape)}")
         self.in_shape = tuple(shape)
-        bits = weight.bits.contiguous()
-        self._keep = (bits, weight, epilogue, threshold)  # everything the pointers below point into
-        fields: dict[str, Any] = {"layout": 0 if conv else 1, "N": batch, "C": channels, "H": height, "W": width,
-                                  "O": out_channels, "kh": kh, "kw": kw, "sh": stride[0], "sw": stride[1],
-                                  "ph": padding[0], "pw": padding[1], "wts": bits.data_ptr(),
-                                  "alpha": _alpha_ptr(weight),  # (β-scaled layers need no padding correction)
-                                  "corr": 0 if pixel_scale else weight.tap_sums().data_ptr(),
-                                  "pixel_scale": int(pixel_scale), "residual": int(epilogue.residual)}
-        act_rows = epilogue.activation[0].shape[0] if epilogue.activation is not None else 0
-        if act_rows and units % act_rows:
-            raise BinsrError(f"{act_rows} activation parameter rows do not divide {units} samples")
-        fields.update(thr=_ptr(threshold, torch.float32, (channels,), "threshold"), act_rows=act_rows,
-                      bias=_ptr(epilogue.bias, torch.float32, (out_channels,), "bias"))
-        for name, t in zip(("act_shift", "act_slope", "act_bias"), epilogue.activation or (None, None, None)):
-            fields[name] = _ptr(t, torch.float32, (act_rows, out_channels), name)
-        rank = epilogue.down.shape[0] if epilogue.down is not None else 0
-        fields.update(down=_ptr(epilogue.down, torch.float32, (rank, channels), "low-rank down"),
-                      up=_ptr(epilogue.up if rank else None, torch.float32, (out_channels, rank), "low-rank up"),
-                      rank=rank, sp_ptr=0, sp_col=0, sp_val=0)
-        if epilogue.sparse is not None:
-            pointers, columns, values = epilogue.sparse
-            k = values.numel()
-            fields.update(sp_ptr=_ptr(pointers, torch.int32, (out_channels + 1,), "sparse row pointers"),
-                          sp_col=_ptr(columns, torch.int32, (k,), "sparse columns"),
-                          sp_val=_ptr(values, torch.float32, (k,), "sparse values"))
-        self._fields = fields
+        native_shape = self.in_shape if conv else (math.prod(shape[:-1]), channels)  # a linear's tokens as rows
+        activation = epilogue.activation or (None, None, None)
+        sparse = epilogue.sparse or (None, None, None)
+        try:
+            self._layer = _native.FusedLayer(
+                native_shape, _table(weight.bits, torch.uint64, "weight bits"), channels,
+                alpha=_table(weight.alpha, torch.float32, "alpha"),
+                correction=None if pixel_scale or not any(padding) else _view(weight.tap_sums()),
+                threshold=_table(threshold, torch.float32, "threshold"), pixel_scale=pixel_scale,
+                stride=tuple(stride), padding=tuple(padding), bias=_table(epilogue.bias, torch.float32, "bias"),
+                act_shift=_table(activation[0], torch.float32, "act_shift"),
+                act_slope=_table(activation[1], torch.float32, "act_slope"),
+                act_bias=_table(activation[2], torch.float32, "act_bias"), residual=epilogue.residual,
+                down=_table(epilogue.down, torch.float32, "low-rank down"),
+                up=_table(epilogue.up if epilogue.down is not None else None, torch.float32, "low-rank up"),
+                sparse_rows=_table(sparse[0], torch.int32, "sparse row pointers"),
+                sparse_cols=_table(sparse[1], torch.int32, "sparse columns"),
+                sparse_values=_table(sparse[2], torch.float32, "sparse values"))
+        except ValueError as err:
+            raise BinsrError(f"fused layer: {err}") from None
+        native_out = self._layer.out_shape
+        self.out_shape = native_out if conv else (*shape[:-1], native_out[-1])
 
     def __call__(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         if tuple(x.shape) != self.in_shape or (h is not None and h.shape != x.shape):
             raise BinsrError(f"this fused call was prepared for inputs {self.in_shape}, got {tuple(x.shape)}")
         if not (_native_on(x) and x.dtype == torch.float32):
             raise BinsrError("fused layers need the native kernels and a float32 CPU input")
-        x = x.contiguous()
-        h = x if h is None else _float_input(h, "pre-biased input")
-        out = torch.empty(self.out_shape)
-        fields = self._fields
-        fields.update(x=x.data_ptr(), h=h.data_ptr(), out=out.data_ptr(), threads=torch.get_num_threads())
-        _native.fused(fields)
-        return out
+        native_in = self._layer.in_shape
+        x = x.contiguous().view(native_in)
+        h = None if h is None else _float_input(h, "pre-biased input").view(native_in)
+        out = torch.empty(self._layer.out_shape)
+        self._layer(_view(x), _view(h), _view(out), torch.get_num_threads())
+        return out.view(self.out_shape)

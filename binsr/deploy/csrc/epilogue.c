@@ -1,0 +1,169 @@
+/* The float work of a fused layer: BiMaCoSR's beta and low-rank projections (pass 1) and, while each output
+ * tile is in L1, bias, RPReLU/TaA, the identity residual and the low-rank and sparse branches (pass 2).
+ * Plain C on GCC/clang vector extensions, compiled for several instruction sets (target_clones). */
+#include "bitkernels.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi" /* vector helpers are always inlined into each clone: no ABI crosses */
+#endif
+#if defined(BINSR_X86) && defined(__linux__)
+#define FLOAT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FLOAT_CLONES
+#endif
+
+/* 8 floats: GCC/clang vector extensions, compiled for each FLOAT_CLONES target (ymm, 2 xmm, ...) */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+
+/* n <= 8 values p[0], p[step], ...; lanes past n are 0 */
+static inline __attribute__((always_inline)) vf8 load8(const float *p, int64_t step, int64_t n) {
+    vf8 v = {0};
+    if (n == 8 && step == 1) memcpy(&v, p, sizeof v);
+    else for (int64_t k = 0; k < n; k++) v[k] = p[k * step];
+    return v;
+}
+
+static inline __attribute__((always_inline)) void store8(float *p, int64_t step, int64_t n, vf8 v) {
+    if (n == 8 && step == 1) memcpy(p, &v, sizeof v);
+    else for (int64_t k = 0; k < n; k++) p[k * step] = v[k];
+}
+
+
+/* beta and low-rank projections of one block of pixels: NV vectors of 8 (a constant after inlining;
+ * then every load is one plain vector load), or, with NV = 0, the n (< 32) pixels of a ragged end */
+static inline __attribute__((always_inline)) void beta_low_block(const float *x, const float *h, int64_t C,
+                                                                int64_t plane, float *beta, const float *down,
+                                                                int64_t rank, float *low, int64_t low_plane,
+                                                                const int NV, int64_t count) {
+    const vf8 zero = {0};
+    const vi8 magnitude = (vi8){0} + 0x7fffffff; /* clears the sign bit: |v| */
+    const int nv = NV ? NV : (int)((count + 7) / 8);
+    int64_t n[4];
+    UNROLL4 for (int q = 0; q < 4; q++) n[q] = NV ? 8 : (count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q));
+    if (beta) {
+        vf8 acc[4] = {zero, zero, zero, zero};
+        for (int64_t c = 0; c < C; c++)
+            UNROLL4 for (int q = 0; q < nv; q++) acc[q] += (vf8)((vi8)load8(h + c * plane + 8 * q, 1, n[q]) & magnitude);
+        UNROLL4 for (int q = 0; q < nv; q++) store8(beta + 8 * q, 1, n[q], acc[q] / (float)C);
+    }
+    for (int64_t r0 = 0; r0 < rank; r0 += 4) {
+        const int64_t nr = rank - r0 < 4 ? rank - r0 : 4;
+        vf8 acc[4][4];
+        UNROLL4 for (int r = 0; r < 4; r++) UNROLL4 for (int q = 0; q < 4; q++) acc[r][q] = zero;
+        for (int64_t c = 0; c < C; c++) {
+            vf8 xv[4] = {zero, zero, zero, zero}; /* (only the first nv are used) */
+            UNROLL4 for (int q = 0; q < nv; q++) xv[q] = load8(x + c * plane + 8 * q, 1, n[q]);
+            UNROLL4 for (int r = 0; r < 4; r++) {
+                const float d = r < nr ? down[(r0 + r) * C + c] : 0.0f;
+                UNROLL4 for (int q = 0; q < nv; q++) acc[r][q] += d * xv[q];
+            }
+        }
+        for (int r = 0; r < nr; r++)
+            UNROLL4 for (int q = 0; q < nv; q++) store8(low + (r0 + r) * low_plane + 8 * q, 1, n[q], acc[r][q]);
+    }
+}
+
+/* beta[i] = mean_c |h[c, i]| and low[r, i] = sum_c D[r, c] x[c, i] for one row of W pixels (beta or low
+ * may be NULL): 32 pixels x 4 ranks of accumulators, so each value loaded feeds 4 multiply-adds */
+FLOAT_CLONES void beta_low_row(const float *x, const float *h, int64_t C, int64_t plane, int64_t W,
+                               float *beta, const float *down, int64_t rank, float *low, int64_t low_plane) {
+    for (int64_t i0 = 0; i0 < W;) {
+        float *b = beta ? beta + i0 : NULL, *l = low ? low + i0 : NULL;
+        const int64_t left = W - i0, r = low ? rank : 0;
+        if (left >= 32) beta_low_block(x + i0, h + i0, C, plane, b, down, r, l, low_plane, 4, 32), i0 += 32;
+        else if (left >= 16) beta_low_block(x + i0, h + i0, C, plane, b, down, r, l, low_plane, 2, 16), i0 += 16;
+        else if (left >= 8) beta_low_block(x + i0, h + i0, C, plane, b, down, r, l, low_plane, 1, 8), i0 += 8;
+        else beta_low_block(x + i0, h + i0, C, plane, b, down, r, l, low_plane, 0, left), i0 = W;
+    }
+}
+
+/* pass 2 epilogue on `count` (<= 64) contiguous outputs of one tile row (channel o), all with activation
+ * row g. NV vectors of 8 (a constant after inlining: plain vector loads), or NV = 0 for a ragged count.
+ * Eight vectors of accumulators keep the rank and sparse sums independent chains. */
+static inline __attribute__((always_inline)) void epilogue_body(const fused_args *f, float *row, const float *res,
+                                                               const float *low, const float *src, int64_t plane,
+                                                               int64_t o, int64_t g, const int NV, int64_t count) {
+    const int64_t O = f->O, rank = f->rank;
+    const vf8 zero = {0};
+    const float b = f->bias ? f->bias[o] : 0.0f;
+    const int act = f->act_shift != NULL;
+    const float sh = act ? f->act_shift[g * O + o] : 0.0f, sl = act ? f->act_slope[g * O + o] : 1.0f,
+                ab = act ? f->act_bias[g * O + o] : 0.0f;
+    const float *up = f->up + o * rank;
+    const int32_t j0 = f->sp_ptr ? f->sp_ptr[o] : 0, j1 = f->sp_ptr ? f->sp_ptr[o + 1] : 0;
+    const int nv = NV ? NV : (int)((count + 7) / 8);
+    vf8 v[8] = {{0}}, lr[8] = {{0}}, sp[8] = {{0}}; /* (only the first nv are used) */
+    int64_t n[8] = {0};
+    UNROLL for (int q = 0; q < nv; q++) {
+        n[q] = NV ? 8 : (count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q));
+        v[q] = load8(row + 8 * q, 1, n[q]) + b;
+        if (act) {
+            vf8 y = v[q] - sh;
+            vi8 positive = y >= zero;
+            v[q] = (vf8)(((vi8)y & positive) | ((vi8)(sl * y) & ~positive)) + ab;
+        }
+        if (res) v[q] += load8(res + 8 * q, 1, n[q]);
+        lr[q] = sp[q] = zero;
+    }
+    for (int64_t r = 0; r < rank; r++)
+        UNROLL for (int q = 0; q < nv; q++) lr[q] += up[r] * load8(low + r * plane + 8 * q, 1, n[q]);
+    for (int32_t j = j0; j < j1; j++) {
+        const float w = f->sp_val[j];
+        const float *s = src + f->sp_col[j] * plane;
+        UNROLL for (int q = 0; q < nv; q++) sp[q] += w * load8(s + 8 * q, 1, n[q]);
+    }
+    UNROLL for (int q = 0; q < nv; q++) store8(row + 8 * q, 1, n[q], v[q] + lr[q] + sp[q]); /* (BMB + LRMB) + SMB */
+}
+
+FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const float *res, const float *low,
+                                      const float *src, int64_t plane, int64_t o, int64_t g, int64_t count) {
+    switch (count) {
+    case 64: epilogue_body(f, row, res, low, src, plane, o, g, 8, 64); break;
+    case 32: epilogue_body(f, row, res, low, src, plane, o, g, 4, 32); break;
+    case 16: epilogue_body(f, row, res, low, src, plane, o, g, 2, 16); break;
+    case 8: epilogue_body(f, row, res, low, src, plane, o, g, 1, 8); break;
+    default: epilogue_body(f, row, res, low, src, plane, o, g, 0, count);
+    }
+}
+
+/* pass 2 epilogue on one finished tile, in place: outputs (n, oy, x0..x1) of channels o0..o1; the 1x1
+ * branches read x (stride 1) or its samples xs (strided) and low in the output grid, or, where `near` is
+ * given, the copy of those pieces that copy_epilogue_inputs() made (rows of CHUNK floats) */
+void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
+                           int64_t o0, int64_t o1, const float *near) {
+    const int64_t O = a->O, C = f->C, HWo = a->Hout * a->Wout;
+    const float *src = f->xs ? f->xs : f->x; /* xs: only where the layer strides; else x has the output grid */
+    /* activation rows cover blocks of samples (layout 0) or of tokens (layout 1: one image row) */
+    const int64_t units = f->layout == 1 ? a->Wout : f->N, span = f->act_rows ? units / f->act_rows : units;
+    const int64_t plane = near ? CHUNK : HWo;
+    for (int64_t o = o0; o < o1; o++)
+        for (int64_t i0 = x0; i0 < x1;) {
+            const int64_t unit = f->layout == 1 ? i0 : n, g = unit / span;
+            const int64_t i1 = f->layout == 1 && (g + 1) * span < x1 ? (g + 1) * span : x1;
+            const int64_t at = oy * a->Wout + i0;
+            float *row = a->out + (n * O + o) * HWo + at;
+            const float *xin = near ? near + (i0 - x0) : src + n * C * HWo + at;
+            const float *low = near ? near + C * CHUNK + (i0 - x0) : f->low + n * f->rank * HWo + at;
+            const float *res = !f->residual ? NULL : near ? xin + o * CHUNK : f->x + (n * C + o) * HWo + at;
+            epilogue_run(f, row, res, low, xin, plane, o, g, i1 - i0); /* i1 - i0 <= CHUNK */
+            i0 = i1;
+        }
+}
+
+
+/* near = the pieces of x (or its samples xs) and of low that the epilogue of outputs (n, oy, x0..x1) reads:
+ * (C + rank) rows of CHUNK floats. In place they are one piece of every channel plane, planes whose size
+ * is often a power of two (64 x 64, 256 x 256 floats), so every piece falls into the same cache sets and
+ * evicts the others (and what was prefetched) long before the epilogue reads it. Copied in one burst
+ * (independent loads, many misses in flight) they are contiguous and stay in L1. */
+void copy_epilogue_inputs(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0,
+                                 int64_t x1, float *near) {
+    const int64_t HWo = a->Hout * a->Wout, at = oy * a->Wout + x0, bytes = (x1 - x0) * (int64_t)sizeof(float);
+    if (f->sp_ptr || f->residual) {
+        const float *src = (f->xs ? f->xs : f->x) + n * f->C * HWo + at;
+        for (int64_t c = 0; c < f->C; c++) memcpy(near + c * CHUNK, src + c * HWo, (size_t)bytes);
+    }
+    const float *low = f->low + n * f->rank * HWo + at;
+    for (int64_t r = 0; r < f->rank; r++) memcpy(near + (f->C + r) * CHUNK, low + r * HWo, (size_t)bytes);
+}
