@@ -26,7 +26,7 @@ setup(
         Extension(
             "binsr.deploy._bitkernels",
             sources=sorted(str(p) for p in CSRC.glob("*.c")),
-            depends=[str(CSRC / "bitkernels.h")],
+            depends=sorted(str(p) for p in CSRC.glob("*.[hi]*") if p.suffix in (".h", ".inc")),
             extra_compile_args=compile_args,
             extra_link_args=link_args,
             libraries=[] if sys.platform == "win32" else ["m"],

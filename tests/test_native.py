@@ -80,37 +80,35 @@ def test_pack_rows_checks_every_buffer() -> None:
 def test_conv_checks_every_buffer() -> None:
     nk = native()
     act, wts, out = u64(1, 7, 2, 8), u64(4, 3, 3, 2), f32(1, 4, 5, 6)
-    corr = np.zeros((4, 9), dtype=np.int32)
-    nk.conv(act, wts, 70, out, (1, 1), (1, 1), 1, correction=corr)
+    nk.conv(act, wts, 70, out, (1, 1), (1, 1), 1)
     cases = [
-        (dict(), ValueError, "correction: required"),
-        (dict(correction=corr[:, :8].copy()), ValueError, r"correction: expected shape \(4, 9\)"),
-        (dict(correction=corr.astype(np.int64)), TypeError, "correction: expected int32"),
-        (dict(correction=corr, alpha=f32(5)), ValueError, r"alpha: expected shape \(4,\)"),
+        (dict(alpha=f32(5)), ValueError, r"alpha: expected shape \(4,\)"),
+        (dict(alpha=np.zeros(4, np.float64)), TypeError, "alpha: expected float32"),
         (dict(scale=f32(1, 7, 7)), ValueError, r"scale: expected shape \(1, 7, 8\)"),
     ]
     for extra, error, message in cases:
         with pytest.raises(error, match=message):
             nk.conv(act, wts, 70, out, (1, 1), (1, 1), 1, **extra)
     with pytest.raises(ValueError, match=r"weights: expected shape \(-1, -1, -1, 2\)"):
-        nk.conv(act, u64(4, 3, 3, 1), 70, out, (1, 1), (1, 1), 1, correction=corr)
+        nk.conv(act, u64(4, 3, 3, 1), 70, out, (1, 1), (1, 1), 1)
     with pytest.raises(ValueError, match=r"out: expected shape \(1, 4, 5, 6\)"):
-        nk.conv(act, wts, 70, f32(1, 4, 6, 6), (1, 1), (1, 1), 1, correction=corr)
+        nk.conv(act, wts, 70, f32(1, 4, 6, 6), (1, 1), (1, 1), 1)
     with pytest.raises(ValueError, match="act: padded input"):
-        nk.conv(u64(1, 2, 2, 8), wts, 70, out, (1, 1), (1, 1), 1, correction=corr)
+        nk.conv(u64(1, 2, 2, 8), wts, 70, out, (1, 1), (1, 1), 1)
     with pytest.raises(ValueError, match="stride"):
-        nk.conv(act, wts, 70, out, (0, 1), (1, 1), 1, correction=corr)
+        nk.conv(act, wts, 70, out, (0, 1), (1, 1), 1)
+    with pytest.raises(ValueError, match="2\\^24 or more terms"):
+        nk.conv(u64(1, 7, 32768, 8), u64(4, 3, 3, 32768), 1 << 21, out, (1, 1), (1, 1), 1)
 
 
 def fused_tables(o: int = 8, c: int = 70, k: int = 3) -> dict[str, np.ndarray]:
-    return {"weights": u64(o, k, k, 2), "alpha": f32(o), "correction": np.zeros((o, k * k), dtype=np.int32)}
+    return {"weights": u64(o, k, k, 2), "alpha": f32(o)}
 
 
 def test_fused_layer_checks_its_tables_and_copies_them() -> None:
     nk = native()
     t = fused_tables()
-    layer = nk.FusedLayer((2, 70, 6, 5), t["weights"], 70, alpha=t["alpha"], correction=t["correction"],
-                          padding=(1, 1))
+    layer = nk.FusedLayer((2, 70, 6, 5), t["weights"], 70, alpha=t["alpha"], padding=(1, 1))
     assert layer.in_shape == (2, 70, 6, 5) and layer.out_shape == (2, 8, 6, 5)
     x, out = np.random.default_rng(0).standard_normal((2, 70, 6, 5)).astype(np.float32), f32(2, 8, 6, 5)
     t["weights"][:] = 1  # the layer holds its own copy: changing (or freeing) the caller's arrays changes nothing
@@ -118,7 +116,7 @@ def test_fused_layer_checks_its_tables_and_copies_them() -> None:
     layer(x, None, out, 2)
     assert np.all(out == 0)  # alpha was all zeros when the layer was made
     t = fused_tables()
-    base = dict(alpha=t["alpha"], correction=t["correction"], padding=(1, 1))
+    base = dict(alpha=t["alpha"], padding=(1, 1))
     cases = [
         ((2, 70, 6), {}, ValueError, "input_shape: expected"),
         ((2, 71, 6, 5), {}, ValueError, "input_shape: has 71 channels"),
@@ -129,7 +127,6 @@ def test_fused_layer_checks_its_tables_and_copies_them() -> None:
         ((2, 70, 6, 5), dict(down=f32(4, 70)), ValueError, "down, up"),
         ((2, 70, 6, 5), dict(down=f32(4, 70), up=f32(8, 3)), ValueError, "down, up"),
         ((2, 70, 6, 5), dict(residual=True), ValueError, "residual"),
-        ((2, 70, 6, 5), dict(correction=None), ValueError, "correction: required"),
         ((2, 70, 6, 5), dict(stride=(1, 0)), ValueError, "stride"),
         ((2, 70, 6, 5), dict(padding=(5000, 0)), ValueError, "padding"),
     ]
@@ -144,7 +141,7 @@ def test_fused_layer_validates_the_sparse_index() -> None:
     nk = native()
     t = fused_tables()
     rows, cols, values = np.array([0, 1, 1, 2, 2, 2, 2, 2, 3], dtype=np.int32), np.array([0, 5, 69], np.int32), f32(3)
-    kw = dict(alpha=t["alpha"], correction=t["correction"], padding=(1, 1))
+    kw = dict(alpha=t["alpha"], padding=(1, 1))
     nk.FusedLayer((1, 70, 4, 4), t["weights"], 70, sparse_rows=rows, sparse_cols=cols, sparse_values=values, **kw)
     bad = [(rows, np.array([0, 5, 70], np.int32), values, "sparse_cols: entry 2 is 70"),
            (rows, np.array([0, -1, 3], np.int32), values, "sparse_cols: entry 1 is -1"),
@@ -160,8 +157,7 @@ def test_fused_layer_validates_the_sparse_index() -> None:
 def test_fused_layer_checks_each_call() -> None:
     nk = native()
     t = fused_tables()
-    layer = nk.FusedLayer((1, 70, 4, 4), t["weights"], 70, alpha=t["alpha"], correction=t["correction"],
-                          padding=(1, 1))
+    layer = nk.FusedLayer((1, 70, 4, 4), t["weights"], 70, alpha=t["alpha"], padding=(1, 1))
     x = f32(1, 70, 4, 4)
     layer(x, x, f32(1, 8, 4, 4), 1)
     with pytest.raises(ValueError, match=r"x: expected shape \(1, 70, 4, 4\)"):
@@ -200,7 +196,8 @@ def test_torch_tensors_reach_the_kernels_as_views_that_live_through_the_call() -
 SHAPES = [(1, 64, 16, 8, 20, 3, 1, 1), (2, 70, 13, 9, 11, 3, 1, 1), (1, 130, 9, 17, 5, 1, 1, 0),
           (2, 5, 7, 10, 13, 3, 2, 1), (1, 200, 33, 6, 20, 3, 1, 2), (1, 64, 8, 16, 16, 3, 2, 1),
           (1, 256, 40, 9, 33, 3, 1, 1), (1, 2000, 8, 3, 9, 3, 1, 1), (1, 64, 24, 3, 70, 3, 2, 1),
-          (1, 1, 3, 1, 1, 3, 1, 1)]
+          (1, 1, 3, 1, 1, 3, 1, 1), (1, 64, 16, 12, 40, 5, 1, 2), (1, 100, 12, 9, 21, 3, 3, 1),
+          (1, 64, 8, 10, 12, 9, 1, 4), (2, 128, 20, 5, 130, 3, 2, 1)]
 
 
 @pytest.mark.parametrize("isa", ISAS)

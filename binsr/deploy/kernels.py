@@ -245,9 +245,8 @@ def _native_conv(packed: torch.Tensor, weight: PackedWeight, scale: torch.Tensor
     """The native conv on packed (N, Hp, C_words, Wp) activations; ``scale`` (N, Hp, Wp) is 0 on padding."""
     scale = _float_input(scale, "activation scale") if scale is not None else None
     out = torch.empty(packed.shape[0], weight.out_channels, *out_size)
-    correction = weight.tap_sums() if scale is None and any(padding) else None
     _native.conv(_view(packed), _view(weight.bits), weight.channels, _view(out), stride, padding,
-                 torch.get_num_threads(), alpha=_view(weight.alpha), scale=_view(scale), correction=_view(correction))
+                 torch.get_num_threads(), alpha=_view(weight.alpha), scale=_view(scale))
     return out
 
 
@@ -323,7 +322,6 @@ class FusedCall:
             self._layer = _native.FusedLayer(
                 native_shape, _table(weight.bits, torch.uint64, "weight bits"), channels,
                 alpha=_table(weight.alpha, torch.float32, "alpha"),
-                correction=None if pixel_scale or not any(padding) else _view(weight.tap_sums()),
                 threshold=_table(threshold, torch.float32, "threshold"), pixel_scale=pixel_scale,
                 stride=tuple(stride), padding=tuple(padding), bias=_table(epilogue.bias, torch.float32, "bias"),
                 act_shift=_table(activation[0], torch.float32, "act_shift"),

@@ -5,14 +5,15 @@
  * dependency plus a JIT pause on first use. Plain C99 builds with the compiler a Linux/macOS machine
  * already has, needs no torch headers (so pip's isolated build stays light), and is compiled for
  * baseline x86-64: the fast routines carry __attribute__((target(...))) and one is picked at run time
- * from what the CPU reports (AVX-512 VPOPCNTDQ > AVX2 > POPCNT > portable C), so one build runs
- * everywhere. The build is optional: without a compiler binsr falls back to PyTorch (deploy/kernels.py).
+ * from what the CPU reports (AVX-512 VPOPCNTDQ > AVX-512BW > AVX2 > POPCNT > portable C), so one build
+ * runs everywhere. The build is optional: without a compiler binsr falls back to PyTorch (deploy/kernels.py).
  *
  * The files, one concern each:
  *   isa.c           which instruction sets the CPU has and which one the kernels use
  *   conv_portable.c one output at a time (portable C and POPCNT): the reference every other path equals
  *   conv_avx2.c     AVX2 register tiles (nibble-lookup popcount)
- *   conv_avx512.c   AVX-512 VPOPCNTDQ register tiles
+ *   conv_avx512.c   AVX-512 register tiles: VPOPCNTDQ, or AVX-512BW byte lookups without it (conv_avx512.inc)
+ *   border.c        the zero-padding corrections of unscaled layers, per border class
  *   pack.c          sign packing of float activations (every ISA), transposes, split rows
  *   epilogue.c      the float work of a fused layer: beta, low-rank projections, bias/RPReLU/residual/branches
  *   scratch.c       reusable scratch memory
@@ -49,7 +50,7 @@
 
 /* --- instruction sets (isa.c) ------------------------------------------------------------------ */
 
-enum { ISA_PORTABLE = 0, ISA_POPCNT = 1, ISA_AVX2 = 2, ISA_AVX512 = 3, ISA_COUNT = 4 };
+enum { ISA_PORTABLE = 0, ISA_POPCNT = 1, ISA_AVX2 = 2, ISA_AVX512BW = 3, ISA_AVX512 = 4, ISA_COUNT = 5 };
 extern const char *const binsr_isa_names[ISA_COUNT];
 extern int binsr_isa_best; /* what the CPU supports */
 extern int binsr_isa_used; /* what the kernels use (<= best; lowered for tests) */
@@ -57,10 +58,14 @@ int binsr_isa_supported(int isa);
 void binsr_detect_isa(void);
 
 #define AVX2_ATTR __attribute__((target("avx2,fma,popcnt")))
-#define AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,avx2,fma")))
+#define AVX512BW_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,popcnt")))
+#define AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx512vpopcntdq,avx2,fma,popcnt")))
 #define UNROLL _Pragma("GCC unroll 8")
 #define UNROLL4 _Pragma("GCC unroll 4")
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi" /* vector helpers are always inlined: no vector argument crosses an ABI */
+#endif
 
 #ifdef BINSR_X86
 /* per-byte popcounts of v (each byte 0..8): summed with vpaddb for up to 31 words before vpsadbw */
@@ -86,10 +91,17 @@ typedef struct {
     const float *alpha;   /* (O,) or NULL: output scale per channel */
     const float *pscale;  /* (N, Hp, Wp) or NULL: per-input-pixel scale, 0 on padding */
     const int32_t *corr;  /* (O, kh*kw): sum_c sign(w) per tap (read without pscale, at borders only) */
-    float *out;           /* (N, O, Hout, Wout), or the tile buffer of a work item (see tile_out) */
+    const int32_t *ctab;  /* (O, (ph+1)^2, 16) or NULL: corr summed per border class (see border_table) */
     int64_t N, C, Cw, O, Hp, Wp, Hout, Wout, kh, kw, sh, sw, ph, pw;
     int64_t Wh; /* 0: act and pscale rows in column order; else even columns, then the odd ones from Wh on */
 } conv_args;
+
+/* Output tiles. A work item is one output row piece (n, oy, x0 .. x1 < x0 + CHUNK) of a channel range; the
+ * ISA routines write its values to a per-thread tile, channel o at tile[(o - o0) * CHUNK + (ox - x0)], where
+ * the epilogue finishes them while they are in L1 and from where they are copied to the output. Writing
+ * straight to the (N, O, Hout, Wout) planes stored pieces of many planes a power of two apart: the same
+ * cache sets, evicted before each line was complete. */
+#define CHUNK 64
 
 static inline int tap_row_valid(const conv_args *a, int64_t oy, int64_t ky) {
     int64_t iy = oy * a->sh + ky;
@@ -109,14 +121,18 @@ static inline int tile_touches_border(const conv_args *a, int64_t oy, int64_t ox
 /* where padded column ix of an act or pscale row is stored */
 static inline int64_t column(const conv_args *a, int64_t ix) { return a->Wh ? (ix & 1) * a->Wh + (ix >> 1) : ix; }
 
-/* outputs (n, o0..o1, oy, x0..x1) of one work item: every ISA's row routine has this signature */
-typedef void (*conv_row_fn)(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1);
+/* outputs (n, o0..o1, oy, x0..x1) of one work item into its tile: every ISA's row routine has this signature */
+typedef void (*conv_row_fn)(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1,
+                            float *tile);
+#define CONV_ROW(NAME) \
+    void NAME(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1, float *tile)
 
-void conv_portable(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1);
+CONV_ROW(conv_portable);
 #ifdef BINSR_X86
-void conv_popcnt(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1);
-void conv_avx2(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1);
-void conv_avx512(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1);
+CONV_ROW(conv_popcnt);
+CONV_ROW(conv_avx2);
+CONV_ROW(conv_avx512);
+CONV_ROW(conv_avx512bw);
 #endif
 conv_row_fn conv_row_for(int isa);
 
@@ -132,8 +148,6 @@ void transpose(const float *src, int64_t rows, int64_t cols, float *dst, int thr
 void split_columns(const conv_args *a, uint64_t *row, float *srow, uint64_t *tmp);
 
 /* --- fused layers (epilogue.c, driver.c) ------------------------------------------------------------ */
-
-#define CHUNK 64 /* output pixels per work item of pass 2 (a row piece: the epilogue's count <= 64) */
 
 typedef struct {
     const float *x;                  /* the layer input, layout 0: (N, C, H, W); layout 1: (P, C) */
@@ -160,11 +174,17 @@ typedef struct {
 void beta_low_row(const float *x, const float *h, int64_t C, int64_t plane, int64_t W, float *beta,
                   const float *down, int64_t rank, float *low, int64_t low_plane);
 void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
-                    int64_t o0, int64_t o1, const float *near);
+                    int64_t o0, int64_t o1, const float *near, float *tile);
 void copy_epilogue_inputs(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
                           float *near);
 
-void run_conv(const conv_args *a, int threads, const fused_args *f);
+/* the corrections of an unscaled padded conv: corr (O, kh*kw) and ctab (O, (ph+1)^2, 16), from the weights */
+size_t border_tables_size(const conv_args *a);
+void border_tables(conv_args *a, int32_t *corr, int32_t *ctab);
+int border_classes_fit(const conv_args *a); /* ph, pw <= 3: ctab holds every class */
+
+/* pass 2 into out (layout 0: (N, O, Hout, Wout); transposed: (Wout, O) rows of a linear) */
+void run_conv(const conv_args *a, int threads, const fused_args *f, float *out, int transposed);
 void run_pack_nchw(const float *x, const float *thr, uint64_t *out, int64_t N, int64_t C, int64_t H, int64_t W,
                    int64_t ph, int64_t pw, int threads);
 int run_fused(fused_args *f, conv_args *a); /* -1: out of memory */

@@ -28,7 +28,7 @@ AVX2_ATTR static __m256i padding_correction_avx2(const conv_args *a, int64_t o, 
 /* 4 pixels (ox .. ox+3) x CB channels (o .. o+CB-1); cb and scaled are compile-time constants */
 AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv_args *a, int64_t n, int64_t oy,
                                                                      int64_t ox, int64_t o, const int cb,
-                                                                     const int scaled) {
+                                                                     const int scaled, float *dst) {
     const int64_t Cw = a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
     const uint64_t *wbase = a->wts + o * wstride;
     __m256i acc[4], bytes[4];
@@ -73,8 +73,6 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
     const __m128 odd = _mm_mul_ps(_mm_set1_ps((float)(a->C % 2)), bsum), two = _mm_set1_ps(2.0f);
     /* locals: the stores below may alias *a as far as the compiler knows, which would reload every field */
     const float *alphas = a->alpha;
-    const int64_t plane = a->Hout * a->Wout;
-    float *dst = a->out + ((n * a->O + o) * a->Hout + oy) * a->Wout + ox;
     UNROLL for (int c = 0; c < cb; c++) {
         __m128 v = _mm_fnmadd_ps(two, facc[c], odd); /* sum_taps s (C - 2 popcount) */
         if (!scaled) {
@@ -84,7 +82,7 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
             v = low_dwords_to_ps(d);
         }
         if (alphas) v = _mm_mul_ps(v, _mm_set1_ps(alphas[o + c]));
-        _mm_storeu_ps(dst + c * plane, v);
+        _mm_storeu_ps(dst + c * CHUNK, v);
     }
 }
 
@@ -96,7 +94,7 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
 AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(const conv_args *a, int64_t n,
                                                                              int64_t oy, int64_t ox, int64_t o,
                                                                              const int cb, const int one_word,
-                                                                             const int strided) {
+                                                                             const int strided, float *dst) {
     const int64_t Cw = one_word ? 1 : a->Cw, Wp = a->Wp, kh = a->kh, kw = a->kw, wstride = kh * kw * Cw;
     const uint64_t *wbase = a->wts + o * wstride;
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), half = _mm256_set1_epi32((int)(a->C / 2));
@@ -130,42 +128,41 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(co
     const __m256i back = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7); /* lanes back to pixel order */
     const __m256 odd = _mm256_mul_ps(_mm256_set1_ps((float)(a->C % 2)), bsum), two = _mm256_set1_ps(2.0f);
     const float *alphas = a->alpha; /* locals: see tile_avx2 */
-    const int64_t plane = a->Hout * a->Wout;
-    float *dst = a->out + ((n * a->O + o) * a->Hout + oy) * a->Wout + ox;
     UNROLL for (int c = 0; c < cb; c++) {
         __m256 v = _mm256_permutevar8x32_ps(_mm256_fnmadd_ps(two, facc[c], odd), back);
         if (alphas) v = _mm256_mul_ps(v, _mm256_set1_ps(alphas[o + c]));
-        _mm256_storeu_ps(dst + c * plane, v);
+        _mm256_storeu_ps(dst + c * CHUNK, v);
     }
 }
+
+#define AT(o, ox) (tile + ((o) - o0) * CHUNK + (ox) - x0)
 
 #define AVX2_ROW(SCALED)                                                                                 \
     for (; ox + 4 <= x1; ox += 4) {                                                                      \
         int64_t o = o0;                                                                                  \
-        for (; o + 4 <= o1; o += 4) tile_avx2(a, n, oy, ox, o, 4, SCALED);                               \
-        for (; o < o1; o++) tile_avx2(a, n, oy, ox, o, 1, SCALED);                                       \
+        for (; o + 4 <= o1; o += 4) tile_avx2(a, n, oy, ox, o, 4, SCALED, AT(o, ox));                               \
+        for (; o < o1; o++) tile_avx2(a, n, oy, ox, o, 1, SCALED, AT(o, ox));                                       \
     }
 
 #define AVX2_ROW8_SCALED(ONE, STRIDED)                                                                   \
     for (; ox + 8 <= x1; ox += 8) {                                                                      \
         int64_t o = o0;                                                                                  \
-        for (; o + 4 <= o1; o += 4) tile8_scaled_avx2(a, n, oy, ox, o, 4, ONE, STRIDED);                 \
-        for (; o < o1; o++) tile8_scaled_avx2(a, n, oy, ox, o, 1, ONE, STRIDED);                         \
+        for (; o + 4 <= o1; o += 4) tile8_scaled_avx2(a, n, oy, ox, o, 4, ONE, STRIDED, AT(o, ox));                 \
+        for (; o < o1; o++) tile8_scaled_avx2(a, n, oy, ox, o, 1, ONE, STRIDED, AT(o, ox));                         \
     }
 
-AVX2_ATTR void conv_avx2(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0,
-                                int64_t o1) {
+AVX2_ATTR CONV_ROW(conv_avx2) {
     int64_t ox = x0;
     if (a->sh != 1 || a->sw != 1) {
         if (a->Wh && a->Cw == 1) { AVX2_ROW8_SCALED(1, 1) } /* scaled, column stride 2: see split_columns() */
         else if (a->Wh) { AVX2_ROW8_SCALED(0, 1) }
-        conv_popcnt(a, n, oy, ox, x1, o0, o1);
+        conv_popcnt(a, n, oy, ox, x1, o0, o1, AT(o0, ox));
         return;
     }
     if (a->pscale && a->Cw == 1) { AVX2_ROW8_SCALED(1, 0) }
     else if (a->pscale && a->Cw <= 31) { AVX2_ROW8_SCALED(0, 0) } /* byte counts of 31 words fit in a byte */
     if (a->pscale) { AVX2_ROW(1) } else { AVX2_ROW(0) }
-    if (ox < x1) conv_popcnt(a, n, oy, ox, x1, o0, o1);
+    if (ox < x1) conv_popcnt(a, n, oy, ox, x1, o0, o1, AT(o0, ox));
 }
 
 #endif

@@ -38,10 +38,9 @@ static ALWAYS_INLINE float output_value(const conv_args *a, int64_t n, int64_t o
 }
 
 #define DEFINE_PORTABLE(NAME, ATTR)                                                                          \
-    ATTR void NAME(const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1, int64_t o0, int64_t o1) { \
+    ATTR CONV_ROW(NAME) {                                                                                    \
         for (int64_t o = o0; o < o1; o++)                                                                    \
-            for (int64_t ox = x0; ox < x1; ox++)                                                             \
-                a->out[((n * a->O + o) * a->Hout + oy) * a->Wout + ox] = output_value(a, n, o, oy, ox);      \
+            for (int64_t ox = x0; ox < x1; ox++) tile[(o - o0) * CHUNK + ox - x0] = output_value(a, n, o, oy, ox); \
     }
 
 DEFINE_PORTABLE(conv_portable, )

@@ -50,8 +50,21 @@ static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act
     }
 }
 
+/* a finished tile (channels o0..o1, pixels x0..x1 of row oy of sample n) to its place in out */
+static void copy_out(const conv_args *a, const float *tile, float *out, int transposed, int64_t n, int64_t oy,
+                     int64_t x0, int64_t x1, int64_t o0, int64_t o1) {
+    if (transposed) { /* a linear's (P, O) rows: P is the row (Hout = 1) */
+        for (int64_t p = x0; p < x1; p++)
+            for (int64_t o = o0; o < o1; o++) out[p * a->O + o] = tile[(o - o0) * CHUNK + p - x0];
+        return;
+    }
+    const size_t bytes = (size_t)(x1 - x0) * sizeof(float);
+    for (int64_t o = o0; o < o1; o++)
+        memcpy(out + ((n * a->O + o) * a->Hout + oy) * a->Wout + x0, tile + (o - o0) * CHUNK, bytes);
+}
+
 /* f != NULL: apply a fused layer's epilogue to each tile as soon as it is computed */
-void run_conv(const conv_args *a, int threads, const fused_args *f) {
+void run_conv(const conv_args *a, int threads, const fused_args *f, float *out, int transposed) {
     /* work items: (n, oy, CHUNK-pixel chunk), each over all its 32-channel groups, so that one core reads a
      * chunk's inputs (the packed rows and the epilogue's pieces of x and low, copied once) for every group.
      * Maps too small to give every thread several items (linears, 8 x 8 maps) split over the channel groups
@@ -60,26 +73,31 @@ void run_conv(const conv_args *a, int threads, const fused_args *f) {
     const int64_t nx = (a->Wout + CHUNK - 1) / CHUNK, no = (a->O + oc - 1) / oc, chunks = a->N * a->Hout * nx;
     const int64_t per_item = chunks >= 8 * threads ? no : 1, items = chunks * (no / per_item);
     const conv_row_fn row_fn = conv_row_for(binsr_isa_used);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t item = 0; item < items; item++) {
-        int64_t io0 = per_item == 1 ? item % no : 0, rest = per_item == 1 ? item / no : item;
-        int64_t ix = rest % nx;
-        rest /= nx;
-        int64_t oy = rest % a->Hout, n = rest / a->Hout;
-        int64_t x0 = ix * CHUNK, x1 = x0 + CHUNK < a->Wout ? x0 + CHUNK : a->Wout;
-        float *near = NULL;
-        if (f && f->near && per_item > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+        float tile[32 * CHUNK] __attribute__((aligned(64))); /* this thread's tile: oc channels x CHUNK pixels */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t item = 0; item < items; item++) {
+            int64_t io0 = per_item == 1 ? item % no : 0, rest = per_item == 1 ? item / no : item;
+            int64_t ix = rest % nx;
+            rest /= nx;
+            int64_t oy = rest % a->Hout, n = rest / a->Hout;
+            int64_t x0 = ix * CHUNK, x1 = x0 + CHUNK < a->Wout ? x0 + CHUNK : a->Wout;
+            float *near = NULL;
+            if (f && f->near && per_item > 1) {
 #ifdef _OPENMP
-            near = f->near + omp_get_thread_num() * (f->C + f->rank) * CHUNK;
+                near = f->near + omp_get_thread_num() * (f->C + f->rank) * CHUNK;
 #else
-            near = f->near;
+                near = f->near;
 #endif
-            copy_epilogue_inputs(f, a, n, oy, x0, x1, near);
-        }
-        for (int64_t io = io0; io < io0 + per_item; io++) {
-            int64_t o0 = io * oc, o1 = o0 + oc < a->O ? o0 + oc : a->O;
-            row_fn(a, n, oy, x0, x1, o0, o1);
-            if (f) fused_epilogue(f, a, n, oy, x0, x1, o0, o1, near);
+                copy_epilogue_inputs(f, a, n, oy, x0, x1, near);
+            }
+            for (int64_t io = io0; io < io0 + per_item; io++) {
+                int64_t o0 = io * oc, o1 = o0 + oc < a->O ? o0 + oc : a->O;
+                row_fn(a, n, oy, x0, x1, o0, o1, tile);
+                if (f) fused_epilogue(f, a, n, oy, x0, x1, o0, o1, near, tile);
+                copy_out(a, tile, out, transposed, n, oy, x0, x1, o0, o1);
+            }
         }
     }
 }
@@ -104,35 +122,36 @@ int run_fused(fused_args *f, conv_args *a) {
     if (N * HWo * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
     const int strided = a->sh != 1 || a->sw != 1, branches = f->rank || f->sp_ptr; /* 1x1 convs reading x */
     const int reads = f->rank || f->sp_ptr || f->residual; /* the epilogue reads pieces of x or low */
-    /* BiMaCoSR's scaled layers with a column stride of 2 run the AVX2 8-pixel tile on split rows */
-    if (a->sw == 2 && f->pixel_scale && f->layout == 0 && binsr_isa_used == ISA_AVX2 && Cw <= 31) a->Wh = (Wp + 1) / 2;
-    const size_t sizes[9] = {
+    /* a column stride of 2 reads rows split into even and odd columns: the AVX-512 tiles and the AVX2 8-pixel
+     * tile of BiMaCoSR's scaled layers */
+    const int isa = binsr_isa_used;
+    if (a->sw == 2 && f->layout == 0 &&
+        (isa == ISA_AVX512 || isa == ISA_AVX512BW || (isa == ISA_AVX2 && f->pixel_scale && Cw <= 31)))
+        a->Wh = (Wp + 1) / 2;
+    const size_t sizes[8] = {
         (size_t)(N * Hp * Cw * Wp) * sizeof(uint64_t),                          /* packed words */
         f->pixel_scale ? (size_t)(N * Hp * Wp) * sizeof(float) : 0,            /* beta */
         (size_t)(N * f->rank * HWo) * sizeof(float),                           /* low-rank projections */
         strided && branches ? (size_t)(N * C * HWo) * sizeof(float) : 0,       /* x at the sampled pixels */
         rows ? (size_t)(C * P) * sizeof(float) : 0,                            /* layout 1: x as (C, P) */
         rows && f->h != f->x ? (size_t)(C * P) * sizeof(float) : 0,            /*           h as (C, P) */
-        rows ? (size_t)(a->O * P) * sizeof(float) : 0,                         /*           out as (O, P) */
         reads ? (size_t)(f->threads * (C + f->rank) * CHUNK) * sizeof(float) : 0, /* near copies */
         a->Wh ? (size_t)(f->threads * Wp) * sizeof(uint64_t) : 0};               /* split_columns' rows */
     size_t total = 0;
-    for (int i = 0; i < 9; i++) total += (sizes[i] + 63) / 64 * 64;
+    for (int i = 0; i < 8; i++) total += (sizes[i] + 63) / 64 * 64;
     int cached;
     char *block = scratch_take(total + 64, &cached), *at = (char *)(((uintptr_t)block + 63) / 64 * 64);
     if (!block) return -1;
     uint64_t *act = carve(&at, sizes[0]);
     float *pscale = carve(&at, sizes[1]), *low = carve(&at, sizes[2]), *xs = carve(&at, sizes[3]);
-    float *xt = carve(&at, sizes[4]), *ht = carve(&at, sizes[5]), *ot = carve(&at, sizes[6]);
-    f->near = carve(&at, sizes[7]);
-    uint64_t *split = carve(&at, sizes[8]);
-    float *out = f->out;
+    float *xt = carve(&at, sizes[4]), *ht = carve(&at, sizes[5]);
+    f->near = carve(&at, sizes[6]);
+    uint64_t *split = carve(&at, sizes[7]);
     f->low = low;
     f->xs = xs;
     f->O = a->O;
     a->act = act;
     a->pscale = pscale;
-    a->out = rows ? ot : out;
     if (rows) {
         transpose(f->x, P, C, xt, f->threads);
         if (ht) transpose(f->h, P, C, ht, f->threads);
@@ -141,8 +160,7 @@ int run_fused(fused_args *f, conv_args *a) {
     }
     fused_prepare(f, a, act, pscale, xs, split);
     const int epilogue = f->bias || f->act_shift || f->residual || f->rank || f->sp_ptr; /* else alpha is all */
-    run_conv(a, f->threads, epilogue ? f : NULL);
-    if (rows) transpose(ot, a->O, P, out, f->threads);
+    run_conv(a, f->threads, epilogue ? f : NULL, f->out, (int)rows);
     scratch_give(block, cached);
     return 0;
 }

@@ -127,12 +127,12 @@ FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const flo
     }
 }
 
-/* pass 2 epilogue on one finished tile, in place: outputs (n, oy, x0..x1) of channels o0..o1; the 1x1
+/* pass 2 epilogue on one finished tile, in place in the tile: outputs (n, oy, x0..x1) of channels o0..o1; the 1x1
  * branches read x (stride 1) or its samples xs (strided) and low in the output grid, or, where `near` is
  * given, the copy of those pieces that copy_epilogue_inputs() made (rows of CHUNK floats) */
 void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
-                           int64_t o0, int64_t o1, const float *near) {
-    const int64_t O = a->O, C = f->C, HWo = a->Hout * a->Wout;
+                    int64_t o0, int64_t o1, const float *near, float *tile) {
+    const int64_t C = f->C, HWo = a->Hout * a->Wout;
     const float *src = f->xs ? f->xs : f->x; /* xs: only where the layer strides; else x has the output grid */
     /* activation rows cover blocks of samples (layout 0) or of tokens (layout 1: one image row) */
     const int64_t units = f->layout == 1 ? a->Wout : f->N, span = f->act_rows ? units / f->act_rows : units;
@@ -142,7 +142,7 @@ void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t 
             const int64_t unit = f->layout == 1 ? i0 : n, g = unit / span;
             const int64_t i1 = f->layout == 1 && (g + 1) * span < x1 ? (g + 1) * span : x1;
             const int64_t at = oy * a->Wout + i0;
-            float *row = a->out + (n * O + o) * HWo + at;
+            float *row = tile + (o - o0) * CHUNK + (i0 - x0);
             const float *xin = near ? near + (i0 - x0) : src + n * C * HWo + at;
             const float *low = near ? near + C * CHUNK + (i0 - x0) : f->low + n * f->rank * HWo + at;
             const float *res = !f->residual ? NULL : near ? xin + o * CHUNK : f->x + (n * C + o) * HWo + at;

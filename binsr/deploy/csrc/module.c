@@ -131,6 +131,13 @@ static int check_geometry(Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_
 
 static int64_t words_for(int64_t channels) { return (channels + 63) / 64; }
 
+/* a dot product's K = C kh kw terms: below 2^24, its integers are exact in float32 */
+static int check_dot_size(Py_ssize_t C, Py_ssize_t kh, Py_ssize_t kw) {
+    if ((double)C * (double)kh * (double)kw < (double)(1 << 24)) return 0;
+    PyErr_Format(PyExc_ValueError, "channels: %zd channels x %zd x %zd taps is 2^24 or more terms per output", C, kh, kw);
+    return -1;
+}
+
 /* --- module-level functions --------------------------------------------------------------------------- */
 
 static PyObject *py_pack_nchw(PyObject *self, PyObject *args) {
@@ -179,17 +186,17 @@ static PyObject *py_pack_rows(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_conv(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keys[] = {"act", "weights", "channels", "out", "stride", "padding", "threads", "alpha", "scale",
-                           "correction", NULL};
-    PyObject *oact, *owts, *oout, *oalpha = Py_None, *oscale = Py_None, *ocorr = Py_None;
+    static char *keys[] = {"act", "weights", "channels", "out", "stride", "padding", "threads", "alpha", "scale", NULL};
+    PyObject *oact, *owts, *oout, *oalpha = Py_None, *oscale = Py_None;
     Py_ssize_t C, sh, sw, ph, pw;
     int threads;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnO(nn)(nn)i|$OOO:conv", keys, &oact, &owts, &C, &oout, &sh, &sw,
-                                     &ph, &pw, &threads, &oalpha, &oscale, &ocorr))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnO(nn)(nn)i|$OO:conv", keys, &oact, &owts, &C, &oout, &sh, &sw,
+                                     &ph, &pw, &threads, &oalpha, &oscale))
         return NULL;
     if (check_geometry(sh, sw, ph, pw) < 0 || check_threads(threads) < 0) return NULL;
     if (C < 1) return PyErr_Format(PyExc_ValueError, "channels: expected at least 1, got %zd", C);
-    Py_buffer v[6] = {{0}};
+    Py_buffer v[5] = {{0}};
+    int32_t *tables = NULL;
     Py_ssize_t as[4] = {ANY, ANY, words_for(C), ANY}, ws[4] = {ANY, ANY, ANY, words_for(C)};
     if (take(oact, "act", K_U64, 4, as, 0, 0, &v[0]) < 0) return NULL;
     if (take(owts, "weights", K_U64, 4, ws, 0, 0, &v[1]) < 0) goto fail;
@@ -199,30 +206,32 @@ static PyObject *py_conv(PyObject *self, PyObject *args, PyObject *kwargs) {
                      "padding (%zd, %zd)", Hp, Wp, kh, kw, ph, pw);
         goto fail;
     }
-    Py_ssize_t osz[4] = {N, O, (Hp - kh) / sh + 1, (Wp - kw) / sw + 1}, al[1] = {O}, ss[3] = {N, Hp, Wp},
-               cs[2] = {O, kh * kw};
+    if (check_dot_size(C, kh, kw) < 0) goto fail;
+    Py_ssize_t osz[4] = {N, O, (Hp - kh) / sh + 1, (Wp - kw) / sw + 1}, al[1] = {O}, ss[3] = {N, Hp, Wp};
     if (take(oout, "out", K_F32, 4, osz, 1, 0, &v[2]) < 0) goto fail;
     if (take_optional(oalpha, "alpha", K_F32, 1, al, 0, &v[3]) < 0) goto fail;
     if (take_optional(oscale, "scale", K_F32, 3, ss, 0, &v[4]) < 0) goto fail;
-    if (take_optional(ocorr, "correction", K_I32, 2, cs, 0, &v[5]) < 0) goto fail;
-    if (!v[4].obj && (ph || pw) && !v[5].obj) {
-        PyErr_SetString(PyExc_ValueError, "correction: required for a padded conv without a per-pixel scale");
-        goto fail;
-    }
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 5; i++)
         if (i != 2 && overlaps(&v[2], &v[i])) {
             PyErr_SetString(PyExc_ValueError, "out: overlaps an input");
             goto fail;
         }
-    conv_args a = {v[0].buf, v[1].buf, v[3].buf, v[4].buf, v[5].buf, v[2].buf,
+    conv_args a = {v[0].buf, v[1].buf, v[3].buf, v[4].buf, NULL, NULL,
                    N, C, words_for(C), O, Hp, Wp, osz[2], osz[3], kh, kw, sh, sw, ph, pw, 0};
+    if (!v[4].obj && (ph || pw)) { /* the zero-padding corrections, from the weights */
+        tables = malloc(border_tables_size(&a));
+        if (!tables) { PyErr_NoMemory(); goto fail; }
+        border_tables(&a, tables, tables + O * kh * kw);
+    }
     Py_BEGIN_ALLOW_THREADS
-    run_conv(&a, threads, NULL);
+    run_conv(&a, threads, NULL, v[2].buf, 0);
     Py_END_ALLOW_THREADS
-    release(v, 6);
+    free(tables);
+    release(v, 5);
     Py_RETURN_NONE;
 fail:
-    release(v, 6);
+    free(tables);
+    release(v, 5);
     return NULL;
 }
 
@@ -307,18 +316,18 @@ static void fused_dealloc(FusedLayer *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-enum { T_WTS, T_ALPHA, T_CORR, T_THR, T_BIAS, T_SHIFT, T_SLOPE, T_ABIAS, T_DOWN, T_UP, T_ROWS, T_COLS, T_VALS, T_COUNT };
+enum { T_WTS, T_ALPHA, T_THR, T_BIAS, T_SHIFT, T_SLOPE, T_ABIAS, T_DOWN, T_UP, T_ROWS, T_COLS, T_VALS, T_COUNT };
 
 static int fused_init(FusedLayer *self, PyObject *args, PyObject *kwargs) {
-    static char *keys[] = {"input_shape", "weights", "channels", "alpha", "correction", "threshold", "pixel_scale",
+    static char *keys[] = {"input_shape", "weights", "channels", "alpha", "threshold", "pixel_scale",
                            "stride", "padding", "bias", "act_shift", "act_slope", "act_bias", "residual", "down",
                            "up", "sparse_rows", "sparse_cols", "sparse_values", NULL};
     PyObject *shape_obj, *o[T_COUNT] = {NULL};
     Py_ssize_t C, sh = 1, sw = 1, ph = 0, pw = 0;
     int pixel_scale = 0, residual = 0;
     for (int i = 1; i < T_COUNT; i++) o[i] = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!On|$OOOp(nn)(nn)OOOOpOOOOO:FusedLayer", keys, &PyTuple_Type,
-                                     &shape_obj, &o[T_WTS], &C, &o[T_ALPHA], &o[T_CORR], &o[T_THR], &pixel_scale, &sh,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!On|$OOp(nn)(nn)OOOOpOOOOO:FusedLayer", keys, &PyTuple_Type,
+                                     &shape_obj, &o[T_WTS], &C, &o[T_ALPHA], &o[T_THR], &pixel_scale, &sh,
                                      &sw, &ph, &pw, &o[T_BIAS], &o[T_SHIFT], &o[T_SLOPE], &o[T_ABIAS], &residual,
                                      &o[T_DOWN], &o[T_UP], &o[T_ROWS], &o[T_COLS], &o[T_VALS]))
         return -1;
@@ -376,7 +385,6 @@ static int fused_init(FusedLayer *self, PyObject *args, PyObject *kwargs) {
     /* the other tables: each optional, shapes fixed by the weights and the input */
     const Py_ssize_t any = ANY;
     t[T_ALPHA] = (table_arg){o[T_ALPHA], "alpha", K_F32, 1, 0, {O}};
-    t[T_CORR] = (table_arg){o[T_CORR], "correction", K_I32, 2, 0, {O, kh * kw}};
     t[T_THR] = (table_arg){o[T_THR], "threshold", K_F32, 1, 0, {C}};
     t[T_BIAS] = (table_arg){o[T_BIAS], "bias", K_F32, 1, 0, {O}};
     t[T_SHIFT] = (table_arg){o[T_SHIFT], "act_shift", K_F32, 2, 0, {any, O}};
@@ -417,20 +425,21 @@ static int fused_init(FusedLayer *self, PyObject *args, PyObject *kwargs) {
                      Ho, Wo);
         goto done;
     }
-    if (!pixel_scale && (ph || pw) && !HAS(T_CORR)) {
-        PyErr_SetString(PyExc_ValueError, "correction: required for a padded layer without a per-pixel scale");
-        goto done;
-    }
+    if (check_dot_size(C, kh, kw) < 0) goto done;
     if (residual && (O != C || Ho != H || Wo != W)) {
         PyErr_SetString(PyExc_ValueError, "residual: the output shape must equal the input shape");
         goto done;
     }
-    /* one block holds a 64-byte aligned copy of each table */
+    /* one block holds a 64-byte aligned copy of each table, then the zero-padding corrections */
+    conv_args geometry = {NULL, NULL, NULL, NULL, NULL, NULL, N, C, Cw, O, Hp, Wp, Ho, Wo, kh, kw, sh, sw, ph, pw, 0};
+    const int corrected = !pixel_scale && (ph || pw);
     size_t total = 0, offsets[T_COUNT];
     for (int i = 0; i < T_COUNT; i++) {
         offsets[i] = total;
         total += ((size_t)t[i].view.len + 63) / 64 * 64;
     }
+    const size_t border_at = total;
+    if (corrected) total += border_tables_size(&geometry);
     char *block = NULL;
     if (posix_memalign((void **)&block, 64, total ? total : 64)) {
         PyErr_NoMemory();
@@ -445,8 +454,13 @@ static int fused_init(FusedLayer *self, PyObject *args, PyObject *kwargs) {
         goto done;
     }
     self->tables = block;
-    self->a = (conv_args){NULL, TABLE(T_WTS, uint64_t), TABLE(T_ALPHA, float), NULL, TABLE(T_CORR, int32_t), NULL,
-                          N, C, Cw, O, Hp, Wp, Ho, Wo, kh, kw, sh, sw, ph, pw, 0};
+    geometry.wts = TABLE(T_WTS, uint64_t);
+    geometry.alpha = TABLE(T_ALPHA, float);
+    if (corrected) {
+        int32_t *corr = (int32_t *)(block + border_at);
+        border_tables(&geometry, corr, corr + O * kh * kw);
+    }
+    self->a = geometry;
     fused_args f = {0};
     f.layout = conv ? 0 : 1, f.N = N, f.C = C, f.H = H, f.W = W;
     f.thr = TABLE(T_THR, float), f.pixel_scale = pixel_scale, f.bias = TABLE(T_BIAS, float);
@@ -533,7 +547,7 @@ static PyGetSetDef fused_getset[] = {
 static PyTypeObject FusedLayerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "binsr.deploy._bitkernels.FusedLayer",
-    .tp_doc = "FusedLayer(input_shape, weights, channels, *, alpha, correction, threshold, pixel_scale, stride, "
+    .tp_doc = "FusedLayer(input_shape, weights, channels, *, alpha, threshold, pixel_scale, stride, "
               "padding, bias, act_shift, act_slope, act_bias, residual, down, up, sparse_rows, sparse_cols, "
               "sparse_values)\n\nA whole packed layer prepared for one input shape (copies of its tables, checked); "
               "call(x, h, out, threads) runs it: sign-pack h (None: x), XNOR-popcount, alpha, beta, then bias, "
@@ -553,7 +567,7 @@ static PyMethodDef methods[] = {
     {"pack_rows", py_pack_rows, METH_VARARGS,
      "pack_rows(x, threshold, out, threads): sign-pack (P, C) float32 rows into (Cw, P) words"},
     {"conv", (PyCFunction)(void (*)(void))py_conv, METH_VARARGS | METH_KEYWORDS,
-     "conv(act, weights, channels, out, stride, padding, threads, *, alpha, scale, correction): XNOR-popcount conv"},
+     "conv(act, weights, channels, out, stride, padding, threads, *, alpha, scale): XNOR-popcount conv"},
     {"peak", py_peak, METH_VARARGS, "peak(iterations): (fp32, binary) multiply-accumulates per second of one thread"},
     {"isa", py_isa, METH_NOARGS, "the instruction set the kernels use"},
     {"isas", py_isas, METH_NOARGS, "instruction sets this CPU supports, fastest first"},
