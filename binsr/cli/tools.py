@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -166,8 +167,10 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
         epilog="example: binsr bench --model bimacosr --json bench.json",
     )
     p.add_argument("--model", default="bidiffsr", metavar="NAME|FILE",
-                   help="bidiffsr, bidiffsr-small, bimacosr, bimacosr-small, or a 1-bit model file "
-                        "[default: bidiffsr]")
+                   help="bidiffsr, bidiffsr-small, bimacosr, bimacosr-small (paper and CPU architectures, untrained), "
+                        "a shipped model (binsr models), or a 1-bit model file, trained or packed [default: bidiffsr]")
+    p.add_argument("--size", type=int, metavar="N", help="the network input's side [default: what a 256x256 output "
+                   "needs: 64 for a 4x latent]")
     p.add_argument("--repeats", type=int, default=10, metavar="N", help="timed runs per layer [default: 10]")
     p.add_argument("--quick", action="store_true", help="two small layer shapes only (a smoke test)")
     p.add_argument("--isa", metavar="NAME", help="kernel instruction set: torch, native (default) or one the CPU "
@@ -181,6 +184,7 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from binsr.deploy import set_backend
     from binsr.deploy.bench import format_bench, run_bench
+    from binsr.pipelines import shipped_models
     from binsr.utils import write_json
 
     if args.repeats < 1:
@@ -191,7 +195,13 @@ def _run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.isa:
         set_backend(args.isa)
-    result = run_bench(args.model, args.repeats, args.quick, progress=not args.quiet)
+    if args.size is not None and not 8 <= args.size <= 4096:
+        raise BinsrError(f"--size must be 8 to 4096, got {args.size}")
+    model = args.model
+    shipped = shipped_models()
+    if model in shipped and not Path(model).exists():
+        model = str(shipped[model].path)
+    result = run_bench(model, args.repeats, args.quick, progress=not args.quiet, size=args.size)
     print(format_bench(result))
     if args.json:
         write_json(args.json, result)

@@ -6,8 +6,10 @@ Three parts, each measured side by side in one run:
   sign packing, XNOR-popcount, α) on the binary layer shapes of BI-DiffSR and BiMaCoSR (C ∈ {64, 128,
   256}, 3×3 and 1×1, 32²–256², batch 1), with the CPU's arithmetic limit (fp32 and 1-bit
   multiply-accumulates per second its vector units sustain, measured) and the fraction of it reached;
-* model — one network call of a 1-bit model for a 256×256 output: the FP network, the simulated
-  binary network (float ±1 arithmetic, what training uses) and the packed one;
+* model — one network call of a 1-bit model for a 256×256 output (or a given input size): the FP network,
+  the simulated binary network (float ±1 arithmetic, what training uses) and the packed one, and where
+  the packed network's and the FP network's time goes: native binary layers, each kind of PyTorch op,
+  Python and dispatch;
 * size — the model file as training writes it (FP latent weights) against ``binsr export``'s file.
 
 Timings are medians of repeated runs after warm-up; the contenders run round-robin, so a slow
@@ -32,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from binsr.deploy.convert import pack_model
-from binsr.deploy.files import export_packed
+from binsr.deploy.files import export_packed, load_packed_network
 from binsr.deploy.kernels import (
     Epilogue,
     FusedCall,
@@ -42,6 +44,7 @@ from binsr.deploy.kernels import (
     native_available,
     native_peak,
     pack_signs,
+    profiling,
 )
 from binsr.errors import BinsrError
 from binsr.models.denoiser import bind_timesteps
@@ -139,73 +142,171 @@ MODELS: dict[str, Callable[[str], tuple[NetworkSpec, int]]] = {
 TIMESTEPS = 2000  # networks are timed at t = 500 of BI-DiffSR's 2000-step process
 
 
-def fp_twin(network: NetworkSpec) -> nn.Module:
-    """The full-precision network of the same architecture (BI-DiffSR without binary, ResShift)."""
-    return bind_timesteps(network.full_precision().build(), TIMESTEPS)
+def fp_twin(network: NetworkSpec, timesteps: int = 0) -> nn.Module:
+    """The full-precision network of the same architecture (BI-DiffSR without binary, ResShift), its timestep
+    groups counted against ``timesteps`` (default: BI-DiffSR's T)."""
+    return bind_timesteps(network.full_precision().build(), timesteps or TIMESTEPS)
 
 
-def _network_input(model: nn.Module, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _network_input(model: nn.Module, size: int, seed: int, timestep: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A (1, in_channels, size, size) input and a mid-chain timestep."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(1, model.config.in_channels, size, size, generator=generator), torch.tensor([500])
+    return torch.randn(1, model.config.in_channels, size, size, generator=generator), torch.tensor([timestep])
 
 
-def bench_model(model_ref: str, repeats: int, workdir: Path, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Latency (FP / simulated / packed, one network call) and file sizes of a model name or file."""
+# --- where one network call's time goes ----------------------------------------------------------------
+
+# PyTorch's leaf ops (what a profile's self times belong to) by the kind of work they do
+OP_KINDS: dict[str, tuple[str, ...]] = {
+    "convolution (FP)": ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv2d",
+                         "aten::_slow_conv2d_forward", "aten::thnn_conv2d"),
+    "linear / matmul (FP)": ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::linear"),
+    "group norm": ("aten::native_group_norm",),
+    "layer norm": ("aten::native_layer_norm",),
+    "activations (SiLU, GELU, PReLU)": ("aten::silu", "aten::gelu", "aten::prelu", "aten::_prelu_kernel",
+                                        "aten::sigmoid", "aten::relu"),
+    "elementwise (add, mul, ...)": ("aten::add", "aten::add_", "aten::mul", "aten::mul_", "aten::sub", "aten::div",
+                                    "aten::where", "aten::rsub", "aten::neg", "aten::abs", "aten::mean", "aten::sum"),
+    "memory (copy, cat, pad, upsample)": ("aten::copy_", "aten::cat", "aten::clone", "aten::contiguous",
+                                           "aten::index", "aten::roll", "aten::constant_pad_nd",
+                                           "aten::upsample_nearest2d", "aten::_upsample_nearest_exact2d",
+                                           "aten::repeat_interleave", "aten::pixel_shuffle", "aten::pixel_unshuffle",
+                                           "aten::fill_", "aten::zero_"),
+    "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_attention_math",
+                  "aten::_softmax", "aten::softmax"),
+}
+NATIVE = "binary layers (native)"
+OTHER = "other PyTorch ops"
+PYTHON = "Python and dispatch"
+_KIND_OF = {op: kind for kind, ops in OP_KINDS.items() for op in ops}
+
+
+def time_split(call: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """ms of one ``call()`` per kind of work, medians over ``repeats`` calls: the packed layers' native calls
+    (timed by :func:`~binsr.deploy.kernels.profiling` in unprofiled calls), each kind of PyTorch op (self
+    times in ``torch.profiler`` runs) and the rest (Python and dispatch: the unprofiled time minus both)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    totals, natives, runs = [], [], []
+    with torch.no_grad():
+        call()  # warm-up
+        for _ in range(repeats):
+            with profiling() as spent:
+                start = time.perf_counter()
+                call()
+                totals.append((time.perf_counter() - start) * 1e3)
+            natives.append(sum(spent.values()) * 1e3)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                call()
+            ops: dict[str, float] = {}
+            for event in prof.key_averages():
+                kind = _KIND_OF.get(event.key, OTHER)
+                ops[kind] = ops.get(kind, 0.0) + event.self_cpu_time_total / 1e3
+            runs.append(ops)
+    split = {NATIVE: statistics.median(natives)}
+    split.update({kind: statistics.median(run.get(kind, 0.0) for run in runs) for kind in [*OP_KINDS, OTHER]})
+    total = statistics.median(totals)
+    split[PYTHON] = max(0.0, total - sum(split.values()))
+    split["total"] = total
+    return {kind: round(ms, 2) for kind, ms in split.items()}
+
+
+def _timesteps(header: dict[str, Any]) -> int:
+    """The process's T from a model file's header (what its timestep groups are counted against)."""
+    process = header.get("process") or {}
+    steps = (process.get("config") or {}).get("num_timesteps") if isinstance(process, dict) else None
+    return int(steps) if isinstance(steps, int) and steps > 0 else TIMESTEPS
+
+
+def _networks(model_ref: str, workdir: Path) -> dict[str, Any]:
+    """The simulated and packed networks of a bench name, a training file or a packed file, with what the
+    model part of the benchmark reports about them."""
     path = Path(model_ref)
     if path.is_file():
         header = read_header(path)
-        if header.get("packed"):
-            raise BinsrError(f"{path} is already packed; give the model file it was exported from")
         try:
             network = NetworkSpec.parse(header.get("network"))
             autoencoder = header.get("autoencoder")
             factor = AutoencoderSpec.parse(autoencoder).config.factor if autoencoder else 1
         except BinsrError as err:
             raise BinsrError(f"{path}: {err}") from None
-        name, source = header.get("name") or path.stem, path
+        name, steps = header.get("name") or path.stem, _timesteps(header)
+        if header.get("packed"):  # the packed file itself; its training file is rebuilt with untrained weights
+            packed = load_packed_network(path, network)
+            source = workdir / "training.safetensors"
+            save_model_file(source, network.build(), {**header, "packed": None})
+            return {"name": name, "network": network, "factor": factor, "steps": steps, "source": source,
+                    "packed": packed, "simulated": network.build(), "trained": False, "target": path}
+        source = path
     elif model_ref in MODELS:
         network, factor = MODELS[model_ref](model_ref)
-        name, source = model_ref, workdir / f"{model_ref}.safetensors"
+        name, source, steps = model_ref, workdir / f"{model_ref}.safetensors", TIMESTEPS
         save_model_file(source, network.build(), {"kind": "bench", "network": network.to_dict(), "name": name})
     else:
-        raise BinsrError(f"unknown model {model_ref!r} (names: {', '.join(MODELS)}, or a model file)")
-    simulated = bind_timesteps(load_into_skeleton(network.build("meta"), source), TIMESTEPS).eval()
-    packed = copy.deepcopy(simulated)
-    layers = pack_model(packed)
+        raise BinsrError(f"unknown model {model_ref!r} (names: {', '.join(MODELS)}, a model file or a packed file)")
+    simulated = load_into_skeleton(network.build("meta"), source)
+    target = workdir / "packed.safetensors"
+    export_packed(source, target)
+    return {"name": name, "network": network, "factor": factor, "steps": steps, "source": source,
+            "packed": load_packed_network(target, network), "simulated": simulated, "trained": True, "target": target}
+
+
+def bench_model(model_ref: str, repeats: int, workdir: Path, seed: int = 0,
+                size: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Latency (FP / simulated / packed, one network call), where that time goes, and file sizes of a bench
+    name or a model file (training or packed). ``size``: the network input's side (default: what a 256×256
+    output needs)."""
+    nets = _networks(model_ref, workdir)
+    steps = nets["steps"]
+    simulated = bind_timesteps(nets["simulated"], steps).eval()
+    packed = bind_timesteps(nets["packed"], steps).eval()
+    layers = pack_model(copy.deepcopy(simulated).requires_grad_(False))
     if not layers.layers:
         raise BinsrError(f"{model_ref} has no binary layers to pack")
-    target = workdir / "packed.safetensors"
-    export = export_packed(source, target)
-    fp = fp_twin(network).eval()
-    size = OUTPUT_SIZE // factor
-    x, t = _network_input(simulated, size, seed)
+    fp = fp_twin(nets["network"], steps).eval()
+    size = size or OUTPUT_SIZE // nets["factor"]
+    x, t = _network_input(simulated, size, seed, min(500, steps // 4))
     with torch.no_grad():
         ms = median_ms({"fp": lambda: fp(x, t), "simulated": lambda: simulated(x, t), "packed": lambda: packed(x, t)},
                        repeats, warmup=1)
         reference, output = simulated(x, t), packed(x, t)
-    model = {"name": name, "input": list(x.shape), "output": [OUTPUT_SIZE, OUTPUT_SIZE],
+    split = {"packed": time_split(lambda: packed(x, t), repeats), "fp": time_split(lambda: fp(x, t), repeats)}
+    model = {"name": nets["name"], "input": list(x.shape), "output": [size * nets["factor"]] * 2,
              "binary_layers": len(layers.layers), "fp_ms": round(ms["fp"], 2),
              "simulated_ms": round(ms["simulated"], 2), "packed_ms": round(ms["packed"], 2),
              "packed_vs_simulated": round(ms["simulated"] / ms["packed"], 3),
              "packed_vs_fp": round(ms["fp"] / ms["packed"], 3),
-             "max_abs_difference": float((output - reference).abs().max())}
-    sizes = {"fp_bytes": export.source_bytes, "packed_bytes": export.packed_bytes, "ratio": round(export.ratio, 3),
+             # a packed file's simulated twin has untrained weights: nothing to compare
+             "max_abs_difference": float((output - reference).abs().max()) if nets["trained"] else None,
+             "time_split_ms": split}
+    source_bytes, packed_bytes = nets["source"].stat().st_size, Path(nets["target"]).stat().st_size
+    sizes = {"fp_bytes": source_bytes, "packed_bytes": packed_bytes, "ratio": round(source_bytes / packed_bytes, 3),
              "binary_fp32_bytes": layers.fp32_bytes, "binary_packed_bytes": layers.packed_bytes,
              "binary_ratio": round(layers.ratio, 3)}
     return model, sizes
 
 
-def run_bench(model: str = "bidiffsr", repeats: int = 10, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_bench(model: str = "bidiffsr", repeats: int = 10, quick: bool = False, progress: bool = True,
+              size: int | None = None) -> dict[str, Any]:
     """The whole benchmark as a JSON-able dict (see the module doc)."""
     shapes = list(layer_shapes(quick))
     limit = arithmetic_limit(2_000_000 if quick else 20_000_000) if native_available() else None
     rows = [bench_layer(c, k, s, repeats, limit=limit["ratio"] if limit else None)
             for c, k, s in tqdm(shapes, desc="layers", disable=not progress)]
     with tempfile.TemporaryDirectory() as tmp:
-        model_result, sizes = bench_model(model, max(1, repeats // 3), Path(tmp))
+        model_result, sizes = bench_model(model, max(1, repeats // 3), Path(tmp), size=size)
     return {"machine": {"threads": torch.get_num_threads(), "backend": backend(), "torch": torch.__version__,
                         "limit": limit}, "layers": rows, "model": model_result, "size": sizes}
+
+
+def format_time_split(split: dict[str, dict[str, float]]) -> str:
+    """The packed network's and its FP twin's time per kind of work, side by side (from :func:`time_split`)."""
+    kinds = [k for k in split["packed"] if k != "total"]
+    rows = [(kind, f"{split['packed'][kind]:.1f}", f"{split['fp'][kind]:.1f}") for kind in kinds
+            if split["packed"][kind] >= 0.05 or split["fp"][kind] >= 0.05]
+    rows.append(("total (unprofiled median)", f"{split['packed']['total']:.1f}", f"{split['fp']['total']:.1f}"))
+    return ("where one network call's time goes (ms; op self times from torch.profiler, medians)\n"
+            + format_table(["work", "1-bit packed", "full precision"], rows, "lrr"))
 
 
 def format_bench(result: dict[str, Any]) -> str:
@@ -228,8 +329,10 @@ def format_bench(result: dict[str, Any]) -> str:
               format_table(["network", "ms", "packed speedup"],
                            [("full precision", f"{m['fp_ms']:.1f}", f"{m['packed_vs_fp']:.2f}x"),
                             ("1-bit simulated (float)", f"{m['simulated_ms']:.1f}", f"{m['packed_vs_simulated']:.2f}x"),
-                            ("1-bit packed", f"{m['packed_ms']:.1f}", "1.00x")], "lrr"),
-              f"max |packed - simulated| on the output: {m['max_abs_difference']:.3g}", ""]
+                            ("1-bit packed", f"{m['packed_ms']:.1f}", "1.00x")], "lrr")]
+    if m["max_abs_difference"] is not None:
+        lines.append(f"max |packed - simulated| on the output: {m['max_abs_difference']:.3g}")
+    lines += ["", format_time_split(m["time_split_ms"]), ""]
     s = result["size"]
     lines += [format_table(["file / part", "fp32 bytes", "packed bytes", "ratio"],
                            [("whole model file", s["fp_bytes"], s["packed_bytes"], f"{s['ratio']:.2f}x"),

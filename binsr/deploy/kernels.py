@@ -14,6 +14,7 @@ floats and ``F.conv2d``/``F.linear`` (exact while |dot| < 2²⁴).
 from __future__ import annotations
 
 import math
+import time
 from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ except ImportError:  # pragma: no cover - depends on the machine's compiler
     _native = None
 
 WORD_BITS = 64
-_state = {"backend": "native" if _native is not None else "torch", "fuse": True}
+_state = {"backend": "native" if _native is not None else "torch", "fuse": True, "profile": False}
 
 
 def words(channels: int) -> int:
@@ -94,6 +95,37 @@ def using_backend(name: str) -> Iterator[None]:
         _state["backend"] = previous[0]
         if previous[1] is not None:
             _native.set_isa(previous[1])
+
+
+@contextmanager
+def profiling() -> Iterator[dict[str, float]]:
+    """Within the block, every native call adds its wall time (seconds) to the yielded dict under its kind
+    (``binary conv 3x3``, ``binary linear``, ``sign packing``, ...): what ``binsr bench`` reports as the
+    packed layers' share of a network call. Off by default (timing costs a fraction of a microsecond)."""
+    previous = _state["profile"]
+    spent: dict[str, float] = {}
+    _state["profile"] = spent
+    try:
+        yield spent
+    finally:
+        _state["profile"] = previous
+
+
+class _Timed:
+    """Adds the block's wall time to the profiling dict under ``kind`` (a no-op unless profiling)."""
+
+    __slots__ = ("kind", "start")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter() if _state["profile"] is not False else 0.0
+
+    def __exit__(self, *exc: object) -> None:
+        spent = _state["profile"]
+        if spent is not False:
+            spent[self.kind] = spent.get(self.kind, 0.0) + time.perf_counter() - self.start
 
 
 def _native_on(x: torch.Tensor) -> bool:
@@ -207,7 +239,8 @@ def binary_conv2d(x: torch.Tensor, weight: PackedWeight, stride: tuple[int, int]
     x = _float_input(x, "input")
     packed = torch.empty(batch, height + 2 * ph, words(channels), width + 2 * pw, dtype=torch.uint64)
     thr = _float_input(threshold, "threshold") if threshold is not None else None
-    _native.pack_nchw(_view(x), _view(thr), _view(packed), (ph, pw), torch.get_num_threads())
+    with _Timed("sign packing"):
+        _native.pack_nchw(_view(x), _view(thr), _view(packed), (ph, pw), torch.get_num_threads())
     scale = F.pad(pixel_scale, (pw, pw, ph, ph)) if pixel_scale is not None else None
     return _native_conv(packed, weight, scale, (out_h, out_w), stride, padding)
 
@@ -232,7 +265,8 @@ def binary_linear(x: torch.Tensor, weight: PackedWeight, threshold: torch.Tensor
     tokens = rows.shape[0]
     packed = torch.empty(words(channels), tokens, dtype=torch.uint64)
     thr = _float_input(threshold, "threshold") if threshold is not None else None
-    _native.pack_rows(_view(rows), _view(thr), _view(packed), torch.get_num_threads())
+    with _Timed("sign packing"):
+        _native.pack_rows(_view(rows), _view(thr), _view(packed), torch.get_num_threads())
     scale = token_scale.reshape(1, 1, tokens) if token_scale is not None else None
     bits = weight.bits.view(weight.out_channels, 1, 1, -1)  # tokens are a 1 x P image, the linear a 1x1 conv
     out = _native_conv(packed.view(1, 1, -1, tokens), PackedWeight(bits, channels, weight.alpha), scale, (1, tokens),
@@ -245,8 +279,9 @@ def _native_conv(packed: torch.Tensor, weight: PackedWeight, scale: torch.Tensor
     """The native conv on packed (N, Hp, C_words, Wp) activations; ``scale`` (N, Hp, Wp) is 0 on padding."""
     scale = _float_input(scale, "activation scale") if scale is not None else None
     out = torch.empty(packed.shape[0], weight.out_channels, *out_size)
-    _native.conv(_view(packed), _view(weight.bits), weight.channels, _view(out), stride, padding,
-                 torch.get_num_threads(), alpha=_view(weight.alpha), scale=_view(scale))
+    with _Timed(f"binary conv {weight.bits.shape[1]}x{weight.bits.shape[2]}"):
+        _native.conv(_view(packed), _view(weight.bits), weight.channels, _view(out), stride, padding,
+                     torch.get_num_threads(), alpha=_view(weight.alpha), scale=_view(scale))
     return out
 
 
@@ -336,15 +371,17 @@ class FusedCall:
             raise BinsrError(f"fused layer: {err}") from None
         native_out = self._layer.out_shape
         self.out_shape = native_out if conv else (*shape[:-1], native_out[-1])
+        self._timed = _Timed(f"binary conv {weight.bits.shape[1]}x{weight.bits.shape[2]}" if conv else "binary linear")
 
     def __call__(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
-        if tuple(x.shape) != self.in_shape or (h is not None and h.shape != x.shape):
+        if x.shape != self.in_shape or (h is not None and h.shape != x.shape):
             raise BinsrError(f"this fused call was prepared for inputs {self.in_shape}, got {tuple(x.shape)}")
-        if not (_native_on(x) and x.dtype == torch.float32):
+        if x.dtype != torch.float32 or not _native_on(x):
             raise BinsrError("fused layers need the native kernels and a float32 CPU input")
-        native_in = self._layer.in_shape
-        x = x.contiguous().view(native_in)
-        h = None if h is None else _float_input(h, "pre-biased input").view(native_in)
-        out = torch.empty(self._layer.out_shape)
-        self._layer(_view(x), _view(h), _view(out), torch.get_num_threads())
-        return out.view(self.out_shape)
+        x = x.contiguous()  # (a linear's tokens may keep their leading extents: the kernels read them as rows)
+        if h is not None:
+            h = _float_input(h, "pre-biased input")
+        out = torch.empty(self.out_shape)
+        with self._timed:
+            self._layer(x.numpy(), None if h is None else h.numpy(), out.numpy(), torch.get_num_threads())
+        return out

@@ -93,7 +93,7 @@ class _PackedBinaryLayer(nn.Module):
         for name in PARTS:
             setattr(self, name, parts.get(name))
         self._cache: tuple[tuple[int, ...], PackedWeight] | None = None
-        self._plans: dict[tuple, tuple[list, FusedCall]] = {}  # prepared fused calls (see fused())
+        self._plans: dict[tuple, _Plan] = {}  # prepared fused calls (see fused())
 
     def _fill_from(self, layer: BinaryConv2d | BinaryLinear, threshold: torch.Tensor | None) -> None:
         negative, alpha = quantized_signs(layer)
@@ -164,18 +164,20 @@ class _PackedBinaryLayer(nn.Module):
               sparse: SparseBranch | None = None) -> torch.Tensor | None:
         """This layer (+ LRMB + SMB of its three-branch layer) in one native call; None where it cannot run
         fused (PyTorch backend, not float32, an FP part the kernel does not have). The prepared call is
-        cached per input shape and timestep groups, and rebuilt when a parameter changes."""
-        if not fusable(x) or self.fusion_problem() is not None or (self.pre_bias is not None and self.pixel_scale):
-            return None  # (β of a pre-biased input: not a case any method has)
+        cached per input shape and timestep groups, and rebuilt when a parameter or a child module changes."""
+        if not fusable(x):
+            return None
         act = self.activation
-        key = (tuple(x.shape), _group_key(act), id(lowrank), id(sparse))
+        group = act.group if act is not None else None
+        key = (x.shape, group if type(group) is int else _group_key(act), id(lowrank), id(sparse))
         plan = self._plans.get(key)
-        if plan is None or not _unchanged(plan[0]):
-            sources = [(t, t._version, t.data_ptr()) for t in self._sources(lowrank, sparse)]
+        if plan is None or not plan.current(self, lowrank, sparse):
+            if self.fusion_problem() is not None or (self.pre_bias is not None and self.pixel_scale):
+                return None  # (β of a pre-biased input: not a case any method has)
             if len(self._plans) > 16:  # many shapes (tiles, batch sizes): keep the cache small
                 self._plans.clear()
-            plan = self._plans[key] = sources, self._prepare(tuple(x.shape), lowrank, sparse)
-        return plan[1](x, self.pre_bias(x) if self.pre_bias is not None else None)
+            plan = self._plans[key] = _Plan(self, lowrank, sparse, self._prepare(tuple(x.shape), lowrank, sparse))
+        return plan.call(x, self.pre_bias(x) if self.pre_bias is not None else None)
 
     def _geometry(self) -> dict[str, tuple[int, int]]:
         return {}
@@ -271,27 +273,49 @@ class PackedBinaryLinear(_PackedBinaryLayer):
 def _watched_inside(module: nn.Module) -> bool:
     """Whether a forward hook watches a module inside ``module`` (or every module: global hooks). A fused
     call skips those modules' own forward calls, which analyses and counting hook, so it must step aside.
-    (A plain walk over ``_modules``: ``Module.modules()`` costs tens of microseconds per layer and call.)"""
+    (The modules inside are listed once per structure: ``Module.modules()`` costs tens of microseconds.)"""
     from torch.nn.modules import module as torch_module
 
     if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
         return True
-    inside = list(module._modules.values())
-    while inside:
-        m = inside.pop()
-        if m is not None:
-            if m._forward_hooks or m._forward_pre_hooks:
-                return True
-            inside.extend(m._modules.values())
+    token = _structure(module)
+    listed = module.__dict__.get("_inside_modules")
+    if listed is None or listed[0] != token:
+        listed = module.__dict__["_inside_modules"] = token, [m for m in module.modules() if m is not module]
+    for m in listed[1]:
+        if m._forward_hooks or m._forward_pre_hooks:
+            return True
     return False
 
 
-def _unchanged(sources: list[tuple[torch.Tensor, int, int]]) -> bool:
-    """Whether every (tensor, version, data pointer) still holds: no in-place change, no new storage."""
-    for t, version, pointer in sources:
-        if t._version != version or t.data_ptr() != pointer:
-            return False
-    return True
+def _structure(*modules: nn.Module | None) -> tuple[nn.Module | None, ...]:
+    """The modules' children: a tuple that compares unequal once a child module is replaced."""
+    children: tuple[nn.Module | None, ...] = ()
+    for m in modules:
+        if m is not None:
+            children += tuple(m._modules.values())
+    return children
+
+
+class _Plan:
+    """A prepared :class:`FusedCall` with what it was derived from: the child modules of the layer and its
+    branches and every parameter tensor (identity, in-place version, storage). ``current`` says whether all
+    still hold (a load_state_dict, an in-place edit or a replaced module rebuilds the call)."""
+
+    __slots__ = ("call", "sources", "versions", "pointers", "structure")
+
+    def __init__(self, layer: _PackedBinaryLayer, lowrank: LowRankBranch | None, sparse: SparseBranch | None,
+                 call: FusedCall) -> None:
+        self.call = call
+        self.structure = _structure(layer, lowrank, sparse)
+        self.sources = tuple(layer._sources(lowrank, sparse))
+        self.versions = tuple([t._version for t in self.sources])
+        self.pointers = tuple([t.data_ptr() for t in self.sources])
+
+    def current(self, layer: _PackedBinaryLayer, lowrank: LowRankBranch | None, sparse: SparseBranch | None) -> bool:
+        return (tuple([t._version for t in self.sources]) == self.versions
+                and tuple([t.data_ptr() for t in self.sources]) == self.pointers
+                and _structure(layer, lowrank, sparse) == self.structure)
 
 
 def _f32(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -58,9 +58,12 @@ static void copy_out(const conv_args *a, const float *tile, float *out, int tran
             for (int64_t o = o0; o < o1; o++) out[p * a->O + o] = tile[(o - o0) * CHUNK + p - x0];
         return;
     }
-    const size_t bytes = (size_t)(x1 - x0) * sizeof(float);
-    for (int64_t o = o0; o < o1; o++)
-        memcpy(out + ((n * a->O + o) * a->Hout + oy) * a->Wout + x0, tile + (o - o0) * CHUNK, bytes);
+    const int64_t count = x1 - x0;
+    for (int64_t o = o0; o < o1; o++) {
+        float *dst = out + ((n * a->O + o) * a->Hout + oy) * a->Wout + x0;
+        const float *src = tile + (o - o0) * CHUNK;
+        memcpy(dst, src, (size_t)count * sizeof(float));
+    }
 }
 
 /* f != NULL: apply a fused layer's epilogue to each tile as soon as it is computed */

@@ -42,12 +42,9 @@ static void shape_text(char *dst, size_t size, int ndim, const Py_ssize_t *shape
     if (at < size) snprintf(dst + at, size - at, ndim == 1 ? ",)" : ")");
 }
 
-/* `obj` as a C-contiguous, aligned array of `kind` with `ndim` extents; shape[i] >= 0 must match, ANY is
- * filled in. allow_empty: extents of 0 are allowed (else each must be >= 1). On failure: an exception
- * naming `name`, view->obj NULL. */
-static int take(PyObject *obj, const char *name, int kind, int ndim, Py_ssize_t *shape, int writable, int allow_empty,
-                Py_buffer *view) {
-    char want[96], got[96];
+/* obj's buffer, checked for its element kind, C-contiguity and alignment (an exception naming `name` and
+ * view->obj NULL on failure) */
+static int acquire(PyObject *obj, const char *name, int kind, int writable, Py_buffer *view) {
     view->obj = NULL;
     if (PyObject_GetBuffer(obj, view, PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
         PyErr_Format(PyExc_TypeError, "%s: expected a %sbuffer of %s (e.g. a NumPy view of a CPU tensor), got %s",
@@ -55,37 +52,63 @@ static int take(PyObject *obj, const char *name, int kind, int ndim, Py_ssize_t 
         view->obj = NULL;
         return -1;
     }
-    int k = kind_of(view);
-    if (k != kind) {
+    if (kind_of(view) != kind)
         PyErr_Format(PyExc_TypeError, "%s: expected %s, got a buffer of format '%s' with %zd-byte items", name,
                      KIND_NAMES[kind], view->format ? view->format : "B", view->itemsize);
-        goto fail;
-    }
+    else if (view->ndim > MAX_DIMS)
+        PyErr_Format(PyExc_ValueError, "%s: expected at most %d extents, got %d", name, MAX_DIMS, view->ndim);
+    else if (!PyBuffer_IsContiguous(view, 'C'))
+        PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous array, got strides that are not", name);
+    else if ((uintptr_t)view->buf % (uintptr_t)KIND_SIZES[kind])
+        PyErr_Format(PyExc_ValueError, "%s: data is not aligned to its %zd-byte items", name, KIND_SIZES[kind]);
+    else
+        return 0;
+    PyBuffer_Release(view);
+    view->obj = NULL;
+    return -1;
+}
+
+/* `obj` as a C-contiguous, aligned array of `kind` with `ndim` extents; shape[i] >= 0 must match, ANY is
+ * filled in. allow_empty: extents of 0 are allowed (else each must be >= 1). On failure: an exception
+ * naming `name`, view->obj NULL. */
+static int take(PyObject *obj, const char *name, int kind, int ndim, Py_ssize_t *shape, int writable, int allow_empty,
+                Py_buffer *view) {
+    if (acquire(obj, name, kind, writable, view) < 0) return -1;
     int fits = view->ndim == ndim;
     for (int i = 0; fits && i < ndim; i++)
         fits = (shape[i] == ANY || view->shape[i] == shape[i]) && (allow_empty || view->shape[i] >= 1);
     if (!fits) {
-        Py_ssize_t shown[MAX_DIMS];
-        for (int i = 0; i < ndim; i++) shown[i] = shape[i];
-        shape_text(want, sizeof want, ndim, shown);
+        char want[96], got[96];
+        shape_text(want, sizeof want, ndim, shape);
         shape_text(got, sizeof got, view->ndim, view->shape);
         PyErr_Format(PyExc_ValueError, "%s: expected shape %s (-1: any, at least 1), got %s", name, want, got);
-        goto fail;
-    }
-    if (!PyBuffer_IsContiguous(view, 'C')) {
-        PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous array, got strides that are not", name);
-        goto fail;
-    }
-    if ((uintptr_t)view->buf % (uintptr_t)KIND_SIZES[kind]) {
-        PyErr_Format(PyExc_ValueError, "%s: data is not aligned to its %zd-byte items", name, KIND_SIZES[kind]);
-        goto fail;
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        return -1;
     }
     for (int i = 0; i < ndim; i++) shape[i] = view->shape[i];
     return 0;
-fail:
-    PyBuffer_Release(view);
+}
+
+/* `obj` as C-contiguous rows: leading extents whose product is `rows`, then `cols` (a linear's (..., C)
+ * tokens); optional: None gives an empty view */
+static int take_rows(PyObject *obj, const char *name, int kind, Py_ssize_t rows, Py_ssize_t cols, int writable,
+                     int optional, Py_buffer *view) {
     view->obj = NULL;
-    return -1;
+    view->buf = NULL;
+    if (optional && obj == Py_None) return 0;
+    if (acquire(obj, name, kind, writable, view) < 0) return -1;
+    Py_ssize_t lead = 1;
+    for (int i = 0; i + 1 < view->ndim; i++) lead *= view->shape[i];
+    if (view->ndim < 2 || view->shape[view->ndim - 1] != cols || lead != rows) {
+        char got[96];
+        shape_text(got, sizeof got, view->ndim, view->shape);
+        PyErr_Format(PyExc_ValueError, "%s: expected (..., %zd) with %zd rows in all, got %s", name, cols, rows, got);
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 /* as take(), but None gives an empty view (buf NULL) */
@@ -500,9 +523,15 @@ static PyObject *fused_call(FusedLayer *self, PyObject *args, PyObject *kwargs) 
     memcpy(xs, self->in_shape, sizeof xs);
     memcpy(hs, self->in_shape, sizeof hs);
     memcpy(os, self->out_shape, sizeof os);
-    if (take(ox, "x", K_F32, self->ndim, xs, 0, 0, &v[0]) < 0) return NULL;
-    if (take_optional(oh, "h", K_F32, self->ndim, hs, 0, &v[1]) < 0) goto fail;
-    if (take(oout, "out", K_F32, self->ndim, os, 1, 0, &v[2]) < 0) goto fail;
+    if (self->ndim == 2) { /* a linear: tokens with any leading extents */
+        if (take_rows(ox, "x", K_F32, xs[0], xs[1], 0, 0, &v[0]) < 0) return NULL;
+        if (take_rows(oh, "h", K_F32, xs[0], xs[1], 0, 1, &v[1]) < 0) goto fail;
+        if (take_rows(oout, "out", K_F32, os[0], os[1], 1, 0, &v[2]) < 0) goto fail;
+    } else {
+        if (take(ox, "x", K_F32, self->ndim, xs, 0, 0, &v[0]) < 0) return NULL;
+        if (take_optional(oh, "h", K_F32, self->ndim, hs, 0, &v[1]) < 0) goto fail;
+        if (take(oout, "out", K_F32, self->ndim, os, 1, 0, &v[2]) < 0) goto fail;
+    }
     if (overlaps(&v[2], &v[0]) || overlaps(&v[2], &v[1])) {
         PyErr_SetString(PyExc_ValueError, "out: overlaps an input");
         goto fail;
