@@ -250,3 +250,58 @@ def test_shipped_models_fused_and_unfused_agree(name: str) -> None:
         with using_fusion(False):
             unfused = copy.copy(upscaler).upscale(lr)
     assert (fused - unfused).abs().max() < 1e-4
+
+
+# --- what sits between binary layers, folded into their calls ------------------------------------------------
+
+
+def test_input_transform_norm_affine_silu_concatenation_and_added_tensor_match_pytorch() -> None:
+    """h = SiLU(GroupNorm(cat(x, x2)) * mul + shift), then the three-branch layer, then + add: the fused call
+    against the same steps as PyTorch float32 ops and the unfused layer (rounding of h only)."""
+    from binsr.deploy.kernels import InputTransform
+
+    generator = torch.Generator().manual_seed(11)
+    for n, c1, c2, o, size, groups in [(1, 64, 64, 32, 20, 8), (2, 128, 0, 64, 9, 4), (1, 64, 30, 16, 33, 2)]:
+        c = c1 + c2
+        x = torch.randn(n, c, size, size, generator=generator) * 3 + 1
+        negative, _ = random_weight(o, c, 3, generator)
+        weight, gamma, beta = packed(negative, torch.rand(o, generator=generator)), torch.rand(c) + 0.5, torch.randn(c)
+        mul, shift = 1 + 0.1 * torch.randn(n, c, generator=generator), 0.1 * torch.randn(n, c, generator=generator)
+        add = torch.randn(n, o, size, size, generator=generator)
+        epilogue = Epilogue(bias=torch.randn(o, generator=generator), down=torch.randn(4, c, generator=generator),
+                            up=torch.randn(o, 4, generator=generator))
+        h = F.silu(F.group_norm(x, groups, gamma, beta, 1e-5) * mul[..., None, None] + shift[..., None, None])
+        expected = FusedCall(tuple(x.shape), weight, epilogue, padding=(1, 1), pixel_scale=True)(h) + add
+        split = c1 if c2 and c1 % 64 == 0 else 0
+        transform = InputTransform(groups, gamma, beta, 1e-5, True, split)
+        call = FusedCall(tuple(x.shape), weight, epilogue, padding=(1, 1), pixel_scale=True, transform=transform)
+        got = call(x[:, :split].contiguous(), x2=x[:, split:].contiguous(), mul=mul, shift=shift, add=add) if split \
+            else call(x, mul=mul, shift=shift, add=add)
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-3), (n, c1, c2, (got - expected).abs().max())
+
+
+def test_packed_resshift_blocks_fold_their_norms_and_concatenations_and_agree_with_the_unfused_ones() -> None:
+    from binsr.deploy.blocks import PackedScaleShiftResBlock
+    from binsr.deploy.kernels import using_input_fusion
+    from binsr.models.resshift_unet import ScaleShiftResBlock
+
+    torch.manual_seed(3)
+    for dim, dim_out, parts in [(64, 64, [64]), (128, 64, [64, 64]), (64, 128, [64])]:
+        block, _ = binarize(ScaleShiftResBlock(dim, dim_out, 32, 8, 0.0), "bimacosr", rank=4, k=16)
+        with torch.no_grad():  # GroupNorm affine and RPReLU away from their initial values
+            for p in block.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        wrapper = torch.nn.ModuleDict({"b": block})
+        pack_model(wrapper)
+        packed_block = wrapper["b"]
+        assert isinstance(packed_block, PackedScaleShiftResBlock)
+        x = [torch.randn(2, p, 12, 12) for p in parts]
+        emb = torch.randn(2, 32)
+        with torch.no_grad():
+            fused = packed_block(x if len(x) > 1 else x[0], emb)
+            with using_input_fusion(False):
+                exact = packed_block(x if len(x) > 1 else x[0], emb)
+            simulated = ScaleShiftResBlock.forward(packed_block, torch.cat(x, 1), emb)
+        assert torch.equal(exact, simulated)
+        assert any(key[-1] is not None for key in packed_block.conv1.bmb._plans)  # the fused calls ran
+        assert torch.allclose(fused, exact, rtol=1e-4, atol=1e-3), (dim, dim_out, (fused - exact).abs().max())

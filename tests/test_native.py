@@ -256,3 +256,43 @@ def test_every_path_gives_the_same_fused_layers_and_linears(isa: str) -> None:
                                   binary_linear(x, weight, token_scale=scale))
         for got, want in zip(results[isa], results["portable"]):
             assert torch.equal(got, want), (isa, lead, c, o)
+
+
+def test_fused_layer_checks_its_input_transform() -> None:
+    nk = native()
+    t = fused_tables(o=8, c=128)
+    t["weights"] = u64(8, 3, 3, 2)
+    norm = dict(norm_groups=8, norm_weight=f32(128), norm_bias=f32(128), silu=True, pixel_scale=True, padding=(1, 1))
+    layer = nk.FusedLayer((1, 128, 6, 6), t["weights"], 128, split=64, **norm)
+    x, x2, out = f32(1, 64, 6, 6), f32(1, 64, 6, 6), f32(1, 8, 6, 6)
+    layer(x, None, out, 1, x2=x2, mul=f32(1, 128), shift=f32(1, 128), add=f32(1, 8, 6, 6))
+    bad_init = [(dict(norm_groups=7), "groups that divide"), (dict(norm_bias=None), "both"),
+                (dict(split=32), "multiple of 64"), (dict(eps=0.0), "eps")]
+    for change, message in bad_init:
+        with pytest.raises(ValueError, match=message):
+            nk.FusedLayer((1, 128, 6, 6), t["weights"], 128, **{**norm, "split": 64, **change})
+    with pytest.raises(ValueError, match="convs without a threshold"):
+        nk.FusedLayer((1, 128, 6, 6), t["weights"], 128, threshold=f32(128), **norm)
+    bad_call = [(dict(), "x2: required"), (dict(x2=f32(1, 32, 6, 6)), r"x2: expected shape \(1, 64, 6, 6\)"),
+                (dict(x2=x2, mul=f32(2, 128)), r"mul: expected shape \(1, 128\)"),
+                (dict(x2=x2, add=f32(1, 8, 6, 5)), r"add: expected shape \(1, 8, 6, 6\)")]
+    for extra, message in bad_call:
+        with pytest.raises(ValueError, match=message):
+            layer(x, None, out, 1, **extra)
+    with pytest.raises(ValueError, match="a layer with an input transform packs"):
+        layer(x, x, out, 1, x2=x2)
+    plain = nk.FusedLayer((1, 128, 6, 6), t["weights"], 128, pixel_scale=True, padding=(1, 1))
+    with pytest.raises(ValueError, match="x2: this layer has one input"):
+        plain(f32(1, 128, 6, 6), None, out, 1, x2=x2)
+    with pytest.raises(ValueError, match="only after a GroupNorm"):
+        plain(f32(1, 128, 6, 6), None, out, 1, mul=f32(1, 128))
+
+
+def test_a_linear_reads_tokens_with_their_leading_extents() -> None:
+    nk = native()
+    layer = nk.FusedLayer((12, 70), u64(5, 2), 70)
+    layer(f32(3, 4, 70), None, f32(3, 4, 5), 1)
+    with pytest.raises(ValueError, match=r"x: expected \(\.\.\., 70\) with 12 rows"):
+        layer(f32(3, 5, 70), None, f32(3, 4, 5), 1)
+    with pytest.raises(ValueError, match="not for a linear layer"):
+        layer(f32(12, 70), None, f32(12, 5), 1, add=f32(12, 5))

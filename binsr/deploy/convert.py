@@ -8,6 +8,7 @@ from torch import nn
 
 from binsr.binary.branches import ThreeBranch
 from binsr.binary.convert import set_submodule
+from binsr.deploy.blocks import pack_blocks
 from binsr.deploy.layers import PACKED_FORMS, PackedThreeBranch, _PackedBinaryLayer
 from binsr.errors import BinsrError
 
@@ -59,6 +60,7 @@ def pack_model(model: nn.Module, fill: bool = True) -> PackReport:
     for name, module in list(model.named_modules()):  # BiMaCoSR's layers: all three branches in one call
         if type(module) is ThreeBranch and isinstance(module.bmb, _PackedBinaryLayer):
             set_submodule(model, name, PackedThreeBranch(module.bmb, module.lrmb, module.smb))
+    pack_blocks(model)  # blocks whose norms, activations and adds fold into their packed layers' calls
     model.eval()
     model.requires_grad_(False)
     return report

@@ -32,7 +32,8 @@ except ImportError:  # pragma: no cover - depends on the machine's compiler
     _native = None
 
 WORD_BITS = 64
-_state = {"backend": "native" if _native is not None else "torch", "fuse": True, "profile": False}
+_state = {"backend": "native" if _native is not None else "torch", "fuse": True, "fuse_inputs": True,
+          "profile": False}
 
 
 def words(channels: int) -> int:
@@ -304,6 +305,41 @@ class Epilogue:
     sparse: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
+@dataclass
+class InputTransform:
+    """What a fused conv does to its input before everything else: h = SiLU?(GroupNorm(x) · mul + shift), x given
+    whole or as two tensors concatenated along channels (``split``: the first one's channels, a multiple of 64;
+    0: one tensor). ``mul``/``shift`` (N, C) come with each call (ResShift's 1 + scale and shift of the
+    timestep embedding). h then is the layer's input: it is packed, and the 1x1 branches and the residual read
+    it. Rounding differs from PyTorch's GroupNorm and SiLU (statistics in float64, one multiply-add, an exp
+    of about 1 ulp): see :func:`using_input_fusion`."""
+
+    norm_groups: int = 0
+    norm_weight: torch.Tensor | None = None
+    norm_bias: torch.Tensor | None = None
+    eps: float = 1e-5
+    silu: bool = False
+    split: int = 0
+
+
+def input_fusion() -> bool:
+    """Whether packed blocks fold the GroupNorm, affine, SiLU and concatenation before a binary layer into it."""
+    return _state["fuse_inputs"]
+
+
+@contextmanager
+def using_input_fusion(enabled: bool) -> Iterator[None]:
+    """Run a block with the norms, activations, adds and concatenations between packed layers folded into the
+    layers' native calls (the default: no float tensor between two binary layers is written and read again)
+    or as PyTorch ops (PyTorch's exact rounding: what the simulated network computes), then restore."""
+    previous = _state["fuse_inputs"]
+    _state["fuse_inputs"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _state["fuse_inputs"] = previous
+
+
 def fusable(x: torch.Tensor) -> bool:
     """Whether a :class:`FusedCall` can run on ``x`` (native kernels and fusion on, a float32 CPU tensor)."""
     return _state["fuse"] and _native_on(x) and x.dtype == torch.float32
@@ -342,7 +378,8 @@ class FusedCall:
 
     def __init__(self, shape: tuple[int, ...], weight: PackedWeight, epilogue: Epilogue,
                  stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
-                 threshold: torch.Tensor | None = None, pixel_scale: bool = False) -> None:
+                 threshold: torch.Tensor | None = None, pixel_scale: bool = False,
+                 transform: InputTransform | None = None) -> None:
         if _native is None:
             raise BinsrError("fused layers need the native kernels")
         conv = weight.bits.dim() == 4
@@ -366,15 +403,24 @@ class FusedCall:
                 up=_table(epilogue.up if epilogue.down is not None else None, torch.float32, "low-rank up"),
                 sparse_rows=_table(sparse[0], torch.int32, "sparse row pointers"),
                 sparse_cols=_table(sparse[1], torch.int32, "sparse columns"),
-                sparse_values=_table(sparse[2], torch.float32, "sparse values"))
+                sparse_values=_table(sparse[2], torch.float32, "sparse values"),
+                **({} if transform is None else {
+                    "norm_groups": transform.norm_groups, "eps": float(transform.eps), "silu": transform.silu,
+                    "split": transform.split, "norm_weight": _table(transform.norm_weight, torch.float32, "norm weight"),
+                    "norm_bias": _table(transform.norm_bias, torch.float32, "norm bias")}))
         except ValueError as err:
             raise BinsrError(f"fused layer: {err}") from None
         native_out = self._layer.out_shape
         self.out_shape = native_out if conv else (*shape[:-1], native_out[-1])
         self._timed = _Timed(f"binary conv {weight.bits.shape[1]}x{weight.bits.shape[2]}" if conv else "binary linear")
 
-    def __call__(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
-        if x.shape != self.in_shape or (h is not None and h.shape != x.shape):
+    def __call__(self, x: torch.Tensor, h: torch.Tensor | None = None, *, x2: torch.Tensor | None = None,
+                 mul: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                 add: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer on ``x`` (its first ``split`` channels with ``x2`` the rest, for a split transform);
+        ``mul``/``shift`` (N, C): the transform's affine after its norm; ``add``: a tensor of the output's shape
+        added last."""
+        if (x.shape != self.in_shape and x2 is None) or (h is not None and h.shape != x.shape):
             raise BinsrError(f"this fused call was prepared for inputs {self.in_shape}, got {tuple(x.shape)}")
         if x.dtype != torch.float32 or not _native_on(x):
             raise BinsrError("fused layers need the native kernels and a float32 CPU input")
@@ -382,6 +428,10 @@ class FusedCall:
         if h is not None:
             h = _float_input(h, "pre-biased input")
         out = torch.empty(self.out_shape)
+        extra = {}
+        for name, t in (("x2", x2), ("mul", mul), ("shift", shift), ("add", add)):
+            if t is not None:
+                extra[name] = _float_input(t, name).numpy()
         with self._timed:
-            self._layer(x.numpy(), None if h is None else h.numpy(), out.numpy(), torch.get_num_threads())
+            self._layer(x.numpy(), None if h is None else h.numpy(), out.numpy(), torch.get_num_threads(), **extra)
         return out

@@ -10,6 +10,8 @@ after the binary op is the same function (:func:`~binsr.binary.layers.finish_bin
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -27,6 +29,7 @@ from binsr.binary.quantizers import weight_bits
 from binsr.deploy.kernels import (
     Epilogue,
     FusedCall,
+    InputTransform,
     PackedWeight,
     binary_conv2d,
     binary_linear,
@@ -39,6 +42,7 @@ from binsr.errors import BinsrError
 from binsr.utils.registry import Registry
 
 PARTS = ("pre_bias", "output_scale", "activation", "shortcut")
+Transform = tuple  # (nn.GroupNorm | None, silu: bool, split: int): what a fused call does to its input first
 
 
 def quantized_signs(layer: BinaryConv2d | BinaryLinear) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,8 +151,8 @@ class _PackedBinaryLayer(nn.Module):
             parts += [lowrank.down.weight, lowrank.up.weight]
         return [t for t in parts if t is not None]
 
-    def _prepare(self, shape: tuple[int, ...], lowrank: LowRankBranch | None,
-                 sparse: SparseBranch | None) -> FusedCall:
+    def _prepare(self, shape: tuple[int, ...], lowrank: LowRankBranch | None, sparse: SparseBranch | None,
+                 transform: Transform | None) -> FusedCall:
         act = self.activation
         epilogue = Epilogue(bias=_f32(self.bias), residual=self.shortcut is not None,
                             activation=tuple(_group_rows(act, p) for p in (act.shift, act.slope, act.bias))
@@ -157,27 +161,44 @@ class _PackedBinaryLayer(nn.Module):
             epilogue.down, epilogue.up = _f32(lowrank.down.weight.flatten(1)), _f32(lowrank.up.weight.flatten(1))
         if sparse is not None:
             epilogue.sparse = sparse_rows(sparse)
+        native_transform = None
+        if transform is not None:
+            norm, silu, split = transform
+            native_transform = InputTransform(silu=silu, split=split)
+            if norm is not None:
+                native_transform.norm_groups, native_transform.eps = norm.num_groups, norm.eps
+                native_transform.norm_weight, native_transform.norm_bias = _f32(norm.weight), _f32(norm.bias)
         return FusedCall(shape, self.packed_weight(), epilogue, threshold=_f32(self.input_threshold),
-                         pixel_scale=self.pixel_scale, **self._geometry())
+                         pixel_scale=self.pixel_scale, transform=native_transform, **self._geometry())
 
-    def fused(self, x: torch.Tensor, lowrank: LowRankBranch | None = None,
-              sparse: SparseBranch | None = None) -> torch.Tensor | None:
+    def fused(self, x: torch.Tensor, lowrank: LowRankBranch | None = None, sparse: SparseBranch | None = None, *,
+              transform: Transform | None = None, x2: torch.Tensor | None = None, mul: torch.Tensor | None = None,
+              shift: torch.Tensor | None = None, add: torch.Tensor | None = None) -> torch.Tensor | None:
         """This layer (+ LRMB + SMB of its three-branch layer) in one native call; None where it cannot run
         fused (PyTorch backend, not float32, an FP part the kernel does not have). The prepared call is
-        cached per input shape and timestep groups, and rebuilt when a parameter or a child module changes."""
+        cached per input shape, timestep groups and transform, and rebuilt when a parameter or a child module
+        changes. ``transform`` = (GroupNorm or None, SiLU?, split): the layer's input is
+        SiLU?(norm(cat(x, x2)) · mul + shift) (see :class:`~binsr.deploy.kernels.InputTransform`); ``add`` is
+        added to the output."""
         if not fusable(x):
             return None
         act = self.activation
         group = act.group if act is not None else None
-        key = (x.shape, group if type(group) is int else _group_key(act), id(lowrank), id(sparse))
+        key = (x.shape, group if type(group) is int else _group_key(act), id(lowrank), id(sparse),
+               None if transform is None else (id(transform[0]), *transform[1:]))
         plan = self._plans.get(key)
         if plan is None or not plan.current(self, lowrank, sparse):
             if self.fusion_problem() is not None or (self.pre_bias is not None and self.pixel_scale):
                 return None  # (β of a pre-biased input: not a case any method has)
+            if transform is not None and (self.pre_bias is not None or self.input_threshold is not None):
+                return None  # the transformed input is packed as it is
             if len(self._plans) > 16:  # many shapes (tiles, batch sizes): keep the cache small
                 self._plans.clear()
-            plan = self._plans[key] = _Plan(self, lowrank, sparse, self._prepare(tuple(x.shape), lowrank, sparse))
-        return plan.call(x, self.pre_bias(x) if self.pre_bias is not None else None)
+            norm = transform[0] if transform is not None else None
+            shape = tuple(x.shape) if x2 is None else (x.shape[0], x.shape[1] + x2.shape[1], *x.shape[2:])
+            plan = self._plans[key] = _Plan(self, lowrank, sparse, self._prepare(shape, lowrank, sparse, transform), norm)
+        return plan.call(x, self.pre_bias(x) if self.pre_bias is not None else None, x2=x2, mul=mul, shift=shift,
+                         add=add)
 
     def _geometry(self) -> dict[str, tuple[int, int]]:
         return {}
@@ -305,10 +326,11 @@ class _Plan:
     __slots__ = ("call", "sources", "versions", "pointers", "structure")
 
     def __init__(self, layer: _PackedBinaryLayer, lowrank: LowRankBranch | None, sparse: SparseBranch | None,
-                 call: FusedCall) -> None:
+                 call: FusedCall, norm: nn.GroupNorm | None = None) -> None:
         self.call = call
         self.structure = _structure(layer, lowrank, sparse)
-        self.sources = tuple(layer._sources(lowrank, sparse))
+        norms = [t for t in (norm.weight, norm.bias) if t is not None] if norm is not None else []
+        self.sources = (*layer._sources(lowrank, sparse), *norms)
         self.versions = tuple([t._version for t in self.sources])
         self.pointers = tuple([t.data_ptr() for t in self.sources])
 
@@ -355,5 +377,10 @@ class PackedThreeBranch(ThreeBranch):
     children and state dict as :class:`~binsr.binary.branches.ThreeBranch`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = None if _watched_inside(self) else self.bmb.fused(x, self.lrmb, self.smb)
+        fused = self.fused(x)
         return fused if fused is not None else super().forward(x)
+
+    def fused(self, x: torch.Tensor, **inputs: Any) -> torch.Tensor | None:
+        """All three branches in one native call, with :meth:`_PackedBinaryLayer.fused`'s input transform and
+        added tensor; None where it cannot run so (a hook watches a branch, PyTorch backend, ...)."""
+        return None if _watched_inside(self) else self.bmb.fused(x, self.lrmb, self.smb, **inputs)

@@ -181,7 +181,9 @@ class ScaleShiftResBlock(nn.Module):
         self.conv2 = nn.Conv2d(dim_out, dim_out, 3, padding=1)
         self.skip = nn.Conv2d(dim, dim_out, 1) if dim != dim_out else nn.Identity()
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
+        """x: (B, dim, H, W), or tensors to concatenate along channels into it (the up path's skips)."""
+        x = torch.cat(x, dim=1) if isinstance(x, list) else x
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
@@ -195,7 +197,7 @@ class Stage(nn.Module):
         super().__init__()
         self.block, self.swin = block, swin
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
         x = self.block(x, emb)
         return self.swin(x) if self.swin is not None else x
 
@@ -262,7 +264,7 @@ class ResShiftUNet(Denoiser):
         blocks = iter(self.up)
         for level in range(len(self.config.channel_mult)):
             for _ in range(self.config.num_res_blocks + 1):
-                h = next(blocks)(torch.cat([h, skips.pop()], dim=1), emb)
+                h = next(blocks)([h, skips.pop()], emb)  # concatenated by the block (or read as two inputs)
             if level < len(self.upsample):
                 h = self.upsample[level](upsample_nearest2x(h))
         return self.tail(h)

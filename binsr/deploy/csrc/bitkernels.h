@@ -94,7 +94,16 @@ typedef struct {
     const int32_t *ctab;  /* (O, (ph+1)^2, 16) or NULL: corr summed per border class (see border_table) */
     int64_t N, C, Cw, O, Hp, Wp, Hout, Wout, kh, kw, sh, sw, ph, pw;
     int64_t Wh; /* 0: act and pscale rows in column order; else even columns, then the odd ones from Wh on */
+    int64_t row0; /* act and pscale hold the rows from padded row n * Hp + iy = row0 on (a band of rows) */
 } conv_args;
+
+/* the packed words (Cw runs of Wp) and the per-pixel scales (Wp) of padded input row iy of sample n */
+static inline const uint64_t *act_row(const conv_args *a, int64_t n, int64_t iy) {
+    return a->act + (n * a->Hp + iy - a->row0) * a->Cw * a->Wp;
+}
+static inline const float *scale_row(const conv_args *a, int64_t n, int64_t iy) {
+    return a->pscale + (n * a->Hp + iy - a->row0) * a->Wp;
+}
 
 /* Output tiles. A work item is one output row piece (n, oy, x0 .. x1 < x0 + CHUNK) of a channel range; the
  * ISA routines write its values to a per-thread tile, channel o at tile[(o - o0) * CHUNK + (ox - x0)], where
@@ -164,6 +173,16 @@ typedef struct {
     const int32_t *sp_ptr, *sp_col;  /* SMB: CSR rows (O + 1,), input channels (k,) */
     const float *sp_val;
     float *out;                      /* layout 0: (N, O, Hout, Wout); layout 1: (P, O) */
+    const float *add;                /* (N, O, Hout, Wout) or NULL: added to the output last */
+    /* the input transform (layout 0): the layer's input is h = silu?(norm(x) * mul + shift), x given as x
+     * (channels 0 .. C1-1) and x2 (channels C1 .. C-1: a concatenation, or NULL) */
+    const float *x2;
+    int64_t C1;
+    int64_t norm_groups;             /* GroupNorm groups, or 0: no norm */
+    const float *norm_weight, *norm_bias; /* (C,) */
+    float eps;
+    const float *mul, *shift;        /* (N, C) or NULL: after the norm (ResShift's 1 + scale and shift) */
+    int64_t silu;
     float *low;                      /* scratch (N, rank, Hout, Wout) */
     float *xs;                       /* scratch (N, C, Hout, Wout): x at the pixels a strided layer's 1x1 branches read */
     float *near;                     /* scratch (threads, C + rank, CHUNK): each thread's copy of one chunk's inputs */
@@ -173,10 +192,24 @@ typedef struct {
 
 void beta_low_row(const float *x, const float *h, int64_t C, int64_t plane, int64_t W, float *beta,
                   const float *down, int64_t rank, float *low, int64_t low_plane);
-void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
-                    int64_t o0, int64_t o1, const float *near, float *tile);
-void copy_epilogue_inputs(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
-                          float *near);
+/* where one sample's epilogue reads, for output rows from oy0 on: the 1x1 branches' input (x, or its
+ * transform, or its samples at a stride) and the low-rank projections, channel c of output row oy at
+ * src[c * src_cs + (oy - oy0) * Wout ...] and low[r * low_cs + (oy - oy0) * Wout ...] */
+typedef struct {
+    const float *src, *low;
+    int64_t src_cs, low_cs, oy0;
+} epi_in;
+
+void fused_epilogue(const fused_args *f, const conv_args *a, const epi_in *in, int64_t n, int64_t oy, int64_t x0,
+                    int64_t x1, int64_t o0, int64_t o1, const float *near, float *tile);
+void copy_epilogue_inputs(const fused_args *f, const conv_args *a, const epi_in *in, int64_t oy, int64_t x0,
+                          int64_t x1, float *near);
+/* one row of the input transform: h[c, i] = silu?(x[c, i] * scale[c] + shift[c]) for W pixels; x's channels
+ * from two planes sets (c < C1: x1, else x2, plane strides p1, p2), h's plane stride hp */
+void transform_row(const float *x1, int64_t p1, const float *x2, int64_t p2, int64_t C1, int64_t C, int64_t W,
+                   const float *scale, const float *shift, int silu, float *h, int64_t hp);
+/* sum and sum of squares of n floats (double accumulators) */
+void moments(const float *x, int64_t n, double *sum, double *squares);
 
 /* the corrections of an unscaled padded conv: corr (O, kh*kw) and ctab (O, (ph+1)^2, 16), from the weights */
 size_t border_tables_size(const conv_args *a);
@@ -184,7 +217,7 @@ void border_tables(conv_args *a, int32_t *corr, int32_t *ctab);
 int border_classes_fit(const conv_args *a); /* ph, pw <= 3: ctab holds every class */
 
 /* pass 2 into out (layout 0: (N, O, Hout, Wout); transposed: (Wout, O) rows of a linear) */
-void run_conv(const conv_args *a, int threads, const fused_args *f, float *out, int transposed);
+void run_conv(const conv_args *a, int threads, const fused_args *f, const epi_in *in, float *out, int transposed);
 void run_pack_nchw(const float *x, const float *thr, uint64_t *out, int64_t N, int64_t C, int64_t H, int64_t W,
                    int64_t ph, int64_t pw, int threads);
 int run_fused(fused_args *f, conv_args *a); /* -1: out of memory */

@@ -42,7 +42,7 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
     }
     for (int64_t ky = 0; ky < kh; ky++) {
         int64_t iy = oy + ky;
-        const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp + ox;
+        const uint64_t *row = act_row(a, n, iy) + ox;
         for (int64_t kx = 0; kx < kw; kx++) {
             const uint64_t *w = wbase + (ky * kw + kx) * Cw;
             for (int64_t g = 0; g < Cw; g++) {
@@ -59,7 +59,7 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile_avx2(const conv
                 }
             }
             if (scaled) { /* acc holds this tap's popcounts */
-                __m128 s = _mm_loadu_ps(a->pscale + (n * a->Hp + iy) * Wp + ox + kx);
+                __m128 s = _mm_loadu_ps(scale_row(a, n, iy) + ox + kx);
                 bsum = _mm_add_ps(bsum, s);
                 UNROLL for (int c = 0; c < cb; c++) {
                     facc[c] = _mm_fmadd_ps(low_dwords_to_ps(acc[c]), s, facc[c]);
@@ -102,8 +102,8 @@ AVX2_ATTR static inline __attribute__((always_inline)) void tile8_scaled_avx2(co
     UNROLL for (int c = 0; c < cb; c++) facc[c] = _mm256_setzero_ps();
     for (int64_t ky = 0; ky < kh; ky++) {
         const int64_t iy = oy * a->sh + ky;
-        const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp + ox;
-        const float *srow = a->pscale + (n * a->Hp + iy) * Wp + ox;
+        const uint64_t *row = act_row(a, n, iy) + ox;
+        const float *srow = scale_row(a, n, iy) + ox;
         for (int64_t kx = 0; kx < kw; kx++) {
             /* column stride 2 (strided): input 2 (ox + j) + kx is stored at column(kx) + ox + j, j = 0..7 */
             const int64_t col = strided ? (kx & 1) * a->Wh + (kx >> 1) : kx;

@@ -17,7 +17,7 @@ static ALWAYS_INLINE float output_value(const conv_args *a, int64_t n, int64_t o
         const int row_inside = tap_row_valid(a, oy, ky);
         if (!row_inside && !a->pscale) continue;
         const int64_t iy = oy * a->sh + ky;
-        const uint64_t *row = a->act + (n * a->Hp + iy) * Cw * Wp;
+        const uint64_t *row = act_row(a, n, iy);
         for (int64_t kx = 0; kx < a->kw; kx++) {
             const int inside = row_inside && tap_col_valid(a, ox, kx);
             if (!inside && !a->pscale) continue;
@@ -26,7 +26,7 @@ static ALWAYS_INLINE float output_value(const conv_args *a, int64_t n, int64_t o
             int64_t pop = 0;
             for (int64_t g = 0; g < Cw; g++) pop += __builtin_popcountll(row[g * Wp + ix] ^ w[g]);
             if (a->pscale) {
-                const float s = a->pscale[(n * a->Hp + iy) * Wp + ix];
+                const float s = scale_row(a, n, iy)[ix];
                 bsum += s;
                 acc = fmaf((float)(pop - a->C / 2), s, acc);
             } else

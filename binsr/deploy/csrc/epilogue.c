@@ -1,6 +1,7 @@
 /* The float work of a fused layer: BiMaCoSR's beta and low-rank projections (pass 1) and, while each output
  * tile is in L1, bias, RPReLU/TaA, the identity residual and the low-rank and sparse branches (pass 2).
  * Plain C on GCC/clang vector extensions, compiled for several instruction sets (target_clones). */
+#include <math.h>
 #include "bitkernels.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -16,17 +17,21 @@
 typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 
-/* n <= 8 values p[0], p[step], ...; lanes past n are 0 */
+/* n <= 8 values p[0], p[step], ...; lanes past n are 0. A ragged vector is built in registers: assembled on
+ * the stack and read back whole it cost a failed store-to-load forward (~20 cycles) per load */
 static inline __attribute__((always_inline)) vf8 load8(const float *p, int64_t step, int64_t n) {
-    vf8 v = {0};
+    vf8 v;
     if (n == 8 && step == 1) memcpy(&v, p, sizeof v);
-    else for (int64_t k = 0; k < n; k++) v[k] = p[k * step];
+    else v = (vf8){n > 0 ? p[0] : 0.0f, n > 1 ? p[step] : 0.0f, n > 2 ? p[2 * step] : 0.0f, n > 3 ? p[3 * step] : 0.0f,
+                   n > 4 ? p[4 * step] : 0.0f, n > 5 ? p[5 * step] : 0.0f, n > 6 ? p[6 * step] : 0.0f,
+                   n > 7 ? p[7 * step] : 0.0f};
     return v;
 }
 
 static inline __attribute__((always_inline)) void store8(float *p, int64_t step, int64_t n, vf8 v) {
     if (n == 8 && step == 1) memcpy(p, &v, sizeof v);
-    else for (int64_t k = 0; k < n; k++) p[k * step] = v[k];
+    else for (int k = 0; k < 8; k++)
+        if (k < n) p[k * step] = v[k];
 }
 
 
@@ -82,8 +87,9 @@ FLOAT_CLONES void beta_low_row(const float *x, const float *h, int64_t C, int64_
  * row g. NV vectors of 8 (a constant after inlining: plain vector loads), or NV = 0 for a ragged count.
  * Eight vectors of accumulators keep the rank and sparse sums independent chains. */
 static inline __attribute__((always_inline)) void epilogue_body(const fused_args *f, float *row, const float *res,
-                                                               const float *low, const float *src, int64_t plane,
-                                                               int64_t o, int64_t g, const int NV, int64_t count) {
+                                                               const float *low, const float *src, const float *add,
+                                                               int64_t plane, int64_t o, int64_t g, const int NV,
+                                                               int64_t count) {
     const int64_t O = f->O, rank = f->rank;
     const vf8 zero = {0};
     const float b = f->bias ? f->bias[o] : 0.0f;
@@ -113,57 +119,129 @@ static inline __attribute__((always_inline)) void epilogue_body(const fused_args
         const float *s = src + f->sp_col[j] * plane;
         UNROLL for (int q = 0; q < nv; q++) sp[q] += w * load8(s + 8 * q, 1, n[q]);
     }
-    UNROLL for (int q = 0; q < nv; q++) store8(row + 8 * q, 1, n[q], v[q] + lr[q] + sp[q]); /* (BMB + LRMB) + SMB */
-}
-
-FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const float *res, const float *low,
-                                      const float *src, int64_t plane, int64_t o, int64_t g, int64_t count) {
-    switch (count) {
-    case 64: epilogue_body(f, row, res, low, src, plane, o, g, 8, 64); break;
-    case 32: epilogue_body(f, row, res, low, src, plane, o, g, 4, 32); break;
-    case 16: epilogue_body(f, row, res, low, src, plane, o, g, 2, 16); break;
-    case 8: epilogue_body(f, row, res, low, src, plane, o, g, 1, 8); break;
-    default: epilogue_body(f, row, res, low, src, plane, o, g, 0, count);
+    UNROLL for (int q = 0; q < nv; q++) { /* ((BMB + LRMB) + SMB) [+ add] */
+        vf8 total = v[q] + lr[q] + sp[q];
+        if (add) total += load8(add + 8 * q, 1, n[q]);
+        store8(row + 8 * q, 1, n[q], total);
     }
 }
 
-/* pass 2 epilogue on one finished tile, in place in the tile: outputs (n, oy, x0..x1) of channels o0..o1; the 1x1
- * branches read x (stride 1) or its samples xs (strided) and low in the output grid, or, where `near` is
- * given, the copy of those pieces that copy_epilogue_inputs() made (rows of CHUNK floats) */
-void fused_epilogue(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0, int64_t x1,
-                    int64_t o0, int64_t o1, const float *near, float *tile) {
-    const int64_t C = f->C, HWo = a->Hout * a->Wout;
-    const float *src = f->xs ? f->xs : f->x; /* xs: only where the layer strides; else x has the output grid */
+FLOAT_CLONES static void epilogue_run(const fused_args *f, float *row, const float *res, const float *low,
+                                      const float *src, const float *add, int64_t plane, int64_t o, int64_t g,
+                                      int64_t count) {
+    if (count == 64) {
+        epilogue_body(f, row, res, low, src, add, plane, o, g, 8, 64);
+        return;
+    }
+    for (int64_t i = 0; i < count;) { /* pieces of 32, 16 and 8 pixels, then single ones */
+        const int64_t left = count - i;
+        const float *rs = res ? res + i : NULL, *ad = add ? add + i : NULL;
+        if (left >= 32) epilogue_body(f, row + i, rs, low + i, src + i, ad, plane, o, g, 4, 32), i += 32;
+        else if (left >= 16) epilogue_body(f, row + i, rs, low + i, src + i, ad, plane, o, g, 2, 16), i += 16;
+        else if (left >= 8) epilogue_body(f, row + i, rs, low + i, src + i, ad, plane, o, g, 1, 8), i += 8;
+        else epilogue_body(f, row + i, rs, low + i, src + i, ad, plane, o, g, 0, left), i = count;
+    }
+}
+
+/* pass 2 epilogue on one finished tile, in place in the tile: outputs (n, oy, x0..x1) of channels o0..o1. The
+ * 1x1 branches and the residual read `in`'s source and low-rank rows at the output pixels, or, where `near`
+ * is given, the copy of those pieces that copy_epilogue_inputs() made (rows of CHUNK floats) */
+void fused_epilogue(const fused_args *f, const conv_args *a, const epi_in *in, int64_t n, int64_t oy, int64_t x0,
+                    int64_t x1, int64_t o0, int64_t o1, const float *near, float *tile) {
+    const int64_t C = f->C, HWo = a->Hout * a->Wout, at = (oy - in->oy0) * a->Wout;
     /* activation rows cover blocks of samples (layout 0) or of tokens (layout 1: one image row) */
     const int64_t units = f->layout == 1 ? a->Wout : f->N, span = f->act_rows ? units / f->act_rows : units;
-    const int64_t plane = near ? CHUNK : HWo;
+    const int64_t plane = near ? CHUNK : in->src_cs; /* (in place: src_cs == low_cs) */
     for (int64_t o = o0; o < o1; o++)
         for (int64_t i0 = x0; i0 < x1;) {
             const int64_t unit = f->layout == 1 ? i0 : n, g = unit / span;
             const int64_t i1 = f->layout == 1 && (g + 1) * span < x1 ? (g + 1) * span : x1;
-            const int64_t at = oy * a->Wout + i0;
             float *row = tile + (o - o0) * CHUNK + (i0 - x0);
-            const float *xin = near ? near + (i0 - x0) : src + n * C * HWo + at;
-            const float *low = near ? near + C * CHUNK + (i0 - x0) : f->low + n * f->rank * HWo + at;
-            const float *res = !f->residual ? NULL : near ? xin + o * CHUNK : f->x + (n * C + o) * HWo + at;
-            epilogue_run(f, row, res, low, xin, plane, o, g, i1 - i0); /* i1 - i0 <= CHUNK */
+            const float *xin = near ? near + (i0 - x0) : in->src + at + i0;
+            const float *low = near ? near + C * CHUNK + (i0 - x0) : in->low + at + i0;
+            const float *res = !f->residual ? NULL : xin + o * plane;
+            const float *add = f->add ? f->add + (n * a->O + o) * HWo + oy * a->Wout + i0 : NULL;
+            epilogue_run(f, row, res, low, xin, add, plane, o, g, i1 - i0); /* i1 - i0 <= CHUNK */
             i0 = i1;
         }
 }
 
+/* near = the pieces of the epilogue's source and of low that the outputs (n, oy, x0..x1) read: (C + rank) rows
+ * of CHUNK floats. In place they are one piece of every channel plane, planes whose size is often a power
+ * of two (64 x 64, 256 x 256 floats), so every piece falls into the same cache sets and evicts the others
+ * (and what was prefetched) long before the epilogue reads it. Copied in one burst (independent loads, many
+ * misses in flight) they are contiguous and stay in L1. */
+void copy_epilogue_inputs(const fused_args *f, const conv_args *a, const epi_in *in, int64_t oy, int64_t x0,
+                          int64_t x1, float *near) {
+    const int64_t at = (oy - in->oy0) * a->Wout + x0, bytes = (x1 - x0) * (int64_t)sizeof(float);
+    if (f->sp_ptr || f->residual)
+        for (int64_t c = 0; c < f->C; c++) memcpy(near + c * CHUNK, in->src + c * in->src_cs + at, (size_t)bytes);
+    for (int64_t r = 0; r < f->rank; r++)
+        memcpy(near + (f->C + r) * CHUNK, in->low + r * in->low_cs + at, (size_t)bytes);
+}
 
-/* near = the pieces of x (or its samples xs) and of low that the epilogue of outputs (n, oy, x0..x1) reads:
- * (C + rank) rows of CHUNK floats. In place they are one piece of every channel plane, planes whose size
- * is often a power of two (64 x 64, 256 x 256 floats), so every piece falls into the same cache sets and
- * evicts the others (and what was prefetched) long before the epilogue reads it. Copied in one burst
- * (independent loads, many misses in flight) they are contiguous and stay in L1. */
-void copy_epilogue_inputs(const fused_args *f, const conv_args *a, int64_t n, int64_t oy, int64_t x0,
-                                 int64_t x1, float *near) {
-    const int64_t HWo = a->Hout * a->Wout, at = oy * a->Wout + x0, bytes = (x1 - x0) * (int64_t)sizeof(float);
-    if (f->sp_ptr || f->residual) {
-        const float *src = (f->xs ? f->xs : f->x) + n * f->C * HWo + at;
-        for (int64_t c = 0; c < f->C; c++) memcpy(near + c * CHUNK, src + c * HWo, (size_t)bytes);
+/* --- the input transform: GroupNorm statistics, the per-channel affine, SiLU ------------------------------- */
+
+/* e^x for 8 floats: x = n ln2 + r (|r| <= ln2 / 2, ln 2 split in two for an exact product), e^r by the
+ * classic degree-6 polynomial of Cephes' expf (about 1 ulp), 2^n by the exponent bits. Below -87.3: 0 (the
+ * smallest normal floats are lost: nothing here reads them); above 88.72: +inf (so x / (1 + e^-x) is -0
+ * there, as PyTorch's SiLU gives). */
+static inline __attribute__((always_inline)) vf8 select8(vi8 m, vf8 a, vf8 b) { /* m ? a : b, lane by lane */
+    return (vf8)(((vi8)a & m) | ((vi8)b & ~m));
+}
+
+static inline __attribute__((always_inline)) vf8 exp8(vf8 x) {
+    const vf8 zero = {0}, hi = zero + 88.7228394f, lo = zero - 87.3365448f;
+    const vi8 over = x > hi, under = x < lo;
+    x = select8(over, hi, select8(under, lo, x));
+    const vi8 k = __builtin_convertvector(x * 1.44269504f + select8(x >= zero, zero + 0.5f, zero - 0.5f), vi8);
+    const vf8 n = __builtin_convertvector(k, vf8);
+    const vf8 r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    vf8 p = zero + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const vf8 e = p * (vf8)((k + 126) << 23) * 2.0f; /* 2^(k-1) * 2: k reaches 128 below the overflow */
+    return select8(over, (vf8)((vi8){0} + 0x7f800000), select8(under, zero, e));
+}
+
+FLOAT_CLONES void transform_row(const float *x1, int64_t p1, const float *x2, int64_t p2, int64_t C1, int64_t C,
+                                int64_t W, const float *scale, const float *shift, int silu, float *h, int64_t hp) {
+    for (int64_t c = 0; c < C; c++) {
+        const float *src = c < C1 ? x1 + c * p1 : x2 + (c - C1) * p2;
+        float *dst = h + c * hp;
+        const float a = scale[c], b = shift[c];
+        int64_t i = 0;
+        for (; i + 8 <= W; i += 8) {
+            vf8 y = load8(src + i, 1, 8) * a + b;
+            if (silu) y = y / (1.0f + exp8(-y));
+            store8(dst + i, 1, 8, y);
+        }
+        if (i < W) {
+            vf8 y = load8(src + i, 1, W - i) * a + b;
+            if (silu) y = y / (1.0f + exp8(-y));
+            store8(dst + i, 1, W - i, y);
+        }
     }
-    const float *low = f->low + n * f->rank * HWo + at;
-    for (int64_t r = 0; r < f->rank; r++) memcpy(near + (f->C + r) * CHUNK, low + r * HWo, (size_t)bytes);
+}
+
+FLOAT_CLONES void moments(const float *x, int64_t n, double *sum, double *squares) {
+    double s = 0.0, q = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += 4096) { /* float partial sums of 4096 values, then double */
+        const int64_t m = n - i0 < 4096 ? n - i0 : 4096;
+        vf8 vs = {0}, vq = {0};
+        int64_t i = 0;
+        for (; i + 8 <= m; i += 8) {
+            const vf8 v = load8(x + i0 + i, 1, 8);
+            vs += v;
+            vq += v * v;
+        }
+        for (int k = 0; k < 8; k++) s += vs[k], q += vq[k];
+        for (; i < m; i++) s += x[i0 + i], q += (double)x[i0 + i] * x[i0 + i];
+    }
+    *sum = s;
+    *squares = q;
 }

@@ -247,7 +247,7 @@ static PyObject *py_conv(PyObject *self, PyObject *args, PyObject *kwargs) {
         border_tables(&a, tables, tables + O * kh * kw);
     }
     Py_BEGIN_ALLOW_THREADS
-    run_conv(&a, threads, NULL, v[2].buf, 0);
+    run_conv(&a, threads, NULL, NULL, v[2].buf, 0);
     Py_END_ALLOW_THREADS
     free(tables);
     release(v, 5);
@@ -339,20 +339,24 @@ static void fused_dealloc(FusedLayer *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-enum { T_WTS, T_ALPHA, T_THR, T_BIAS, T_SHIFT, T_SLOPE, T_ABIAS, T_DOWN, T_UP, T_ROWS, T_COLS, T_VALS, T_COUNT };
+enum { T_WTS, T_ALPHA, T_THR, T_BIAS, T_SHIFT, T_SLOPE, T_ABIAS, T_DOWN, T_UP, T_ROWS, T_COLS, T_VALS, T_NORM_W,
+       T_NORM_B, T_COUNT };
 
 static int fused_init(FusedLayer *self, PyObject *args, PyObject *kwargs) {
     static char *keys[] = {"input_shape", "weights", "channels", "alpha", "threshold", "pixel_scale",
                            "stride", "padding", "bias", "act_shift", "act_slope", "act_bias", "residual", "down",
-                           "up", "sparse_rows", "sparse_cols", "sparse_values", NULL};
+                           "up", "sparse_rows", "sparse_cols", "sparse_values", "norm_groups", "norm_weight",
+                           "norm_bias", "eps", "silu", "split", NULL};
     PyObject *shape_obj, *o[T_COUNT] = {NULL};
-    Py_ssize_t C, sh = 1, sw = 1, ph = 0, pw = 0;
-    int pixel_scale = 0, residual = 0;
+    Py_ssize_t C, sh = 1, sw = 1, ph = 0, pw = 0, groups = 0, split = 0;
+    int pixel_scale = 0, residual = 0, silu = 0;
+    double eps = 1e-5;
     for (int i = 1; i < T_COUNT; i++) o[i] = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!On|$OOp(nn)(nn)OOOOpOOOOO:FusedLayer", keys, &PyTuple_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!On|$OOp(nn)(nn)OOOOpOOOOOnOOdpn:FusedLayer", keys, &PyTuple_Type,
                                      &shape_obj, &o[T_WTS], &C, &o[T_ALPHA], &o[T_THR], &pixel_scale, &sh,
                                      &sw, &ph, &pw, &o[T_BIAS], &o[T_SHIFT], &o[T_SLOPE], &o[T_ABIAS], &residual,
-                                     &o[T_DOWN], &o[T_UP], &o[T_ROWS], &o[T_COLS], &o[T_VALS]))
+                                     &o[T_DOWN], &o[T_UP], &o[T_ROWS], &o[T_COLS], &o[T_VALS], &groups,
+                                     &o[T_NORM_W], &o[T_NORM_B], &eps, &silu, &split))
         return -1;
     if (self->tables) {
         PyErr_SetString(PyExc_TypeError, "FusedLayer: already initialised");
@@ -418,6 +422,8 @@ static int fused_init(FusedLayer *self, PyObject *args, PyObject *kwargs) {
     t[T_ROWS] = (table_arg){o[T_ROWS], "sparse_rows", K_I32, 1, 0, {O + 1}};
     t[T_COLS] = (table_arg){o[T_COLS], "sparse_cols", K_I32, 1, 1, {any}};
     t[T_VALS] = (table_arg){o[T_VALS], "sparse_values", K_F32, 1, 1, {any}};
+    t[T_NORM_W] = (table_arg){o[T_NORM_W], "norm_weight", K_F32, 1, 0, {C}};
+    t[T_NORM_B] = (table_arg){o[T_NORM_B], "norm_bias", K_F32, 1, 0, {C}};
     for (int i = 1; i < T_COUNT; i++)
         if (take_optional(t[i].obj, t[i].name, t[i].kind, t[i].ndim, t[i].shape, t[i].allow_empty, &t[i].view) < 0)
             goto done;
@@ -449,6 +455,21 @@ static int fused_init(FusedLayer *self, PyObject *args, PyObject *kwargs) {
         goto done;
     }
     if (check_dot_size(C, kh, kw) < 0) goto done;
+    if (groups < 0 || (groups && (C % groups || !HAS(T_NORM_W) || !HAS(T_NORM_B))) || (!groups && (HAS(T_NORM_W) ||
+        HAS(T_NORM_B))) || !(eps > 0.0 && eps < 1.0)) {
+        PyErr_Format(PyExc_ValueError, "norm_groups, norm_weight, norm_bias, eps: a GroupNorm needs groups that divide "
+                     "the %zd channels, both (C,) tables and 0 < eps < 1", C);
+        goto done;
+    }
+    if (split < 0 || split >= C || (split && split % 64)) {
+        PyErr_Format(PyExc_ValueError, "split: the first input's channels, a multiple of 64 below %zd (0: one input)", C);
+        goto done;
+    }
+    if ((groups || silu || split) && (!conv || HAS(T_THR))) {
+        PyErr_SetString(PyExc_ValueError, "norm_groups, silu, split: an input transform is for convs without a "
+                        "threshold (its output is the layer's input)");
+        goto done;
+    }
     if (residual && (O != C || Ho != H || Wo != W)) {
         PyErr_SetString(PyExc_ValueError, "residual: the output shape must equal the input shape");
         goto done;
@@ -492,6 +513,8 @@ static int fused_init(FusedLayer *self, PyObject *args, PyObject *kwargs) {
     f.down = TABLE(T_DOWN, float), f.up = TABLE(T_UP, float), f.rank = HAS(T_DOWN) ? t[T_DOWN].shape[0] : 0;
     f.sp_ptr = TABLE(T_ROWS, int32_t), f.sp_col = TABLE(T_COLS, int32_t), f.sp_val = TABLE(T_VALS, float);
     f.O = O;
+    f.norm_groups = groups, f.norm_weight = TABLE(T_NORM_W, float), f.norm_bias = TABLE(T_NORM_B, float);
+    f.eps = (float)eps, f.silu = silu, f.C1 = split ? split : C;
     self->f = f;
     self->ndim = (int)ndim;
     for (int i = 0; i < ndim; i++) self->in_shape[i] = in[i];
@@ -512,13 +535,17 @@ done:
 }
 
 static PyObject *fused_call(FusedLayer *self, PyObject *args, PyObject *kwargs) {
-    static char *keys[] = {"x", "h", "out", "threads", NULL};
-    PyObject *ox, *oh, *oout;
+    static char *keys[] = {"x", "h", "out", "threads", "x2", "mul", "shift", "add", NULL};
+    PyObject *ox, *oh, *oout, *ox2 = Py_None, *omul = Py_None, *oshift = Py_None, *oadd = Py_None;
     int threads;
     if (!self->tables) return PyErr_Format(PyExc_TypeError, "FusedLayer: not initialised");
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOi:FusedLayer", keys, &ox, &oh, &oout, &threads)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOi|$OOOO:FusedLayer", keys, &ox, &oh, &oout, &threads, &ox2,
+                                     &omul, &oshift, &oadd))
+        return NULL;
     if (check_threads(threads) < 0) return NULL;
-    Py_buffer v[3] = {{0}};
+    const fused_args *t = &self->f;
+    const int two = t->C1 != t->C, transform = t->norm_groups || t->silu || two;
+    Py_buffer v[7] = {{0}};
     Py_ssize_t xs[MAX_DIMS], hs[MAX_DIMS], os[MAX_DIMS];
     memcpy(xs, self->in_shape, sizeof xs);
     memcpy(hs, self->in_shape, sizeof hs);
@@ -528,29 +555,59 @@ static PyObject *fused_call(FusedLayer *self, PyObject *args, PyObject *kwargs) 
         if (take_rows(oh, "h", K_F32, xs[0], xs[1], 0, 1, &v[1]) < 0) goto fail;
         if (take_rows(oout, "out", K_F32, os[0], os[1], 1, 0, &v[2]) < 0) goto fail;
     } else {
+        if (two) xs[1] = hs[1] = t->C1;
         if (take(ox, "x", K_F32, self->ndim, xs, 0, 0, &v[0]) < 0) return NULL;
         if (take_optional(oh, "h", K_F32, self->ndim, hs, 0, &v[1]) < 0) goto fail;
         if (take(oout, "out", K_F32, self->ndim, os, 1, 0, &v[2]) < 0) goto fail;
+        Py_ssize_t x2s[4] = {self->in_shape[0], t->C - t->C1, self->in_shape[2], self->in_shape[3]};
+        Py_ssize_t ms[2] = {t->N, t->C}, as[4];
+        memcpy(as, self->out_shape, sizeof as);
+        if (two ? ox2 == Py_None : ox2 != Py_None) {
+            PyErr_Format(PyExc_ValueError, "x2: %s", two ? "required: the layer reads two inputs" : "this layer has one input");
+            goto fail;
+        }
+        if (two && take(ox2, "x2", K_F32, 4, x2s, 0, 0, &v[3]) < 0) goto fail;
+        if ((omul != Py_None || oshift != Py_None) && !t->norm_groups) {
+            PyErr_SetString(PyExc_ValueError, "mul, shift: only after a GroupNorm");
+            goto fail;
+        }
+        if (take_optional(omul, "mul", K_F32, 2, ms, 0, &v[4]) < 0) goto fail;
+        ms[0] = t->N, ms[1] = t->C;
+        if (take_optional(oshift, "shift", K_F32, 2, ms, 0, &v[5]) < 0) goto fail;
+        if (take_optional(oadd, "add", K_F32, 4, as, 0, &v[6]) < 0) goto fail;
     }
-    if (overlaps(&v[2], &v[0]) || overlaps(&v[2], &v[1])) {
-        PyErr_SetString(PyExc_ValueError, "out: overlaps an input");
+    if (self->ndim == 2 && (ox2 != Py_None || omul != Py_None || oshift != Py_None || oadd != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "x2, mul, shift, add: not for a linear layer");
         goto fail;
     }
+    if (transform && v[1].obj) {
+        PyErr_SetString(PyExc_ValueError, "h: a layer with an input transform packs its transformed input");
+        goto fail;
+    }
+    for (int i = 0; i < 7; i++)
+        if (i != 2 && overlaps(&v[2], &v[i])) {
+            PyErr_SetString(PyExc_ValueError, "out: overlaps an input");
+            goto fail;
+        }
     conv_args a = self->a;
     fused_args f = self->f;
     f.x = v[0].buf;
     f.h = v[1].obj ? v[1].buf : v[0].buf;
     f.out = v[2].buf;
+    f.x2 = v[3].obj ? v[3].buf : NULL;
+    f.mul = v[4].obj ? v[4].buf : NULL;
+    f.shift = v[5].obj ? v[5].buf : NULL;
+    f.add = v[6].obj ? v[6].buf : NULL;
     f.threads = threads;
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = run_fused(&f, &a);
     Py_END_ALLOW_THREADS
-    release(v, 3);
+    release(v, 7);
     if (status < 0) return PyErr_NoMemory();
     Py_RETURN_NONE;
 fail:
-    release(v, 3);
+    release(v, 7);
     return NULL;
 }
 
