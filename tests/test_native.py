@@ -296,3 +296,46 @@ def test_a_linear_reads_tokens_with_their_leading_extents() -> None:
         layer(f32(3, 5, 70), None, f32(3, 4, 5), 1)
     with pytest.raises(ValueError, match="not for a linear layer"):
         layer(f32(12, 70), None, f32(12, 5), 1, add=f32(12, 5))
+
+
+@pytest.mark.skipif(not any(i.startswith("avx512") for i in ISAS), reason="no AVX-512 here")
+def test_both_avx512_packings_give_the_same_words() -> None:
+    """Sign packing by GFNI bit-matrix transposes (where the CPU has them) and by ORing bits into words."""
+    nk = native()
+    generator = torch.Generator().manual_seed(9)
+    for c, h, w in [(64, 3, 300), (70, 2, 17), (130, 1, 256), (200, 4, 9), (1, 2, 40)]:
+        x = torch.randn(1, c, h, w, generator=generator)
+        x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, float("nan")])
+        threshold = 0.1 * torch.randn(c, generator=generator)
+        words = []
+        for transpose in (True, False):
+            try:
+                nk.set_transpose_packing(transpose)
+            except ValueError:
+                continue  # no GFNI here: only the other packing
+            try:
+                out = np.zeros((1, h + 2, (c + 63) // 64, w + 2), np.uint64)
+                with using_backend("avx512-vpopcntdq" if "avx512-vpopcntdq" in ISAS else "avx512bw"):
+                    nk.pack_nchw(x.numpy(), threshold.numpy(), out, (1, 1), 2)
+                words.append(out)
+            finally:
+                if len(words) == 2 or not transpose:
+                    nk.set_transpose_packing(len(words) == 2)
+        expected = kernels.pack_signs(~((x - threshold.view(1, -1, 1, 1)) >= 0).permute(0, 2, 3, 1))
+        for got in words:
+            assert np.array_equal(got[:, 1:-1, :, 1:-1], expected.permute(0, 1, 3, 2).numpy()), (c, h, w)
+
+
+@pytest.mark.skipif(not {"avx2", "avx512-vpopcntdq"} <= set(ISAS), reason="needs AVX-512 and AVX2 here")
+def test_outputs_large_enough_to_be_streamed_equal_the_cached_path() -> None:
+    """Outputs of 8 MB and more are written with non-temporal stores on AVX-512 (whole lines): the same
+    numbers as the AVX2 path's ordinary stores."""
+    generator = torch.Generator().manual_seed(12)
+    x = torch.randn(1, 64, 224, 224, generator=generator)
+    weight = PackedWeight(pack_signs(torch.rand(48, 1, 1, 64, generator=generator) < 0.5), 64, torch.rand(48))
+    results = {}
+    for isa in ("avx512-vpopcntdq", "avx2"):
+        with using_backend(isa):
+            results[isa] = FusedCall(tuple(x.shape), weight, Epilogue(bias=torch.randn(48, generator=generator)))(x)
+            generator.manual_seed(12)
+    assert torch.equal(results["avx512-vpopcntdq"], results["avx2"])

@@ -21,8 +21,8 @@ import platform
 
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h> parameter numbers
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 64 << 20  # blocks under 64 MiB come from the heap (a 128-channel 256² map is 32 MiB)
-TRIM_THRESHOLD = 128 << 20  # at most this much freed memory is kept at the top of the heap
+MMAP_THRESHOLD = 128 << 20  # blocks under 128 MiB come from the heap (a 256-channel 256² map is 64 MiB)
+TRIM_THRESHOLD = 256 << 20  # at most this much freed memory is kept at the top of the heap
 ENV = "BINSR_KEEP_MEMORY"  # "0" leaves malloc as it is
 
 _done: list[bool] = []

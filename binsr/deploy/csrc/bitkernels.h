@@ -54,7 +54,9 @@ enum { ISA_PORTABLE = 0, ISA_POPCNT = 1, ISA_AVX2 = 2, ISA_AVX512BW = 3, ISA_AVX
 extern const char *const binsr_isa_names[ISA_COUNT];
 extern int binsr_isa_best; /* what the CPU supports */
 extern int binsr_isa_used; /* what the kernels use (<= best; lowered for tests) */
+extern int binsr_has_gfni; /* AVX-512 VBMI and GFNI (Ice Lake, Zen 4 and later): packing by bit-matrix transposes */
 int binsr_isa_supported(int isa);
+int binsr_gfni_supported(void);
 void binsr_detect_isa(void);
 
 #define AVX2_ATTR __attribute__((target("avx2,fma,popcnt")))

@@ -4,8 +4,17 @@
 const char *const binsr_isa_names[ISA_COUNT] = {"portable", "popcnt", "avx2", "avx512bw", "avx512-vpopcntdq"};
 int binsr_isa_best = ISA_PORTABLE;
 int binsr_isa_used = ISA_PORTABLE;
+int binsr_has_gfni = 0;
 
 int binsr_isa_supported(int isa) { return isa >= 0 && isa <= binsr_isa_best; }
+
+int binsr_gfni_supported(void) {
+#ifdef BINSR_X86
+    return binsr_isa_best >= ISA_AVX512BW && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
+#else
+    return 0;
+#endif
+}
 
 void binsr_detect_isa(void) {
 #ifdef BINSR_X86
@@ -17,6 +26,7 @@ void binsr_detect_isa(void) {
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
         binsr_isa_best = ISA_AVX512BW;
     if (binsr_isa_best == ISA_AVX512BW && __builtin_cpu_supports("avx512vpopcntdq")) binsr_isa_best = ISA_AVX512;
+    binsr_has_gfni = binsr_gfni_supported();
 #endif
     binsr_isa_used = binsr_isa_best;
 }

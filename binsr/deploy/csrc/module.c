@@ -647,6 +647,15 @@ static PyTypeObject FusedLayerType = {
     .tp_getset = fused_getset,
 };
 
+static PyObject *py_set_transpose_packing(PyObject *self, PyObject *args) {
+    int on;
+    if (!PyArg_ParseTuple(args, "p:set_transpose_packing", &on)) return NULL;
+    if (on && !binsr_gfni_supported())
+        return PyErr_Format(PyExc_ValueError, "this CPU has no AVX-512 VBMI and GFNI for transpose packing");
+    binsr_has_gfni = on;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"pack_nchw", py_pack_nchw, METH_VARARGS,
      "pack_nchw(x, threshold, out, padding, threads): sign-pack (N, C, H, W) float32 into padded (N, Hp, Cw, Wp) words"},
@@ -656,6 +665,8 @@ static PyMethodDef methods[] = {
      "conv(act, weights, channels, out, stride, padding, threads, *, alpha, scale): XNOR-popcount conv"},
     {"peak", py_peak, METH_VARARGS, "peak(iterations): (fp32, binary) multiply-accumulates per second of one thread"},
     {"isa", py_isa, METH_NOARGS, "the instruction set the kernels use"},
+    {"set_transpose_packing", py_set_transpose_packing, METH_VARARGS,
+     "set_transpose_packing(on): AVX-512 sign packing by GFNI bit-matrix transposes (default where the CPU has them)"},
     {"isas", py_isas, METH_NOARGS, "instruction sets this CPU supports, fastest first"},
     {"set_isa", py_set_isa, METH_VARARGS, "use a (slower) supported instruction set, e.g. for tests"},
     {NULL, NULL, 0, NULL},

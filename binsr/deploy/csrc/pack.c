@@ -75,25 +75,86 @@ AVX2_ATTR static void pack_rows_avx2(const float *x, const float *thr, int64_t C
 }
 
 /* 64 channels (one word) of 16 pixels from an NCHW plane set: one compare per channel and vector */
+#define GFNI_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,gfni,avx2,fma,popcnt")))
+
+/* sign-packing as a bit-matrix transpose (AVX-512 VBMI + GFNI: Ice Lake, Zen 4 and later). Per block of up to
+ * 256 pixels, each channel's row is read as one sequential stream and compared 16 pixels at a time; the 16-bit
+ * masks of 64 channels make a 64 x 16 bit matrix per 16 pixels, transposed to 16 words in registers: a byte
+ * gather (vpermt2b) puts each 8 channels x 8 pixels block in a qword, rows reversed, one GF(2) affine
+ * transform (vgf2p8affineqb with the identity) transposes all eight blocks, a byte transpose (vpermb) makes
+ * the qwords pixels. About 4 instructions per channel and 16 pixels, against 8 for ORing bits into words. */
+GFNI_ATTR static void pack_nchw_row_gfni(const float *x, const float *thr, int64_t C, int64_t HW, int64_t W,
+                                         uint64_t *dst, int64_t Wp) {
+    enum { BLOCK = 256, GROUPS = BLOCK / 16 };
+    uint16_t masks[GROUPS * 64] __attribute__((aligned(64)));
+    uint8_t gather[2][64], bytes_t[64];
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < 8; i++) {
+            gather[0][8 * k + i] = (uint8_t)(2 * (8 * k + 7 - i));     /* low bytes (pixels 0-7), rows reversed */
+            gather[1][8 * k + i] = (uint8_t)(2 * (8 * k + 7 - i) + 1); /* high bytes (pixels 8-15) */
+            bytes_t[8 * i + k] = (uint8_t)(8 * k + i);                 /* 8 x 8 byte transpose */
+        }
+    const __m512i g0 = _mm512_loadu_si512(gather[0]), g1 = _mm512_loadu_si512(gather[1]);
+    const __m512i bt = _mm512_loadu_si512(bytes_t), identity = _mm512_set1_epi64(0x8040201008040201LL);
+    const int64_t Cw = (C + 63) / 64;
+    for (int64_t g = 0; g < Cw; g++) {
+        const int64_t cn = C - 64 * g < 64 ? C - 64 * g : 64;
+        uint64_t *d = dst + g * Wp;
+        for (int64_t x0 = 0; x0 < W; x0 += BLOCK) {
+            const int64_t x1 = x0 + BLOCK < W ? x0 + BLOCK : W, groups = (x1 - x0 + 15) / 16;
+            if (cn < 64) memset(masks, 0, sizeof masks);
+            for (int64_t b = 0; b < cn; b++) {
+                const int64_t c = 64 * g + b;
+                const float *src = x + c * HW;
+                const __m512 t = _mm512_set1_ps(thr ? thr[c] : 0.0f);
+                for (int64_t q = 0; q < groups; q++) {
+                    const int64_t xx = x0 + 16 * q;
+                    const __mmask16 m = (__mmask16)(x1 - xx >= 16 ? 0xffffu : (1u << (x1 - xx)) - 1u);
+                    masks[q * 64 + b] = (uint16_t)_mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, src + xx), t,
+                                                                          _CMP_NGE_UQ);
+                }
+            }
+            for (int64_t q = 0; q < groups; q++) {
+                const int64_t xx = x0 + 16 * q, left = x1 - xx;
+                const __m512i lo = _mm512_loadu_si512(masks + q * 64), hi = _mm512_loadu_si512(masks + q * 64 + 32);
+                for (int half = 0; half < 2; half++) {
+                    const __m512i rows = _mm512_permutex2var_epi8(lo, half ? g1 : g0, hi);
+                    const __m512i words = _mm512_permutexvar_epi8(bt, _mm512_gf2p8affine_epi64_epi8(identity, rows, 0));
+                    const int64_t n = left - 8 * half;
+                    if (n > 0) _mm512_mask_storeu_epi64(d + xx + 8 * half, (__mmask8)(n >= 8 ? 0xff : (1u << n) - 1u), words);
+                }
+            }
+        }
+    }
+}
+
 AVX512_ATTR static void pack_nchw_row_avx512(const float *x, const float *thr, int64_t C, int64_t HW, int64_t W,
                                              uint64_t *dst, int64_t Wp) {
-    int64_t Cw = (C + 63) / 64;
+    /* channel by channel, each ORing its bit into a block of words that stays in L1: every channel's row is
+     * one sequential stream (reading all 64 planes' rows at once was 64 streams no prefetcher follows) */
+    const int64_t Cw = (C + 63) / 64, block = 256;
     for (int64_t g = 0; g < Cw; g++) {
-        int64_t cn = C - 64 * g < 64 ? C - 64 * g : 64;
-        for (int64_t xx = 0; xx < W; xx += 16) {
-            __mmask16 m = (__mmask16)(W - xx >= 16 ? 0xffffu : (1u << (W - xx)) - 1u);
-            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+        const int64_t cn = C - 64 * g < 64 ? C - 64 * g : 64;
+        uint64_t *d = dst + g * Wp;
+        memset(d, 0, (size_t)W * sizeof(uint64_t));
+        for (int64_t x0 = 0; x0 < W; x0 += block) {
+            const int64_t x1 = x0 + block < W ? x0 + block : W;
             for (int64_t b = 0; b < cn; b++) {
-                int64_t c = 64 * g + b;
-                __m512 v = _mm512_maskz_loadu_ps(m, x + c * HW + xx);
-                __mmask16 neg = _mm512_mask_cmp_ps_mask(m, v, _mm512_set1_ps(thr ? thr[c] : 0.0f), _CMP_NGE_UQ);
-                __m512i bit = _mm512_set1_epi64((long long)(1ull << b));
-                lo = _mm512_mask_or_epi64(lo, (__mmask8)(neg & 0xff), lo, bit);
-                hi = _mm512_mask_or_epi64(hi, (__mmask8)(neg >> 8), hi, bit);
+                const int64_t c = 64 * g + b;
+                const float *src = x + c * HW;
+                const __m512 t = _mm512_set1_ps(thr ? thr[c] : 0.0f);
+                const __m512i bit = _mm512_set1_epi64((long long)(1ull << b));
+                for (int64_t xx = x0; xx < x1; xx += 16) {
+                    const __mmask16 m = (__mmask16)(x1 - xx >= 16 ? 0xffffu : (1u << (x1 - xx)) - 1u);
+                    const __mmask16 neg = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, src + xx), t, _CMP_NGE_UQ);
+                    const __mmask8 m0 = (__mmask8)m, m1 = (__mmask8)(m >> 8);
+                    __m512i lo = _mm512_maskz_loadu_epi64(m0, d + xx), hi = _mm512_maskz_loadu_epi64(m1, d + xx + 8);
+                    lo = _mm512_mask_or_epi64(lo, (__mmask8)neg, lo, bit);
+                    hi = _mm512_mask_or_epi64(hi, (__mmask8)(neg >> 8), hi, bit);
+                    _mm512_mask_storeu_epi64(d + xx, m0, lo);
+                    _mm512_mask_storeu_epi64(d + xx + 8, m1, hi);
+                }
             }
-            uint64_t *d = dst + g * Wp + xx;
-            _mm512_mask_storeu_epi64(d, (__mmask8)(m & 0xff), lo);
-            _mm512_mask_storeu_epi64(d + 8, (__mmask8)(m >> 8), hi);
         }
     }
 }
@@ -119,7 +180,8 @@ AVX512_ATTR static void pack_rows_avx512(const float *x, const float *thr, int64
 void pack_nchw_row(int isa, const float *x, const float *thr, int64_t C, int64_t HW, int64_t W, uint64_t *dst,
                    int64_t Wp) {
 #ifdef BINSR_X86
-    if (isa == ISA_AVX512) { pack_nchw_row_avx512(x, thr, C, HW, W, dst, Wp); return; }
+    if (isa >= ISA_AVX512BW && binsr_has_gfni) { pack_nchw_row_gfni(x, thr, C, HW, W, dst, Wp); return; }
+    if (isa >= ISA_AVX512BW) { pack_nchw_row_avx512(x, thr, C, HW, W, dst, Wp); return; }
     if (isa == ISA_AVX2) { pack_nchw_row_avx2(x, thr, C, HW, W, dst, Wp); return; }
 #endif
     (void)isa;
