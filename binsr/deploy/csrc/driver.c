@@ -65,6 +65,12 @@ AVX512BW_ATTR static void stream_row(float *dst, const float *src, int64_t count
     for (; i + 16 <= count; i += 16) _mm512_stream_ps(dst + i, _mm512_load_ps(src + i));
     for (; i < count; i++) dst[i] = src[i];
 }
+
+AVX2_ATTR static void stream_row_avx2(float *dst, const float *src, int64_t count) { /* dst 32-byte aligned */
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_stream_ps(dst + i, _mm256_load_ps(src + i));
+    for (; i < count; i++) dst[i] = src[i];
+}
 #endif
 
 static void fence_streams(void) {
@@ -84,12 +90,13 @@ static void copy_out(const conv_args *a, const float *tile, float *out, int tran
     const int64_t count = x1 - x0;
     /* outputs of 8 MB and more (beyond what L2 and a share of L3 keep) are written with non-temporal stores:
      * whole lines, without reading each line first (measured: 1x1 layers at 256^2 1.5-1.8x faster) */
-    const int stream = binsr_isa_used >= ISA_AVX512BW && (double)a->N * a->O * a->Hout * a->Wout >= 2e6;
+    const int stream = binsr_isa_used >= ISA_AVX2 && (double)a->N * a->O * a->Hout * a->Wout >= 2e6;
     for (int64_t o = o0; o < o1; o++) {
         float *dst = out + ((n * a->O + o) * a->Hout + oy) * a->Wout + x0;
         const float *src = tile + (o - o0) * CHUNK;
 #ifdef BINSR_X86
-        if (stream && !((uintptr_t)dst & 63)) { stream_row(dst, src, count); continue; }
+        if (stream && binsr_isa_used >= ISA_AVX512BW && !((uintptr_t)dst & 63)) { stream_row(dst, src, count); continue; }
+        if (stream && !((uintptr_t)dst & 31)) { stream_row_avx2(dst, src, count); continue; }
 #endif
         memcpy(dst, src, (size_t)count * sizeof(float));
     }

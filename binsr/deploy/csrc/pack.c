@@ -33,25 +33,61 @@ static void pack_rows_portable(const float *x, const float *thr, int64_t C, uint
 #ifdef BINSR_X86
 /* 64 channels (one word) of 8 pixels from an NCHW plane set: one compare per channel, its 8 lanes widened
  * to the two 4-word halves; a ragged end goes to the portable loop */
+/* 8 x 8 bit transposes of the four qwords of v (byte i bit j -> byte j bit i: Hacker's Delight's transpose8) */
+AVX2_ATTR static inline __m256i transpose_bits8(__m256i x) {
+    __m256i t = _mm256_and_si256(_mm256_xor_si256(x, _mm256_srli_epi64(x, 7)), _mm256_set1_epi64x(0x00AA00AA00AA00AALL));
+    x = _mm256_xor_si256(_mm256_xor_si256(x, t), _mm256_slli_epi64(t, 7));
+    t = _mm256_and_si256(_mm256_xor_si256(x, _mm256_srli_epi64(x, 14)), _mm256_set1_epi64x(0x0000CCCC0000CCCCLL));
+    x = _mm256_xor_si256(_mm256_xor_si256(x, t), _mm256_slli_epi64(t, 14));
+    t = _mm256_and_si256(_mm256_xor_si256(x, _mm256_srli_epi64(x, 28)), _mm256_set1_epi64x(0x00000000F0F0F0F0LL));
+    return _mm256_xor_si256(_mm256_xor_si256(x, t), _mm256_slli_epi64(t, 28));
+}
+
+/* AVX2 sign packing as a bit-matrix transpose: per block of up to 256 pixels each channel's row is one
+ * sequential stream, compared 8 pixels at a time into a byte (vmovmskps); per 8 pixels the 64 channels'
+ * bytes (8 qwords of 8 channels x 8 pixels) are bit-transposed (shifts and masks on 4 qwords at once) and
+ * then byte-transposed (shuffles) into the 8 pixels' words */
 AVX2_ATTR static void pack_nchw_row_avx2(const float *x, const float *thr, int64_t C, int64_t HW, int64_t W,
                                          uint64_t *dst, int64_t Wp) {
+    enum { BLOCK = 256, GROUPS = BLOCK / 8 };
+    uint8_t masks[GROUPS * 64] __attribute__((aligned(32)));
+    const __m256i pairs = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15,
+                                           0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
     const int64_t Cw = (C + 63) / 64, W8 = W / 8 * 8;
     for (int64_t g = 0; g < Cw; g++) {
         const int64_t cn = C - 64 * g < 64 ? C - 64 * g : 64;
-        for (int64_t xx = 0; xx < W8; xx += 8) {
-            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256(), bit = _mm256_set1_epi64x(1);
+        uint64_t *d = dst + g * Wp;
+        for (int64_t x0 = 0; x0 < W8; x0 += BLOCK) {
+            const int64_t x1 = x0 + BLOCK < W8 ? x0 + BLOCK : W8, groups = (x1 - x0) / 8;
+            if (cn < 64) memset(masks, 0, sizeof masks);
             for (int64_t b = 0; b < cn; b++) {
                 const int64_t c = 64 * g + b;
-                /* one stream per channel plane: more than the hardware prefetchers follow; fetch the next line */
-                if (!(xx & 15) && xx + 16 < W) _mm_prefetch((const char *)(x + c * HW + xx + 16), _MM_HINT_T0);
-                const __m256 v = _mm256_loadu_ps(x + c * HW + xx);
-                const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(thr ? thr[c] : 0.0f), _CMP_NGE_UQ));
-                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(neg)), bit));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(neg, 1)), bit));
-                bit = _mm256_slli_epi64(bit, 1);
+                const float *src = x + c * HW;
+                const __m256 t = _mm256_set1_ps(thr ? thr[c] : 0.0f);
+                for (int64_t q = 0; q < groups; q++)
+                    masks[q * 64 + b] = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(src + x0 + 8 * q), t,
+                                                                                  _CMP_NGE_UQ));
             }
-            _mm256_storeu_si256((__m256i *)(dst + g * Wp + xx), lo);
-            _mm256_storeu_si256((__m256i *)(dst + g * Wp + xx + 4), hi);
+            for (int64_t q = 0; q < groups; q++) {
+                /* qword k = channels 8k .. 8k+7 (byte i: channel 8k+i, bit p: pixel p); after the bit
+                 * transpose byte p of qword k holds pixel p's bits of those channels */
+                const __m256i a = transpose_bits8(_mm256_load_si256((const __m256i *)(masks + q * 64)));
+                const __m256i b = transpose_bits8(_mm256_load_si256((const __m256i *)(masks + q * 64 + 32)));
+                /* byte transpose: rows r0..r7 (a: r0-r3, b: r4-r7) -> word p = r0[p] .. r7[p] */
+                const __m256i ap = _mm256_shuffle_epi8(a, pairs), bp = _mm256_shuffle_epi8(b, pairs);
+                const __m256i lo = _mm256_permute2x128_si256(ap, bp, 0x20), hi = _mm256_permute2x128_si256(ap, bp, 0x31);
+                const __m256i z0 = _mm256_unpacklo_epi16(lo, hi), z1 = _mm256_unpackhi_epi16(lo, hi);
+                /* z0: lane 0 = pixels 0-3 of r0-r3, lane 1 = pixels 0-3 of r4-r7; z1: pixels 4-7 */
+                const __m256i w0 = _mm256_unpacklo_epi32(z0, _mm256_permute2x128_si256(z0, z0, 0x01));
+                const __m256i w1 = _mm256_unpackhi_epi32(z0, _mm256_permute2x128_si256(z0, z0, 0x01));
+                const __m256i w2 = _mm256_unpacklo_epi32(z1, _mm256_permute2x128_si256(z1, z1, 0x01));
+                const __m256i w3 = _mm256_unpackhi_epi32(z1, _mm256_permute2x128_si256(z1, z1, 0x01));
+                uint64_t *out = d + x0 + 8 * q;
+                _mm_storeu_si128((__m128i *)out, _mm256_castsi256_si128(w0));
+                _mm_storeu_si128((__m128i *)(out + 2), _mm256_castsi256_si128(w1));
+                _mm_storeu_si128((__m128i *)(out + 4), _mm256_castsi256_si128(w2));
+                _mm_storeu_si128((__m128i *)(out + 6), _mm256_castsi256_si128(w3));
+            }
         }
     }
     if (W8 < W) pack_nchw_row_portable(x + W8, thr, C, HW, W - W8, dst + W8, Wp);
