@@ -159,8 +159,18 @@ def _targets(model: nn.Module, report: BinarizationReport) -> dict[str, nn.Modul
     return targets
 
 
+_generation = [0]  # how many modules binsr's conversions have swapped in this process
+
+
+def structure_generation() -> int:
+    """A counter that changes whenever :func:`set_submodule` (every binsr conversion: ``binarize``,
+    ``pack_model``) swaps a module: what caches of a network's module lists compare against."""
+    return _generation[0]
+
+
 def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     """Put ``module`` at dotted ``name`` inside ``model`` (replacing what is there)."""
+    _generation[0] += 1
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)

@@ -19,10 +19,12 @@ moment of the machine hits all of them alike.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from itertools import product
 from pathlib import Path
@@ -181,6 +183,23 @@ PYTHON = "Python and dispatch"
 _KIND_OF = {op: kind for kind, ops in OP_KINDS.items() for op in ops}
 
 
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 silenced for the block: PyTorch's profiler prints its start and stop from C++."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 to silence
+        yield
+        return
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def time_split(call: Callable[[], Any], repeats: int) -> dict[str, float]:
     """ms of one ``call()`` per kind of work, medians over ``repeats`` calls: the packed layers' native calls
     (timed by :func:`~binsr.deploy.kernels.profiling` in unprofiled calls), each kind of PyTorch op (self
@@ -196,7 +215,7 @@ def time_split(call: Callable[[], Any], repeats: int) -> dict[str, float]:
                 call()
                 totals.append((time.perf_counter() - start) * 1e3)
             natives.append(sum(spent.values()) * 1e3)
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
                 call()
             ops: dict[str, float] = {}
             for event in prof.key_averages():

@@ -130,7 +130,7 @@ class _Timed:
 
 
 def _native_on(x: torch.Tensor) -> bool:
-    return _state["backend"] == "native" and x.device.type == "cpu"
+    return _state["backend"] == "native" and x.is_cpu
 
 
 # --- packing (PyTorch; used for weights at export and by the fallback) ---------------------------------
@@ -424,14 +424,24 @@ class FusedCall:
             raise BinsrError(f"this fused call was prepared for inputs {self.in_shape}, got {tuple(x.shape)}")
         if x.dtype != torch.float32 or not _native_on(x):
             raise BinsrError("fused layers need the native kernels and a float32 CPU input")
-        x = x.contiguous()  # (a linear's tokens may keep their leading extents: the kernels read them as rows)
         if h is not None:
             h = _float_input(h, "pre-biased input")
-        out = torch.empty(self.out_shape)
         extra = {}
         for name, t in (("x2", x2), ("mul", mul), ("shift", shift), ("add", add)):
             if t is not None:
-                extra[name] = _float_input(t, name).numpy()
-        with self._timed:
-            self._layer(x.numpy(), None if h is None else h.numpy(), out.numpy(), torch.get_num_threads(), **extra)
+                extra[name] = _float_input(t, name)
+        return self.run(x, h, extra)
+
+    def run(self, x: torch.Tensor, h: torch.Tensor | None, extra: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The native call itself on float32 CPU tensors (``__call__`` checks them; the C side checks every
+        buffer again). ``extra``: x2, mul, shift, add by name."""
+        x = x.contiguous()  # (a linear's tokens may keep their leading extents: the kernels read them as rows)
+        h = None if h is None else h.contiguous()
+        out = torch.empty(self.out_shape)
+        arrays = {name: t.contiguous().numpy() for name, t in extra.items()} if extra else {}
+        if _state["profile"] is False:
+            self._layer(x.numpy(), None if h is None else h.numpy(), out.numpy(), torch.get_num_threads(), **arrays)
+        else:
+            with self._timed:
+                self._layer(x.numpy(), None if h is None else h.numpy(), out.numpy(), torch.get_num_threads(), **arrays)
         return out

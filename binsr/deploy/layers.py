@@ -197,8 +197,14 @@ class _PackedBinaryLayer(nn.Module):
             norm = transform[0] if transform is not None else None
             shape = tuple(x.shape) if x2 is None else (x.shape[0], x.shape[1] + x2.shape[1], *x.shape[2:])
             plan = self._plans[key] = _Plan(self, lowrank, sparse, self._prepare(shape, lowrank, sparse, transform), norm)
-        return plan.call(x, self.pre_bias(x) if self.pre_bias is not None else None, x2=x2, mul=mul, shift=shift,
-                         add=add)
+        extra = {}
+        for name, t in (("x2", x2), ("mul", mul), ("shift", shift), ("add", add)):
+            if t is not None:
+                if t.dtype != torch.float32 or not t.is_cpu:
+                    return None
+                extra[name] = t
+        pre = self.pre_bias(x) if self.pre_bias is not None else None
+        return plan.call.run(x, pre if pre is None or pre.dtype == torch.float32 else pre.float(), extra)
 
     def _geometry(self) -> dict[str, tuple[int, int]]:
         return {}

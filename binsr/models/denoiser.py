@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from binsr.binary.convert import structure_generation
 from binsr.binary.layers import TimestepGrouped, timestep_to_group
 from binsr.errors import BinsrError
 
@@ -65,7 +66,7 @@ class Denoiser(nn.Module):
             t = t.expand(x.shape[0])
         elif t.numel() != x.shape[0]:
             raise BinsrError(f"{t.numel()} timesteps given for a batch of {x.shape[0]}")
-        grouped = [m for m in _all_modules(self) if isinstance(m, TimestepGrouped) and m.num_groups > 1]
+        grouped = _grouped_parts(self)
         if grouped:  # parts with one group always use it
             if self.num_timesteps is None:
                 raise BinsrError(f"{type(self).__name__} has timestep-aware parts but no process T: "
@@ -75,14 +76,26 @@ class Denoiser(nn.Module):
         return t
 
 
+def _grouped_parts(network: nn.Module) -> list[TimestepGrouped]:
+    """The network's timestep-aware parts with more than one group, listed once per structure: again after
+    bind_timesteps or after a binsr conversion swapped modules (a walk costs a millisecond a call in a packed
+    network; modules swapped by hand need a new bind_timesteps)."""
+    cached = network.__dict__.get("_grouped_parts")
+    if cached is None or cached[0] != structure_generation():
+        parts = [m for m in _all_modules(network) if isinstance(m, TimestepGrouped) and m.num_groups > 1]
+        cached = network.__dict__["_grouped_parts"] = structure_generation(), parts
+    return cached[1]
+
+
 def _all_modules(root: nn.Module) -> list[nn.Module]:
-    """Every module below ``root`` (a plain walk over ``_modules``: ``Module.modules()`` costs about 2 µs a
-    module in generator frames, milliseconds a call for a packed network's thousand modules)."""
+    """Every module below ``root`` (a plain walk over ``_modules``: ``Module.modules()`` costs about 1 µs a
+    module in generator frames, a millisecond and more a call for a packed network's thousand modules)."""
     found, stack = [], [root]
     while stack:
         module = stack.pop()
-        found.append(module)
-        stack.extend(m for m in module._modules.values() if m is not None)
+        if module is not None:
+            found.append(module)
+            stack.extend(module._modules.values())
     return found
 
 
@@ -91,6 +104,7 @@ def bind_timesteps(network: nn.Module, num_timesteps: int) -> nn.Module:
     if num_timesteps < 1:
         raise BinsrError(f"a process needs at least 1 timestep, got {num_timesteps}")
     network.num_timesteps = int(num_timesteps)
+    network.__dict__.pop("_grouped_parts", None)  # (listed again at the next call)
     return network
 
 

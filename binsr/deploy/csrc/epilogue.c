@@ -182,30 +182,40 @@ void copy_epilogue_inputs(const fused_args *f, const conv_args *a, const epi_in 
 
 /* --- the input transform: GroupNorm statistics, the per-channel affine, SiLU ------------------------------- */
 
-/* e^x for 8 floats: x = n ln2 + r (|r| <= ln2 / 2, ln 2 split in two for an exact product), e^r by the
+/* e^x for 16 floats: x = n ln2 + r (|r| <= ln2 / 2, ln 2 split in two for an exact product), e^r by the
  * classic degree-6 polynomial of Cephes' expf (about 1 ulp), 2^n by the exponent bits. Below -87.3: 0 (the
  * smallest normal floats are lost: nothing here reads them); above 88.72: +inf (so x / (1 + e^-x) is -0
  * there, as PyTorch's SiLU gives). */
-static inline __attribute__((always_inline)) vf8 select8(vi8 m, vf8 a, vf8 b) { /* m ? a : b, lane by lane */
-    return (vf8)(((vi8)a & m) | ((vi8)b & ~m));
+/* 16 floats: an AVX-512 register in the x86-64-v4 clone, two or four narrower ones in the others */
+typedef float vf16 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) vf16 select16(vi16 m, vf16 a, vf16 b) { /* m ? a : b, per lane */
+    return (vf16)(((vi16)a & m) | ((vi16)b & ~m));
 }
 
-static inline __attribute__((always_inline)) vf8 exp8(vf8 x) {
-    const vf8 zero = {0}, hi = zero + 88.7228394f, lo = zero - 87.3365448f;
-    const vi8 over = x > hi, under = x < lo;
-    x = select8(over, hi, select8(under, lo, x));
-    const vi8 k = __builtin_convertvector(x * 1.44269504f + select8(x >= zero, zero + 0.5f, zero - 0.5f), vi8);
-    const vf8 n = __builtin_convertvector(k, vf8);
-    const vf8 r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    vf8 p = zero + 1.9875691500e-4f;
+static inline __attribute__((always_inline)) vf16 exp16(vf16 x) {
+    const vf16 zero = {0}, hi = zero + 88.7228394f, lo = zero - 87.3365448f;
+    const vi16 over = x > hi, under = x < lo;
+    x = select16(over, hi, select16(under, lo, x));
+    const vi16 k = __builtin_convertvector(x * 1.44269504f + select16(x >= zero, zero + 0.5f, zero - 0.5f), vi16);
+    const vf16 n = __builtin_convertvector(k, vf16);
+    const vf16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    vf16 p = zero + 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    const vf8 e = p * (vf8)((k + 126) << 23) * 2.0f; /* 2^(k-1) * 2: k reaches 128 below the overflow */
-    return select8(over, (vf8)((vi8){0} + 0x7f800000), select8(under, zero, e));
+    const vf16 e = p * (vf16)((k + 126) << 23) * 2.0f; /* 2^(k-1) * 2: k reaches 128 below the overflow */
+    return select16(over, (vf16)((vi16){0} + 0x7f800000), select16(under, zero, e));
+}
+
+/* y = x * a + b, then SiLU y / (1 + e^-y), on up to 16 floats */
+static inline __attribute__((always_inline)) vf16 transform16(vf16 v, float a, float b, int silu) {
+    const vf16 y = v * a + b;
+    return silu ? y / (1.0f + exp16(-y)) : y;
 }
 
 FLOAT_CLONES void transform_row(const float *x1, int64_t p1, const float *x2, int64_t p2, int64_t C1, int64_t C,
@@ -215,15 +225,17 @@ FLOAT_CLONES void transform_row(const float *x1, int64_t p1, const float *x2, in
         float *dst = h + c * hp;
         const float a = scale[c], b = shift[c];
         int64_t i = 0;
-        for (; i + 8 <= W; i += 8) {
-            vf8 y = load8(src + i, 1, 8) * a + b;
-            if (silu) y = y / (1.0f + exp8(-y));
-            store8(dst + i, 1, 8, y);
+        for (; i + 16 <= W; i += 16) {
+            vf16 v;
+            memcpy(&v, src + i, sizeof v);
+            v = transform16(v, a, b, silu);
+            memcpy(dst + i, &v, sizeof v);
         }
-        if (i < W) {
-            vf8 y = load8(src + i, 1, W - i) * a + b;
-            if (silu) y = y / (1.0f + exp8(-y));
-            store8(dst + i, 1, W - i, y);
+        if (i < W) { /* the row's end (the lanes past it are 0 and dropped) */
+            vf16 v = {0};
+            memcpy(&v, src + i, (size_t)(W - i) * sizeof(float));
+            v = transform16(v, a, b, silu);
+            memcpy(dst + i, &v, (size_t)(W - i) * sizeof(float));
         }
     }
 }
