@@ -145,7 +145,8 @@ class _PackedBinaryLayer(nn.Module):
     def _sources(self, lowrank: LowRankBranch | None, sparse: SparseBranch | None) -> list[torch.Tensor]:
         """Every tensor a fused call's tables are derived from (a change to any rebuilds them)."""
         parts = [self.weight_bits, self.weight_scale, self.bias, self.input_threshold]
-        for module, names in ((self.activation, ("shift", "slope", "bias")), (sparse, ("values", "index"))):
+        for module, names in ((self.activation, ("shift", "slope", "bias")), (sparse, ("values", "index")),
+                              (self.pre_bias, ("bias",))):
             parts += [getattr(module, name) for name in names] if module is not None else []
         if lowrank is not None:
             parts += [lowrank.down.weight, lowrank.up.weight]
@@ -168,8 +169,21 @@ class _PackedBinaryLayer(nn.Module):
             if norm is not None:
                 native_transform.norm_groups, native_transform.eps = norm.num_groups, norm.eps
                 native_transform.norm_weight, native_transform.norm_bias = _f32(norm.weight), _f32(norm.bias)
-        return FusedCall(shape, self.packed_weight(), epilogue, threshold=_f32(self.input_threshold),
-                         pixel_scale=self.pixel_scale, transform=native_transform, **self._geometry())
+        threshold = _f32(self.input_threshold)
+        if self._bias_as_threshold():  # sign(x + b) is (x >= -b) exactly: TaR's add becomes the packing threshold
+            threshold = -_group_rows(self.pre_bias, self.pre_bias.bias)[0]
+        return FusedCall(shape, self.packed_weight(), epilogue, threshold=threshold, pixel_scale=self.pixel_scale,
+                         transform=native_transform, **self._geometry())
+
+    def _bias_as_threshold(self) -> bool:
+        """Whether the pre-bias (ReActNet's LearnableBias, BI-DiffSR's TaR) can be packed as a threshold: one
+        group for the whole batch and no threshold of its own. (The sign of a rounded sum is the sign of the
+        exact one, so x + b >= 0 exactly when x >= -b: the same bits as adding first.)"""
+        pre = self.pre_bias
+        if pre is None or self.input_threshold is not None or self.pixel_scale:
+            return False
+        group = _group_key(pre)
+        return all(g == group[0] for g in group)
 
     def fused(self, x: torch.Tensor, lowrank: LowRankBranch | None = None, sparse: SparseBranch | None = None, *,
               transform: Transform | None = None, x2: torch.Tensor | None = None, mul: torch.Tensor | None = None,
@@ -184,8 +198,10 @@ class _PackedBinaryLayer(nn.Module):
             return None
         act = self.activation
         group = act.group if act is not None else None
+        pre = self.pre_bias
         key = (x.shape, group if type(group) is int else _group_key(act), id(lowrank), id(sparse),
-               None if transform is None else (id(transform[0]), *transform[1:]))
+               None if transform is None else (id(transform[0]), *transform[1:]),
+               None if pre is None else _group_key(pre))
         plan = self._plans.get(key)
         if plan is None or not plan.current(self, lowrank, sparse):
             if self.fusion_problem() is not None or (self.pre_bias is not None and self.pixel_scale):
@@ -197,13 +213,14 @@ class _PackedBinaryLayer(nn.Module):
             norm = transform[0] if transform is not None else None
             shape = tuple(x.shape) if x2 is None else (x.shape[0], x.shape[1] + x2.shape[1], *x.shape[2:])
             plan = self._plans[key] = _Plan(self, lowrank, sparse, self._prepare(shape, lowrank, sparse, transform), norm)
+            plan.bias_as_threshold = self._bias_as_threshold()
         extra = {}
         for name, t in (("x2", x2), ("mul", mul), ("shift", shift), ("add", add)):
             if t is not None:
                 if t.dtype != torch.float32 or not t.is_cpu:
                     return None
                 extra[name] = t
-        pre = self.pre_bias(x) if self.pre_bias is not None else None
+        pre = self.pre_bias(x) if self.pre_bias is not None and not plan.bias_as_threshold else None
         return plan.call.run(x, pre if pre is None or pre.dtype == torch.float32 else pre.float(), extra)
 
     def _geometry(self) -> dict[str, tuple[int, int]]:
@@ -329,11 +346,12 @@ class _Plan:
     branches and every parameter tensor (identity, in-place version, storage). ``current`` says whether all
     still hold (a load_state_dict, an in-place edit or a replaced module rebuilds the call)."""
 
-    __slots__ = ("call", "sources", "versions", "pointers", "structure")
+    __slots__ = ("call", "sources", "versions", "pointers", "structure", "bias_as_threshold")
 
     def __init__(self, layer: _PackedBinaryLayer, lowrank: LowRankBranch | None, sparse: SparseBranch | None,
                  call: FusedCall, norm: nn.GroupNorm | None = None) -> None:
         self.call = call
+        self.bias_as_threshold = False
         self.structure = _structure(layer, lowrank, sparse)
         norms = [t for t in (norm.weight, norm.bias) if t is not None] if norm is not None else []
         self.sources = (*layer._sources(lowrank, sparse), *norms)
