@@ -13,17 +13,15 @@ Usage: python benchmarks/bench_three_branch.py [--sizes 64 256] [--repeats 15] [
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import binsr
 from binsr.deploy import backend
-from binsr.deploy.bench import round_robin_ms
+from binsr.deploy.bench import round_robin_ms, write_results
 from binsr.deploy.layers import PackedThreeBranch
 from binsr.utils import format_table
 
@@ -74,9 +72,7 @@ def main() -> None:
                        [[r["input"], r["layer"], r["shape"], r["fp32_ms"], r["three_branch_ms"], f"{r['speedup']}x"]
                         for r in rows], "llrrrr"))
     if args.json:
-        Path(args.json).write_text(json.dumps({"backend": backend(), "threads": torch.get_num_threads(),
-                                               "results": rows}, indent=2))
-        print(f"wrote {args.json}")
+        write_results(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ import torch
 import binsr
 from binsr.cli.infer import AUTO_TILE
 from binsr.deploy import backend
-from binsr.deploy.bench import fp_twin, median_ms
+from binsr.deploy.bench import fp_twin, median_ms, write_results
 from binsr.deploy.layers import PackedThreeBranch, _PackedBinaryLayer
 from binsr.image import write_png
 from binsr.models import bind_timesteps
@@ -158,9 +157,7 @@ def main() -> None:
                                   r["fp_s"], f"{r['packed_vs_simulated']}x", f"{r['packed_vs_fp']}x", f"{r['bound']}x"]
                                  for r in rows]))
     if args.json:
-        Path(args.json).write_text(json.dumps({"backend": backend(), "threads": torch.get_num_threads(),
-                                               "results": rows}, indent=2))
-        print(f"wrote {args.json}")
+        write_results(args.json, rows)
 
 
 if __name__ == "__main__":

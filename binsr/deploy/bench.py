@@ -19,6 +19,7 @@ moment of the machine hits all of them alike.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import statistics
 import tempfile
@@ -77,6 +78,13 @@ def round_robin_ms(contenders: dict[str, Callable[[], Any]], repeats: int, warmu
 def median_ms(contenders: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
     """Median wall time in ms of each callable, run round-robin ``warmup + repeats`` times."""
     return {name: statistics.median(values) for name, values in round_robin_ms(contenders, repeats, warmup).items()}
+
+
+def write_results(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
+    """A benchmark script's rows as JSON, with the kernels and thread count they were measured with."""
+    Path(path).write_text(json.dumps({"backend": backend(), "threads": torch.get_num_threads(), "results": rows},
+                                     indent=2))
+    print(f"wrote {path}")
 
 
 def layer_shapes(quick: bool = False) -> Iterator[tuple[int, int, int]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -327,17 +327,11 @@ def input_fusion() -> bool:
     return _state["fuse_inputs"]
 
 
-@contextmanager
-def using_input_fusion(enabled: bool) -> Iterator[None]:
+def using_input_fusion(enabled: bool) -> AbstractContextManager[None]:
     """Run a block with the norms, activations, adds and concatenations between packed layers folded into the
     layers' native calls (the default: no float tensor between two binary layers is written and read again)
     or as PyTorch ops (PyTorch's exact rounding: what the simulated network computes), then restore."""
-    previous = _state["fuse_inputs"]
-    _state["fuse_inputs"] = bool(enabled)
-    try:
-        yield
-    finally:
-        _state["fuse_inputs"] = previous
+    return _setting("fuse_inputs", bool(enabled))
 
 
 def fusable(x: torch.Tensor) -> bool:
@@ -345,16 +339,21 @@ def fusable(x: torch.Tensor) -> bool:
     return _state["fuse"] and _native_on(x) and x.dtype == torch.float32
 
 
-@contextmanager
-def using_fusion(enabled: bool) -> Iterator[None]:
+def using_fusion(enabled: bool) -> AbstractContextManager[None]:
     """Run a block with packed layers fused into one native call each (the default) or not (one call per
     step: packing, conv, then the FP parts as PyTorch ops), then restore the previous setting."""
-    previous = _state["fuse"]
-    _state["fuse"] = bool(enabled)
+    return _setting("fuse", bool(enabled))
+
+
+@contextmanager
+def _setting(name: str, value: object) -> Iterator[None]:
+    """One of the kernels' settings changed for a block, then restored."""
+    previous = _state[name]
+    _state[name] = value
     try:
         yield
     finally:
-        _state["fuse"] = previous
+        _state[name] = previous
 
 
 def _table(t: torch.Tensor | None, dtype: torch.dtype, what: str) -> Any:
