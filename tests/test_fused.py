@@ -305,3 +305,8 @@ def test_packed_resshift_blocks_fold_their_norms_and_concatenations_and_agree_wi
         assert torch.equal(exact, simulated)
         assert any(key[4] is not None for key in packed_block.conv1.bmb._plans)  # the transformed calls ran
         assert torch.allclose(fused, exact, rtol=1e-4, atol=1e-3), (dim, dim_out, (fused - exact).abs().max())
+        seen: list = []  # a hook on a part (an analysis, a counter) sees its calls: the block runs unfused then
+        hook = packed_block.conv1.register_forward_hook(lambda m, a, o, seen=seen: seen.append(o.shape))
+        with torch.no_grad():
+            assert torch.equal(packed_block(x if len(x) > 1 else x[0], emb), exact) and len(seen) == 1
+        hook.remove()

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from binsr.deploy.kernels import input_fusion
-from binsr.deploy.layers import PackedThreeBranch
+from binsr.deploy.layers import PackedThreeBranch, _watched_inside
 from binsr.models.resshift_unet import ScaleShiftResBlock
 from binsr.utils.registry import Registry
 
@@ -54,7 +54,9 @@ class PackedScaleShiftResBlock(ScaleShiftResBlock):
 
     def forward(self, x: torch.Tensor | list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
         parts = list(x) if isinstance(x, list) else [x]
-        out = self._fused(parts, emb) if input_fusion() and not self.training else None
+        # (the fused calls skip the forward of its parts: a hook on any of them makes the block step aside)
+        fuse = input_fusion() and not self.training and not _watched_inside(self)
+        out = self._fused(parts, emb) if fuse else None
         return out if out is not None else super().forward(parts if len(parts) > 1 else parts[0], emb)
 
     def _fused(self, parts: list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor | None:
