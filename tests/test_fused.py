@@ -215,6 +215,13 @@ def test_a_fused_layer_follows_its_parameters() -> None:
             expected = layer(x)
     assert not torch.allclose(before, after)
     assert torch.allclose(after, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # other memory under the same parameter (no version bump): followed too
+        layer.bmb.activation.bias.data = layer.bmb.activation.bias.detach() - 3.0
+        moved = layer(x)
+        with using_fusion(False):
+            expected = layer(x)
+    assert not torch.allclose(moved, after)
+    assert torch.allclose(moved, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_fused_calls_refuse_what_they_were_not_prepared_for() -> None:

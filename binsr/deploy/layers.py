@@ -96,7 +96,7 @@ class _PackedBinaryLayer(nn.Module):
         self.pixel_scale = pixel_scale
         for name in PARTS:
             setattr(self, name, parts.get(name))
-        self._cache: tuple[tuple[int, ...], PackedWeight] | None = None
+        self._cache: tuple[_Snapshot, PackedWeight] | None = None
         self._plans: dict[tuple, _Plan] = {}  # prepared fused calls (see fused())
 
     def _fill_from(self, layer: BinaryConv2d | BinaryLinear, threshold: torch.Tensor | None) -> None:
@@ -113,10 +113,9 @@ class _PackedBinaryLayer(nn.Module):
 
     def packed_weight(self) -> PackedWeight:
         """The weights for the kernels (derived tables cached until the buffers change)."""
-        key = (self.weight_bits._version, self.weight_scale._version, self.weight_bits.data_ptr(),
-               self.weight_scale.data_ptr())
-        if self._cache is None or self._cache[0] != key:
-            self._cache = key, PackedWeight(self.weight_bits, self.in_features, self.weight_scale)
+        if self._cache is None or not self._cache[0].current((self.weight_bits, self.weight_scale)):
+            self._cache = (_Snapshot((self.weight_bits, self.weight_scale)),
+                           PackedWeight(self.weight_bits, self.in_features, self.weight_scale))
         return self._cache[1]
 
     def check(self) -> None:
@@ -341,12 +340,30 @@ def _structure(*modules: nn.Module | None) -> tuple[nn.Module | None, ...]:
     return children
 
 
+class _Snapshot:
+    """Tensors as they were: ``current(tensors)`` is False once another tensor stands in a place, one was edited
+    in place (its version counter) or given other memory (``param.data = ...`` keeps the counter: compared
+    with an alias of the memory it had)."""
+
+    __slots__ = ("tensors", "versions", "aliases")
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...]) -> None:
+        self.tensors = tensors
+        self.versions = tuple([t._version for t in tensors])
+        self.aliases = tuple([t.detach() for t in tensors])
+
+    def current(self, tensors: tuple[torch.Tensor, ...]) -> bool:
+        return (len(tensors) == len(self.tensors) and all(t is old for t, old in zip(tensors, self.tensors))
+                and tuple([t._version for t in tensors]) == self.versions
+                and all(t.is_set_to(alias) for t, alias in zip(tensors, self.aliases)))
+
+
 class _Plan:
     """A prepared :class:`FusedCall` with what it was derived from: the child modules of the layer and its
-    branches and every parameter tensor (identity, in-place version, storage). ``current`` says whether all
-    still hold (a load_state_dict, an in-place edit or a replaced module rebuilds the call)."""
+    branches and a :class:`_Snapshot` of every parameter tensor. ``current`` says whether all still hold (a
+    load_state_dict, an in-place edit or a replaced module rebuilds the call)."""
 
-    __slots__ = ("call", "sources", "versions", "pointers", "structure", "bias_as_threshold")
+    __slots__ = ("call", "sources", "structure", "bias_as_threshold")
 
     def __init__(self, layer: _PackedBinaryLayer, lowrank: LowRankBranch | None, sparse: SparseBranch | None,
                  call: FusedCall, norm: nn.GroupNorm | None = None) -> None:
@@ -354,14 +371,10 @@ class _Plan:
         self.bias_as_threshold = False
         self.structure = _structure(layer, lowrank, sparse)
         norms = [t for t in (norm.weight, norm.bias) if t is not None] if norm is not None else []
-        self.sources = (*layer._sources(lowrank, sparse), *norms)
-        self.versions = tuple([t._version for t in self.sources])
-        self.pointers = tuple([t.data_ptr() for t in self.sources])
+        self.sources = _Snapshot((*layer._sources(lowrank, sparse), *norms))
 
     def current(self, layer: _PackedBinaryLayer, lowrank: LowRankBranch | None, sparse: SparseBranch | None) -> bool:
-        return (tuple([t._version for t in self.sources]) == self.versions
-                and tuple([t.data_ptr() for t in self.sources]) == self.pointers
-                and _structure(layer, lowrank, sparse) == self.structure)
+        return self.sources.current(self.sources.tensors) and _structure(layer, lowrank, sparse) == self.structure
 
 
 def _f32(t: torch.Tensor | None) -> torch.Tensor | None:
