@@ -20,6 +20,7 @@ import binsr
 from binsr.cli.infer import AUTO_TILE
 from binsr.deploy.bench import round_robin_ms
 from binsr.utils import format_table
+from binsr.utils.process import configure_process
 
 
 def main() -> None:
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    configure_process()  # as binsr upscale runs: threads on the free cores, freed maps kept
     upscalers = {name: binsr.load(name, auto_tile=AUTO_TILE) for name in args.models}
     rows, results = [], []
     for size in args.sizes:

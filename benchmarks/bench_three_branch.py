@@ -24,6 +24,7 @@ from binsr.deploy import backend
 from binsr.deploy.bench import round_robin_ms, write_results
 from binsr.deploy.layers import PackedThreeBranch
 from binsr.utils import format_table
+from binsr.utils.process import configure_process
 
 
 def layer_inputs(upscaler: object, size: int) -> list[tuple[str, PackedThreeBranch, torch.Tensor]]:
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    configure_process()  # as binsr upscale runs: threads on the free cores, freed maps kept
     upscaler = binsr.load("bimacosr-x4")
     print(f"binary kernels: {backend()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     rows = []

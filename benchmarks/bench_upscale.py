@@ -42,6 +42,7 @@ from binsr.image import write_png
 from binsr.models import bind_timesteps
 from binsr.pipelines import DEFAULT_MODEL, read_model_spec, shipped_models
 from binsr.utils import format_table
+from binsr.utils.process import configure_process
 
 
 def float_twins(path: Path) -> dict[str, torch.nn.Module]:
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--cli-repeats", type=int, default=3)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    configure_process()  # as binsr upscale runs: threads on the free cores, freed maps kept
     available = shipped_models()
     names = args.models or sorted(available, key=lambda n: (n != DEFAULT_MODEL, n))
     unknown = [n for n in names if n not in available]

@@ -250,7 +250,7 @@ def test_fused_calls_refuse_what_they_were_not_prepared_for() -> None:
 
 @pytest.mark.parametrize("name", sorted(shipped_models()))
 def test_shipped_models_fused_and_unfused_agree(name: str) -> None:
-    upscaler = binsr.load(name, steps=2, threads=2)
+    upscaler = binsr.load(name, steps=2)
     lr = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         fused = upscaler.upscale(lr)

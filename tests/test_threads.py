@@ -7,7 +7,6 @@ import torch
 
 import binsr
 from binsr.cli import main
-from binsr.errors import BinsrError
 from binsr.utils.threads import _cpu_times, allowed_cores, busy_cores, choose_threads, configure_threads
 
 # two /proc/stat snapshots 100 jiffies apart: cpu0 90% busy, cpu1 10% busy (iowait counts as idle), cpu2 100%
@@ -56,17 +55,19 @@ def test_thread_choice_is_bounded_and_overridable() -> None:
         choose_threads(0)
 
 
-def test_load_and_the_cli_set_the_thread_count(tmp_path, capsys) -> None:
+def test_the_cli_sets_the_thread_count_and_loading_leaves_it_alone(tmp_path, capsys) -> None:
     previous = torch.get_num_threads()
     try:
-        binsr.load("bicubic", 2, threads=1)
+        torch.set_num_threads(1)
+        binsr.load("bimacosr-x4")  # a library call: the process stays as its caller set it
         assert torch.get_num_threads() == 1
-        assert configure_threads(2) == 2 and torch.get_num_threads() == 2
-        with pytest.raises(BinsrError, match="threads must be at least 1"):
-            binsr.load("bicubic", 2, threads=0)
+        assert main(["upscale", "--sample", "--model", "bicubic", "--scale", "2", "-o", str(tmp_path), "--threads",
+                     "2", "--quiet"]) == 0  # a command: its policy
+        assert torch.get_num_threads() == 2
+        assert configure_threads(1) == 1 and torch.get_num_threads() == 1
         with pytest.raises(SystemExit) as exit_:  # refused when parsed, before anything is read or loaded
-            main(["upscale", "--sample", "--model", "bicubic", "--scale", "2", "-o", str(tmp_path), "--threads",
-                  "0", "--quiet"])
+            main(["upscale", "--sample", "--model", "bicubic", "--scale", "2", "-o", str(tmp_path / "b"),
+                  "--threads", "0", "--quiet"])
         assert exit_.value.code == 2
         assert "argument --threads: must be a positive integer, got '0'" in capsys.readouterr().err
     finally:

@@ -15,6 +15,7 @@ from binsr.cli.common import (
     pick_device,
 )
 from binsr.errors import BinsrError
+from binsr.utils.process import configure_process
 
 
 def add_analyze(commands: argparse._SubParsersAction) -> None:
@@ -133,6 +134,7 @@ def _run_analyze_freq(args: argparse.Namespace) -> int:
     from binsr.data import SREvalDataset, resolve_data_dir
 
     device = pick_device(args.device)
+    configure_process()  # this command's policy: threads on the free cores, freed maps kept
     upscaler = pipelines.load(args.model, device=device, steps=args.steps, seed=args.seed)
     dataset = SREvalDataset(resolve_data_dir(args.data, args.data_root), upscaler.scale)
     count = len(dataset) if args.limit is None else max(0, min(args.limit, len(dataset)))
@@ -176,6 +178,7 @@ def _run_analyze_compare(args: argparse.Namespace) -> int:
     dataset, _ = eval_dataset(args)
     device = pick_device(args.device)
     models = list(args.model) if "bicubic" in args.model else ["bicubic", *args.model]
+    configure_process()  # this command's policy, as binsr upscale's
     upscalers = [pipelines.load(m, args.scale, device=device, steps=args.steps, seed=args.seed)
                  if m != "bicubic" else pipelines.load(m, args.scale) for m in models]
     names = [u.name for u in upscalers]

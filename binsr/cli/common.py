@@ -112,12 +112,15 @@ def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: ob
     """The upscaler --model names; a warning where --steps does not apply to it."""
     from binsr import pipelines
     from binsr.pipelines.diffusion import SR3Upscaler
+    from binsr.utils.process import configure_process
 
+    if device.type == "cpu" or args.model == "bicubic":
+        configure_process(args.threads)  # this command's policy: threads on the free cores, freed maps kept
     if args.model == "bicubic":
-        upscaler = pipelines.load("bicubic", args.scale, threads=args.threads)
+        upscaler = pipelines.load("bicubic", args.scale)
     else:
-        upscaler = pipelines.load(args.model, args.scale, device=device, threads=args.threads, steps=args.steps,
-                                  seed=args.seed, **sampling)
+        upscaler = pipelines.load(args.model, args.scale, device=device, steps=args.steps, seed=args.seed,
+                                  **sampling)
     if args.steps is not None and not isinstance(upscaler, SR3Upscaler):
         warnings.warn(f"--steps {args.steps} is ignored: {upscaler.name} does not sample with DDIM steps "
                       f"(one-step students make one network call, ResShift teachers their own T steps)",

@@ -52,6 +52,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             raise BinsrError("binsr demo needs Gradio: pip install 'binsr[demo]' (or -e \".[demo]\")") from None
         import matplotlib  # noqa: F401 - see MPLBACKEND above
         from binsr.demo import DemoRunner, build_app
+        from binsr.utils.memory import keep_freed_memory
+        keep_freed_memory()  # this command's policy, as binsr upscale's (the runner chooses its threads)
         runner = DemoRunner(workdir / "results", threads=args.threads)
         runner.warm_up()
         app = build_app(runner)

@@ -5,16 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from binsr.errors import BinsrError
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
 from binsr.pipelines.model_file import LoadedModel, ModelSpec, load_model, load_network, read_model_spec
 from binsr.pipelines.shipped import DEFAULT_MODEL, ShippedModel, shipped_models, shipped_path
-from binsr.utils.memory import keep_freed_memory
-from binsr.utils.threads import configure_threads
 
 NAMES = ("bicubic",)
 DEFAULT_SR3_STEPS = 50
@@ -58,21 +54,14 @@ def _checked_spec(path: Path, scale: int | None) -> ModelSpec:
     return spec
 
 
-def load(name_or_path: str, scale: int | None = None, device: str = "cpu", threads: int | None = None,
-         **options: Any) -> Upscaler:
+def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **options: Any) -> Upscaler:
     """The upscaler called ``name_or_path``, or the one stored in that model file.
 
     ``options`` go to the pipeline (all diffusion models: seed, tile, tile_overlap; SR3: steps;
     ResShift: stochastic). A ``scale`` that differs from a model file's own scale is an error.
-    On the CPU, PyTorch's thread count becomes ``threads``, or by default the cores this process may
-    use that other processes are not keeping busy (:func:`binsr.utils.threads.configure_threads`),
-    and freed feature maps stay in the process (:func:`binsr.utils.memory.keep_freed_memory`).
+    Loading changes nothing in the process: the thread count and glibc's memory thresholds are the
+    caller's (``binsr``'s commands set them with :func:`binsr.utils.configure_process`).
     """
-    if threads is not None and threads < 1:
-        raise BinsrError(f"threads must be at least 1, got {threads}")
-    if torch.device(device).type == "cpu":
-        configure_threads(threads)
-        keep_freed_memory()
     if name_or_path == "bicubic":
         return BicubicUpscaler(model_scale(name_or_path, scale))
     path = resolve(name_or_path)

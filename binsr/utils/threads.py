@@ -5,7 +5,7 @@ PyTorch's OpenMP pool (and binsr's kernels, which share it) spin-waits between p
 parallel region finishes only when its slowest thread does. When another process keeps one of two
 cores busy, a second thread gets half a core and every layer waits for it, so ``binsr`` counts the
 cores that other processes are using (two reads of ``/proc/stat`` 30 ms apart, Linux) and leaves them
-out. ``--threads N`` / ``binsr.load(..., threads=N)`` override the choice.
+out. ``--threads N`` / ``configure_process(threads=N)`` override the choice.
 """
 
 from __future__ import annotations
