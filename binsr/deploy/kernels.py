@@ -153,14 +153,6 @@ def unpack_signs(packed: torch.Tensor, channels: int) -> torch.Tensor:
     return bits.flatten(-2)[..., :channels].bool()
 
 
-_BYTE_POPCOUNT = torch.tensor([bin(b).count("1") for b in range(256)], dtype=torch.int64)
-
-
-def popcount(packed: torch.Tensor) -> torch.Tensor:
-    """(..., C_words) uint64 → (...,) int64: the set bits (−1 signs) of each row of words."""
-    return _BYTE_POPCOUNT[packed.contiguous().view(torch.uint8).long()].sum(-1)
-
-
 def stray_bits(packed: torch.Tensor, channels: int) -> int:
     """How many bits are set past the last of ``channels`` (0 in every valid file)."""
     full = channels // WORD_BITS  # words wholly inside the channels: only the later words can have stray bits
@@ -178,7 +170,6 @@ class PackedWeight:
     bits: torch.Tensor
     channels: int
     alpha: torch.Tensor | None = None
-    _tap_sums: torch.Tensor | None = field(default=None, repr=False)
     _signs: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -192,13 +183,6 @@ class PackedWeight:
             values = 1.0 - 2.0 * negative.float()
             self._signs = values.permute(0, 3, 1, 2).contiguous() if values.dim() == 4 else values
         return self._signs
-
-    def tap_sums(self) -> torch.Tensor:
-        """(C_out, kh·kw) int32: Σ_c sign(w) per tap = C − 2·popcount, the zero-padding correction."""
-        if self._tap_sums is None:  # (padding bits are 0, i.e. +1: popcount counts the real −1s only)
-            taps = self.bits.flatten(1, -2) if self.bits.dim() == 4 else self.bits.unsqueeze(1)
-            self._tap_sums = (self.channels - 2 * popcount(taps)).to(torch.int32).contiguous()
-        return self._tap_sums
 
 
 def _view(t: torch.Tensor | None) -> Any:

@@ -11,50 +11,33 @@
 #include <math.h>
 #include "bitkernels.h"
 
-/* pass 1: one padded row of packed words and beta per (n, yp); on rows the output samples (every sh-th),
- * the low-rank projections and, for strided layers, x at the sampled pixels (xs: (N, C, Hout, Wout)),
- * so that pass 2 reads both contiguously. With a->Wh, rows are stored in column() order (split: Wp words
- * of scratch per thread) */
-static void fused_prepare(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale, float *xs,
-                          uint64_t *split) {
-    const int64_t N = f->N, C = f->C, H = f->H, W = f->W, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp;
-    const int64_t ph = a->ph, pw = a->pw, sh = a->sh, sw = a->sw, Ho = a->Hout, Wo = a->Wout;
-    const int strided = sh != 1 || sw != 1;
-    const int isa = binsr_isa_used;
-    /* dynamic: where another process (a browser, a neighbour VM) takes part of one core, the other thread
-     * takes more rows instead of waiting for it at the end */
+/* pass 1 of padded input row yp of sample n into row (Cw runs of Wp words) and srow (Wp scales or NULL):
+ * sign-pack hp's row (the pre-biased input), beta = mean_c |h|; split rows for a column stride of 2 */
+static void prepare_row(const fused_args *f, const conv_args *a, const float *hp, int64_t n, int64_t yp,
+                        uint64_t *row, float *srow, uint64_t *split) {
+    const int64_t C = f->C, H = f->H, W = f->W, HW = H * W, Wp = a->Wp, pw = a->pw;
+    memset(row, 0, (size_t)(a->Cw * Wp) * sizeof(uint64_t));
+    if (srow) memset(srow, 0, (size_t)Wp * sizeof(float));
+    if (yp < a->ph || yp >= H + a->ph) return;
+    const float *src = hp + n * C * HW + (yp - a->ph) * W;
+    pack_nchw_row(binsr_isa_used, src, f->thr, C, HW, W, row + pw, Wp);
+    if (srow) beta_low_row(src, src, C, HW, W, srow + pw, NULL, 0, NULL, 0);
+    if (a->Wh) split_columns(a, row, srow, split);
+}
+
+/* pass 1 over every row of a stride-1 input at once (a linear's tokens; the unfused packing): packed words,
+ * beta and the low-rank projections of the whole input (act: (N, Hp, Cw, Wp), low: (N, rank, H, W)) */
+static void prepare_all_rows(const fused_args *f, const conv_args *a, uint64_t *act, float *pscale) {
+    const int64_t C = f->C, H = f->H, W = f->W, Hp = a->Hp, Wp = a->Wp;
+    /* dynamic: where another process takes part of one core, the other thread takes more rows */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(f->threads)
-    for (int64_t r = 0; r < N * Hp; r++) {
-        int64_t n = r / Hp, yp = r % Hp;
-        uint64_t *row = act + r * Cw * Wp;
-        float *srow = pscale ? pscale + r * Wp : NULL;
-        memset(row, 0, (size_t)(Cw * Wp) * sizeof(uint64_t));
-        if (srow) memset(srow, 0, (size_t)Wp * sizeof(float));
-        if (yp < ph || yp >= H + ph) continue;
-        const int64_t y = yp - ph, offset = n * C * H * W + y * W;
-        const float *src = f->h + offset;
-        pack_nchw_row(isa, src, f->thr, C, H * W, W, row + pw, Wp);
-        const int sampled = y % sh == 0 && y / sh < Ho; /* the 1x1 branches read this row */
-        if (!strided) {
-            beta_low_row(f->x + offset, src, C, H * W, W, srow ? srow + pw : NULL, f->down, f->rank,
-                         f->rank ? f->low + n * f->rank * H * W + y * W : NULL, H * W);
-            continue;
+    for (int64_t r = 0; r < f->N * Hp; r++) {
+        const int64_t n = r / Hp, y = r % Hp - a->ph;
+        prepare_row(f, a, f->h, n, r % Hp, act + r * a->Cw * Wp, pscale ? pscale + r * Wp : NULL, NULL);
+        if (f->rank && y >= 0 && y < H) {
+            const float *x = f->x + n * C * H * W + y * W;
+            beta_low_row(x, x, C, H * W, W, NULL, f->down, f->rank, f->low + n * f->rank * H * W + y * W, H * W);
         }
-        if (srow) beta_low_row(src, src, C, H * W, W, srow + pw, NULL, 0, NULL, 0);
-        if (a->Wh) {
-#ifdef _OPENMP
-            split_columns(a, row, srow, split + omp_get_thread_num() * Wp);
-#else
-            split_columns(a, row, srow, split);
-#endif
-        }
-        if (!sampled || !xs) continue;
-        const int64_t oy = y / sh, plane = Ho * Wo;
-        float *dst = xs + n * C * plane + oy * Wo;
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t ox = 0; ox < Wo; ox++) dst[c * plane + ox] = f->x[offset + c * H * W + ox * sw];
-        if (f->rank) beta_low_row(dst, dst, C, plane, Wo, NULL, f->down, f->rank, f->low + n * f->rank * plane + oy * Wo,
-                                  plane);
     }
 }
 
@@ -150,7 +133,7 @@ void run_conv(const conv_args *a, int threads, const fused_args *f, const epi_in
     }
 }
 
-/* sign-pack only (the unfused path): pass 1 of a fused layer without beta and branches */
+/* sign-pack only (the unfused path): pass 1 without beta and branches */
 void run_pack_nchw(const float *x, const float *thr, uint64_t *out, int64_t N, int64_t C, int64_t H, int64_t W,
                    int64_t ph, int64_t pw, int threads) {
     fused_args f = {0};
@@ -159,7 +142,7 @@ void run_pack_nchw(const float *x, const float *thr, uint64_t *out, int64_t N, i
     conv_args a = {0};
     a.Cw = (C + 63) / 64, a.Hp = H + 2 * ph, a.Wp = W + 2 * pw, a.ph = ph, a.pw = pw;
     a.sh = a.sw = 1, a.Hout = H, a.Wout = W;
-    fused_prepare(&f, &a, out, NULL, NULL, NULL);
+    prepare_all_rows(&f, &a, out, NULL);
 }
 
 /* --- the input transform ------------------------------------------------------------------------------- */
@@ -207,20 +190,6 @@ static void transform_input(const fused_args *f, float *h, float *scale, float *
 }
 
 /* --- one conv in bands of output rows ----------------------------------------------------------------------- */
-
-/* pass 1 of padded input row yp of sample n into row (Cw runs of Wp words) and srow (Wp scales or NULL):
- * sign-pack hp's row (the pre-biased input), beta = mean_c |h|; split rows for a column stride of 2 */
-static void prepare_row(const fused_args *f, const conv_args *a, const float *hp, int64_t n, int64_t yp,
-                        uint64_t *row, float *srow, uint64_t *split) {
-    const int64_t C = f->C, H = f->H, W = f->W, HW = H * W, Wp = a->Wp, pw = a->pw;
-    memset(row, 0, (size_t)(a->Cw * Wp) * sizeof(uint64_t));
-    if (srow) memset(srow, 0, (size_t)Wp * sizeof(float));
-    if (yp < a->ph || yp >= H + a->ph) return;
-    const float *src = hp + n * C * HW + (yp - a->ph) * W;
-    pack_nchw_row(binsr_isa_used, src, f->thr, C, HW, W, row + pw, Wp);
-    if (srow) beta_low_row(src, src, C, HW, W, srow + pw, NULL, 0, NULL, 0);
-    if (a->Wh) split_columns(a, row, srow, split);
-}
 
 /* per-thread buffers of a band: its input rows' words and scales, the epilogue's samples of a strided input,
  * the low-rank rows, near copies, split rows */
@@ -365,7 +334,7 @@ int run_fused(fused_args *f, conv_args *a) {
     if (ht) transpose(f->h, P, C, ht, f->threads);
     f->h = ht ? ht : xt;
     f->x = xt;
-    fused_prepare(f, a, act, pscale, NULL, NULL);
+    prepare_all_rows(f, a, act, pscale);
     const int epilogue = f->bias || f->act_shift || f->residual || f->rank || f->sp_ptr || f->add;
     const epi_in in = {xt, low, HWo, HWo, 0};
     run_conv(a, f->threads, epilogue ? f : NULL, &in, f->out, 1);

@@ -17,21 +17,20 @@
 typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 
-/* n <= 8 values p[0], p[step], ...; lanes past n are 0. A ragged vector is built in registers: assembled on
- * the stack and read back whole it cost a failed store-to-load forward (~20 cycles) per load */
-static inline __attribute__((always_inline)) vf8 load8(const float *p, int64_t step, int64_t n) {
+/* n <= 8 values p[0 .. n-1]; lanes past n are 0. A ragged vector is built in registers: assembled on the
+ * stack and read back whole it cost a failed store-to-load forward (~20 cycles) per load */
+static inline __attribute__((always_inline)) vf8 load8(const float *p, int64_t n) {
     vf8 v;
-    if (n == 8 && step == 1) memcpy(&v, p, sizeof v);
-    else v = (vf8){n > 0 ? p[0] : 0.0f, n > 1 ? p[step] : 0.0f, n > 2 ? p[2 * step] : 0.0f, n > 3 ? p[3 * step] : 0.0f,
-                   n > 4 ? p[4 * step] : 0.0f, n > 5 ? p[5 * step] : 0.0f, n > 6 ? p[6 * step] : 0.0f,
-                   n > 7 ? p[7 * step] : 0.0f};
+    if (n == 8) memcpy(&v, p, sizeof v);
+    else v = (vf8){n > 0 ? p[0] : 0.0f, n > 1 ? p[1] : 0.0f, n > 2 ? p[2] : 0.0f, n > 3 ? p[3] : 0.0f,
+                   n > 4 ? p[4] : 0.0f, n > 5 ? p[5] : 0.0f, n > 6 ? p[6] : 0.0f, n > 7 ? p[7] : 0.0f};
     return v;
 }
 
-static inline __attribute__((always_inline)) void store8(float *p, int64_t step, int64_t n, vf8 v) {
-    if (n == 8 && step == 1) memcpy(p, &v, sizeof v);
+static inline __attribute__((always_inline)) void store8(float *p, int64_t n, vf8 v) {
+    if (n == 8) memcpy(p, &v, sizeof v);
     else for (int k = 0; k < 8; k++)
-        if (k < n) p[k * step] = v[k];
+        if (k < n) p[k] = v[k];
 }
 
 
@@ -49,8 +48,8 @@ static inline __attribute__((always_inline)) void beta_low_block(const float *x,
     if (beta) {
         vf8 acc[4] = {zero, zero, zero, zero};
         for (int64_t c = 0; c < C; c++)
-            UNROLL4 for (int q = 0; q < nv; q++) acc[q] += (vf8)((vi8)load8(h + c * plane + 8 * q, 1, n[q]) & magnitude);
-        UNROLL4 for (int q = 0; q < nv; q++) store8(beta + 8 * q, 1, n[q], acc[q] / (float)C);
+            UNROLL4 for (int q = 0; q < nv; q++) acc[q] += (vf8)((vi8)load8(h + c * plane + 8 * q, n[q]) & magnitude);
+        UNROLL4 for (int q = 0; q < nv; q++) store8(beta + 8 * q, n[q], acc[q] / (float)C);
     }
     for (int64_t r0 = 0; r0 < rank; r0 += 4) {
         const int64_t nr = rank - r0 < 4 ? rank - r0 : 4;
@@ -58,14 +57,14 @@ static inline __attribute__((always_inline)) void beta_low_block(const float *x,
         UNROLL4 for (int r = 0; r < 4; r++) UNROLL4 for (int q = 0; q < 4; q++) acc[r][q] = zero;
         for (int64_t c = 0; c < C; c++) {
             vf8 xv[4] = {zero, zero, zero, zero}; /* (only the first nv are used) */
-            UNROLL4 for (int q = 0; q < nv; q++) xv[q] = load8(x + c * plane + 8 * q, 1, n[q]);
+            UNROLL4 for (int q = 0; q < nv; q++) xv[q] = load8(x + c * plane + 8 * q, n[q]);
             UNROLL4 for (int r = 0; r < 4; r++) {
                 const float d = r < nr ? down[(r0 + r) * C + c] : 0.0f;
                 UNROLL4 for (int q = 0; q < nv; q++) acc[r][q] += d * xv[q];
             }
         }
         for (int r = 0; r < nr; r++)
-            UNROLL4 for (int q = 0; q < nv; q++) store8(low + (r0 + r) * low_plane + 8 * q, 1, n[q], acc[r][q]);
+            UNROLL4 for (int q = 0; q < nv; q++) store8(low + (r0 + r) * low_plane + 8 * q, n[q], acc[r][q]);
     }
 }
 
@@ -103,26 +102,26 @@ static inline __attribute__((always_inline)) void epilogue_body(const fused_args
     int64_t n[8] = {0};
     UNROLL for (int q = 0; q < nv; q++) {
         n[q] = NV ? 8 : (count - 8 * q < 0 ? 0 : (count - 8 * q > 8 ? 8 : count - 8 * q));
-        v[q] = load8(row + 8 * q, 1, n[q]) + b;
+        v[q] = load8(row + 8 * q, n[q]) + b;
         if (act) {
             vf8 y = v[q] - sh;
             vi8 positive = y >= zero;
             v[q] = (vf8)(((vi8)y & positive) | ((vi8)(sl * y) & ~positive)) + ab;
         }
-        if (res) v[q] += load8(res + 8 * q, 1, n[q]);
+        if (res) v[q] += load8(res + 8 * q, n[q]);
         lr[q] = sp[q] = zero;
     }
     for (int64_t r = 0; r < rank; r++)
-        UNROLL for (int q = 0; q < nv; q++) lr[q] += up[r] * load8(low + r * plane + 8 * q, 1, n[q]);
+        UNROLL for (int q = 0; q < nv; q++) lr[q] += up[r] * load8(low + r * plane + 8 * q, n[q]);
     for (int32_t j = j0; j < j1; j++) {
         const float w = f->sp_val[j];
         const float *s = src + f->sp_col[j] * plane;
-        UNROLL for (int q = 0; q < nv; q++) sp[q] += w * load8(s + 8 * q, 1, n[q]);
+        UNROLL for (int q = 0; q < nv; q++) sp[q] += w * load8(s + 8 * q, n[q]);
     }
     UNROLL for (int q = 0; q < nv; q++) { /* ((BMB + LRMB) + SMB) [+ add] */
         vf8 total = v[q] + lr[q] + sp[q];
-        if (add) total += load8(add + 8 * q, 1, n[q]);
-        store8(row + 8 * q, 1, n[q], total);
+        if (add) total += load8(add + 8 * q, n[q]);
+        store8(row + 8 * q, n[q], total);
     }
 }
 
@@ -182,10 +181,6 @@ void copy_epilogue_inputs(const fused_args *f, const conv_args *a, const epi_in 
 
 /* --- the input transform: GroupNorm statistics, the per-channel affine, SiLU ------------------------------- */
 
-/* e^x for 16 floats: x = n ln2 + r (|r| <= ln2 / 2, ln 2 split in two for an exact product), e^r by the
- * classic degree-6 polynomial of Cephes' expf (about 1 ulp), 2^n by the exponent bits. Below -87.3: 0 (the
- * smallest normal floats are lost: nothing here reads them); above 88.72: +inf (so x / (1 + e^-x) is -0
- * there, as PyTorch's SiLU gives). */
 /* 16 floats: an AVX-512 register in the x86-64-v4 clone, two or four narrower ones in the others */
 typedef float vf16 __attribute__((vector_size(64)));
 typedef int32_t vi16 __attribute__((vector_size(64)));
@@ -194,6 +189,10 @@ static inline __attribute__((always_inline)) vf16 select16(vi16 m, vf16 a, vf16 
     return (vf16)(((vi16)a & m) | ((vi16)b & ~m));
 }
 
+/* e^x for 16 floats: x = n ln2 + r (|r| <= ln2 / 2, ln 2 split in two for an exact product), e^r by the
+ * classic degree-6 polynomial of Cephes' expf (about 1 ulp), 2^n by the exponent bits. Below -87.3: 0 (the
+ * smallest normal floats are lost: nothing here reads them); above 88.72: +inf (so x / (1 + e^-x) is -0
+ * there, as PyTorch's SiLU gives). */
 static inline __attribute__((always_inline)) vf16 exp16(vf16 x) {
     const vf16 zero = {0}, hi = zero + 88.7228394f, lo = zero - 87.3365448f;
     const vi16 over = x > hi, under = x < lo;
@@ -247,7 +246,7 @@ FLOAT_CLONES void moments(const float *x, int64_t n, double *sum, double *square
         vf8 vs = {0}, vq = {0};
         int64_t i = 0;
         for (; i + 8 <= m; i += 8) {
-            const vf8 v = load8(x + i0 + i, 1, 8);
+            const vf8 v = load8(x + i0 + i, 8);
             vs += v;
             vq += v * v;
         }
