@@ -222,6 +222,13 @@ def test_a_fused_layer_follows_its_parameters() -> None:
             expected = layer(x)
     assert not torch.allclose(moved, after)
     assert torch.allclose(moved, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # another parameter object in its place (load_state_dict(assign=True) does this)
+        layer.lrmb.down.weight = torch.nn.Parameter(-layer.lrmb.down.weight.detach(), requires_grad=False)
+        replaced = layer(x)
+        with using_fusion(False):
+            expected = layer(x)
+    assert not torch.allclose(replaced, moved)
+    assert torch.allclose(replaced, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_fused_calls_refuse_what_they_were_not_prepared_for() -> None:

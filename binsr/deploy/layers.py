@@ -113,8 +113,8 @@ class _PackedBinaryLayer(nn.Module):
 
     def packed_weight(self) -> PackedWeight:
         """The weights for the kernels (derived tables cached until the buffers change)."""
-        if self._cache is None or not self._cache[0].current((self.weight_bits, self.weight_scale)):
-            self._cache = (_Snapshot((self.weight_bits, self.weight_scale)),
+        if self._cache is None or not self._cache[0].current():
+            self._cache = (_Snapshot((self,)),
                            PackedWeight(self.weight_bits, self.in_features, self.weight_scale))
         return self._cache[1]
 
@@ -140,16 +140,6 @@ class _PackedBinaryLayer(nn.Module):
         if self.pre_bias is not None and type(self.pre_bias) is not GroupedBias:
             return f"pre-bias {type(self.pre_bias).__name__} is not fused"
         return None
-
-    def _sources(self, lowrank: LowRankBranch | None, sparse: SparseBranch | None) -> list[torch.Tensor]:
-        """Every tensor a fused call's tables are derived from (a change to any rebuilds them)."""
-        parts = [self.weight_bits, self.weight_scale, self.bias, self.input_threshold]
-        for module, names in ((self.activation, ("shift", "slope", "bias")), (sparse, ("values", "index")),
-                              (self.pre_bias, ("bias",))):
-            parts += [getattr(module, name) for name in names] if module is not None else []
-        if lowrank is not None:
-            parts += [lowrank.down.weight, lowrank.up.weight]
-        return [t for t in parts if t is not None]
 
     def _prepare(self, shape: tuple[int, ...], lowrank: LowRankBranch | None, sparse: SparseBranch | None,
                  transform: Transform | None) -> FusedCall:
@@ -202,7 +192,7 @@ class _PackedBinaryLayer(nn.Module):
                None if transform is None else (id(transform[0]), *transform[1:]),
                None if pre is None else _group_key(pre))
         plan = self._plans.get(key)
-        if plan is None or not plan.current(self, lowrank, sparse):
+        if plan is None or not plan.current():
             if self.fusion_problem() is not None or (self.pre_bias is not None and self.pixel_scale):
                 return None  # (β of a pre-biased input: not a case any method has)
             if transform is not None and (self.pre_bias is not None or self.input_threshold is not None):
@@ -341,40 +331,53 @@ def _structure(*modules: nn.Module | None) -> tuple[nn.Module | None, ...]:
 
 
 class _Snapshot:
-    """Tensors as they were: ``current(tensors)`` is False once another tensor stands in a place, one was edited
-    in place (its version counter) or given other memory (``param.data = ...`` keeps the counter: compared
-    with an alias of the memory it had)."""
+    """The modules' children, parameters and buffers as they were: ``current()`` is False once another module
+    or tensor stands in a place, a tensor was edited in place (its version counter) or given other memory
+    (``param.data = ...`` keeps the counter: compared with an alias of the memory it had). The identities
+    compared are those of objects the snapshot keeps alive, so none can be reused. (Plain loops over the
+    modules' own dicts: this runs before every fused call, where ``getattr`` per tensor cost microseconds.)"""
 
-    __slots__ = ("tensors", "versions", "aliases")
+    __slots__ = ("modules", "places", "entries")
 
-    def __init__(self, tensors: tuple[torch.Tensor, ...]) -> None:
-        self.tensors = tensors
-        self.versions = tuple([t._version for t in tensors])
-        self.aliases = tuple([t.detach() for t in tensors])
+    def __init__(self, modules: tuple[nn.Module, ...]) -> None:
+        self.modules = modules
+        self.places = self._places()
+        tensors = [t for m in modules for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+        self.entries = tuple((t, t._version, t.detach()) for t in tensors)
 
-    def current(self, tensors: tuple[torch.Tensor, ...]) -> bool:
-        return (len(tensors) == len(self.tensors) and all(t is old for t, old in zip(tensors, self.tensors))
-                and tuple([t._version for t in tensors]) == self.versions
-                and all(t.is_set_to(alias) for t, alias in zip(tensors, self.aliases)))
+    def _places(self) -> tuple[int, ...]:
+        ids: list[int] = []
+        for m in self.modules:
+            ids += map(id, m._modules.values())
+            ids += map(id, m._parameters.values())
+            ids += map(id, m._buffers.values())
+        return tuple(ids)
+
+    def current(self) -> bool:
+        if self._places() != self.places:
+            return False
+        for t, version, alias in self.entries:
+            if t._version != version or not t.is_set_to(alias):
+                return False
+        return True
 
 
 class _Plan:
-    """A prepared :class:`FusedCall` with what it was derived from: the child modules of the layer and its
-    branches and a :class:`_Snapshot` of every parameter tensor. ``current`` says whether all still hold (a
-    load_state_dict, an in-place edit or a replaced module rebuilds the call)."""
+    """A prepared :class:`FusedCall` with what it was derived from: a :class:`_Snapshot` of the layer, its
+    branches and the transform's norm with everything inside them. ``current()`` says whether all still hold
+    (a load_state_dict, an in-place edit, a replaced parameter or module rebuilds the call)."""
 
-    __slots__ = ("call", "sources", "structure", "bias_as_threshold")
+    __slots__ = ("call", "sources", "bias_as_threshold")
 
     def __init__(self, layer: _PackedBinaryLayer, lowrank: LowRankBranch | None, sparse: SparseBranch | None,
                  call: FusedCall, norm: nn.GroupNorm | None = None) -> None:
         self.call = call
         self.bias_as_threshold = False
-        self.structure = _structure(layer, lowrank, sparse)
-        norms = [t for t in (norm.weight, norm.bias) if t is not None] if norm is not None else []
-        self.sources = _Snapshot((*layer._sources(lowrank, sparse), *norms))
+        modules = [m for root in (layer, lowrank, sparse, norm) if root is not None for m in root.modules()]
+        self.sources = _Snapshot(tuple(dict.fromkeys(modules)))  # (each once, in order)
 
-    def current(self, layer: _PackedBinaryLayer, lowrank: LowRankBranch | None, sparse: SparseBranch | None) -> bool:
-        return self.sources.current(self.sources.tensors) and _structure(layer, lowrank, sparse) == self.structure
+    def current(self) -> bool:
+        return self.sources.current()
 
 
 def _f32(t: torch.Tensor | None) -> torch.Tensor | None:

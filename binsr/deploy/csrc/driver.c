@@ -11,17 +11,17 @@
 #include <math.h>
 #include "bitkernels.h"
 
-/* pass 1 of padded input row yp of sample n into row (Cw runs of Wp words) and srow (Wp scales or NULL):
- * sign-pack hp's row (the pre-biased input), beta = mean_c |h|; split rows for a column stride of 2 */
-static void prepare_row(const fused_args *f, const conv_args *a, const float *hp, int64_t n, int64_t yp,
+/* pass 1 of padded input row yp into row (Cw runs of Wp words) and srow (Wp scales or NULL): sign-pack src (the
+ * row's pre-biased input: C planes of W floats, plane stride `plane`; not read on padding rows), beta =
+ * mean_c |h|; split rows for a column stride of 2 */
+static void prepare_row(const fused_args *f, const conv_args *a, const float *src, int64_t plane, int64_t yp,
                         uint64_t *row, float *srow, uint64_t *split) {
-    const int64_t C = f->C, H = f->H, W = f->W, HW = H * W, Wp = a->Wp, pw = a->pw;
+    const int64_t C = f->C, H = f->H, W = f->W, Wp = a->Wp, pw = a->pw;
     memset(row, 0, (size_t)(a->Cw * Wp) * sizeof(uint64_t));
     if (srow) memset(srow, 0, (size_t)Wp * sizeof(float));
     if (yp < a->ph || yp >= H + a->ph) return;
-    const float *src = hp + n * C * HW + (yp - a->ph) * W;
-    pack_nchw_row(binsr_isa_used, src, f->thr, C, HW, W, row + pw, Wp);
-    if (srow) beta_low_row(src, src, C, HW, W, srow + pw, NULL, 0, NULL, 0);
+    pack_nchw_row(binsr_isa_used, src, f->thr, C, plane, W, row + pw, Wp);
+    if (srow) beta_low_row(src, src, C, plane, W, srow + pw, NULL, 0, NULL, 0);
     if (a->Wh) split_columns(a, row, srow, split);
 }
 
@@ -33,7 +33,8 @@ static void prepare_all_rows(const fused_args *f, const conv_args *a, uint64_t *
 #pragma omp parallel for schedule(dynamic, 1) num_threads(f->threads)
     for (int64_t r = 0; r < f->N * Hp; r++) {
         const int64_t n = r / Hp, y = r % Hp - a->ph;
-        prepare_row(f, a, f->h, n, r % Hp, act + r * a->Cw * Wp, pscale ? pscale + r * Wp : NULL, NULL);
+        const float *src = y >= 0 && y < H ? f->h + n * C * H * W + y * W : NULL;
+        prepare_row(f, a, src, H * W, r % Hp, act + r * a->Cw * Wp, pscale ? pscale + r * Wp : NULL, NULL);
         if (f->rank && y >= 0 && y < H) {
             const float *x = f->x + n * C * H * W + y * W;
             beta_low_row(x, x, C, H * W, W, NULL, f->down, f->rank, f->low + n * f->rank * H * W + y * W, H * W);
@@ -153,63 +154,60 @@ static const float *raw_plane(const fused_args *f, int64_t n, int64_t c) {
     return c < f->C1 ? f->x + (n * f->C1 + c) * HW : f->x2 + (n * (f->C - f->C1) + c - f->C1) * HW;
 }
 
-/* h = silu?(norm(x) * mul + shift) for every sample, written to h (N, C, H, W); scale, shift: (N, C) scratch */
-static void transform_input(const fused_args *f, float *h, float *scale, float *shift) {
-    const int64_t N = f->N, C = f->C, H = f->H, W = f->W, G = f->norm_groups, HW = H * W;
-    const int threads = f->threads;
-    if (G) {
-        const int64_t per = C / G;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-        for (int64_t ng = 0; ng < N * G; ng++) {
-            const int64_t n = ng / G, g = ng % G;
-            double sum = 0.0, squares = 0.0;
-            for (int64_t c = g * per; c < (g + 1) * per; c++) {
-                double s, q;
-                moments(raw_plane(f, n, c), HW, &s, &q);
-                sum += s, squares += q;
-            }
-            const double count = (double)(per * HW), mean = sum / count;
-            const double var = squares / count - mean * mean;
-            const double rstd = 1.0 / sqrt((var > 0.0 ? var : 0.0) + (double)f->eps);
-            for (int64_t c = g * per; c < (g + 1) * per; c++) {
-                const double a = (double)f->norm_weight[c] * rstd, b = (double)f->norm_bias[c] - mean * a;
-                const double m = f->mul ? (double)f->mul[n * C + c] : 1.0, d = f->shift ? (double)f->shift[n * C + c] : 0.0;
-                scale[n * C + c] = (float)(a * m);
-                shift[n * C + c] = (float)(b * m + d);
-            }
-        }
-    } else
+/* the transform as one affine per channel before the SiLU: h = silu?(x * scale + shift), scale and shift
+ * (N, C) from the GroupNorm statistics of x (one read of the whole input), mul and shift */
+static void transform_affine(const fused_args *f, float *scale, float *shift) {
+    const int64_t N = f->N, C = f->C, G = f->norm_groups, HW = f->H * f->W;
+    if (!G) {
         for (int64_t i = 0; i < N * C; i++) scale[i] = 1.0f, shift[i] = 0.0f;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
-    for (int64_t r = 0; r < N * H; r++) {
-        const int64_t n = r / H, y = r % H;
-        const float *x2 = f->x2 ? f->x2 + n * (C - f->C1) * HW + y * W : NULL;
-        transform_row(f->x + n * f->C1 * HW + y * W, HW, x2, HW, f->C1, C, W, scale + n * C, shift + n * C,
-                      (int)f->silu, h + n * C * HW + y * W, HW);
+        return;
+    }
+    const int64_t per = C / G;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(f->threads)
+    for (int64_t ng = 0; ng < N * G; ng++) {
+        const int64_t n = ng / G, g = ng % G;
+        double sum = 0.0, squares = 0.0;
+        for (int64_t c = g * per; c < (g + 1) * per; c++) {
+            double s, q;
+            moments(raw_plane(f, n, c), HW, &s, &q);
+            sum += s, squares += q;
+        }
+        const double count = (double)(per * HW), mean = sum / count;
+        const double var = squares / count - mean * mean;
+        const double rstd = 1.0 / sqrt((var > 0.0 ? var : 0.0) + (double)f->eps);
+        for (int64_t c = g * per; c < (g + 1) * per; c++) {
+            const double a = (double)f->norm_weight[c] * rstd, b = (double)f->norm_bias[c] - mean * a;
+            const double m = f->mul ? (double)f->mul[n * C + c] : 1.0, d = f->shift ? (double)f->shift[n * C + c] : 0.0;
+            scale[n * C + c] = (float)(a * m);
+            shift[n * C + c] = (float)(b * m + d);
+        }
     }
 }
 
 /* --- one conv in bands of output rows ----------------------------------------------------------------------- */
 
 /* per-thread buffers of a band: its input rows' words and scales, the epilogue's samples of a strided input,
- * the low-rank rows, near copies, split rows */
+ * the low-rank rows, near copies, split rows, the transformed input rows */
 typedef struct {
-    size_t act, pscale, xs, low, near, split;
+    size_t act, pscale, xs, low, near, split, h;
 } band_sizes;
 
 static size_t band_total(const band_sizes *b) {
-    const size_t parts[6] = {b->act, b->pscale, b->xs, b->low, b->near, b->split};
+    const size_t parts[7] = {b->act, b->pscale, b->xs, b->low, b->near, b->split, b->h};
     size_t total = 0;
-    for (int i = 0; i < 6; i++) total += (parts[i] + 63) / 64 * 64;
+    for (int i = 0; i < 7; i++) total += (parts[i] + 63) / 64 * 64;
     return total;
 }
 
-/* the layer in bands of B output rows; hp: what is packed, xp: what the 1x1 branches and the residual read */
+/* the layer in bands of B output rows; hp: what is packed, xp: what the 1x1 branches and the residual read.
+ * With an input transform (scale, shift: its affine, see transform_affine) each band transforms the input
+ * rows it reads into its own buffer (C planes of rows_in rows) and packs and reads those: the transformed
+ * input never goes to memory (written whole and read again it cost two passes over the largest planes). */
 static void run_bands(const fused_args *f, const conv_args *a, const float *hp, const float *xp, int64_t B,
-                      const band_sizes *sizes, char *scratch) {
-    const int64_t N = f->N, C = f->C, H = f->H, W = f->W, HW = H * W, Cw = a->Cw, Wp = a->Wp;
+                      const band_sizes *sizes, char *scratch, const float *scale, const float *shift) {
+    const int64_t N = f->N, C = f->C, H = f->H, W = f->W, HW = H * W, Cw = a->Cw, Wp = a->Wp, ph = a->ph;
     const int64_t Ho = a->Hout, Wo = a->Wout, sh = a->sh, sw = a->sw, rank = f->rank;
-    const int64_t nb = (Ho + B - 1) / B, per_thread = (int64_t)band_total(sizes);
+    const int64_t nb = (Ho + B - 1) / B, per_thread = (int64_t)band_total(sizes), rows_in = (B - 1) * sh + a->kh;
     const int strided = sh != 1 || sw != 1, reads = f->rank || f->sp_ptr || f->residual;
     const int epilogue = f->bias || f->act_shift || f->residual || f->rank || f->sp_ptr || f->add;
     const conv_row_fn row_fn = conv_row_for(binsr_isa_used);
@@ -224,25 +222,39 @@ static void run_bands(const fused_args *f, const conv_args *a, const float *hp, 
         float *pscale = carve(&at, sizes->pscale), *xs = carve(&at, sizes->xs), *low = carve(&at, sizes->low);
         float *near = carve(&at, sizes->near);
         uint64_t *split = carve(&at, sizes->split);
+        float *hb = carve(&at, sizes->h);
         float tile[32 * CHUNK] __attribute__((aligned(64)));
+        /* channel c of unpadded input row y of the band's sample (y inside the band's rows iy0 - ph ..) */
+        const int64_t plane = hb ? rows_in * W : HW;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t band = 0; band < N * nb; band++) {
             const int64_t n = band / nb, oy0 = band % nb * B, oy1 = oy0 + B < Ho ? oy0 + B : Ho;
             const int64_t iy0 = oy0 * sh, iy1 = (oy1 - 1) * sh + a->kh;
+            /* row y of the sample's input as the band reads it: its own transformed rows, or the input's */
+            const float *rows = hb ? hb + (ph - iy0) * W : xp + n * C * HW;
             conv_args la = *a;
             la.act = act;
             la.pscale = f->pixel_scale ? pscale : NULL;
             la.row0 = n * a->Hp + iy0;
-            for (int64_t yp = iy0; yp < iy1; yp++)
-                prepare_row(f, a, hp, n, yp, act + (yp - iy0) * Cw * Wp, la.pscale ? pscale + (yp - iy0) * Wp : NULL,
-                            split);
-            /* the epilogue's inputs at the output pixels: x's rows themselves at stride 1, else samples */
-            epi_in in = {xp + n * C * HW + oy0 * W, low, HW, B * Wo, oy0};
+            for (int64_t yp = iy0; yp < iy1; yp++) {
+                const int64_t y = yp - ph;
+                const int inside = y >= 0 && y < H;
+                if (hb && inside) {
+                    const float *x2 = f->x2 ? f->x2 + n * (C - f->C1) * HW + y * W : NULL;
+                    transform_row(f->x + n * f->C1 * HW + y * W, HW, x2, HW, f->C1, C, W, scale + n * C,
+                                  shift + n * C, (int)f->silu, hb + (yp - iy0) * W, plane);
+                }
+                const float *src = !inside ? NULL : hb ? rows + y * W : hp + n * C * HW + y * W;
+                prepare_row(f, a, src, plane, yp, act + (yp - iy0) * Cw * Wp,
+                            la.pscale ? pscale + (yp - iy0) * Wp : NULL, split);
+            }
+            /* the epilogue's inputs at the output pixels: the input's rows themselves at stride 1, else samples */
+            epi_in in = {rows + oy0 * W, low, plane, B * Wo, oy0};
             if (strided && sizes->xs) {
                 in.src = xs, in.src_cs = B * Wo;
                 for (int64_t oy = oy0; oy < oy1; oy++)
                     for (int64_t c = 0; c < C; c++) {
-                        const float *from = xp + (n * C + c) * HW + oy * sh * W;
+                        const float *from = rows + c * plane + oy * sh * W;
                         float *to = xs + c * B * Wo + (oy - oy0) * Wo;
                         for (int64_t ox = 0; ox < Wo; ox++) to[ox] = from[ox * sw];
                     }
@@ -266,7 +278,7 @@ static void run_bands(const fused_args *f, const conv_args *a, const float *hp, 
 /* the whole layer (returns -1 when out of memory) */
 int run_fused(fused_args *f, conv_args *a) {
     const int64_t N = a->N, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp, rows = f->layout == 1, P = f->W, C = f->C;
-    const int64_t HWo = a->Hout * a->Wout, H = f->H, W = f->W, rank = f->rank;
+    const int64_t HWo = a->Hout * a->Wout, W = f->W, rank = f->rank;
     /* below ~20 us of work a second thread costs more than it saves (waking it, sharing lines) */
     if (N * HWo * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
     const int strided = a->sh != 1 || a->sw != 1, branches = f->rank || f->sp_ptr; /* 1x1 convs reading x */
@@ -281,9 +293,10 @@ int run_fused(fused_args *f, conv_args *a) {
     f->O = a->O;
     int cached;
     if (!rows) {
-        /* bands of B output rows: the input rows a band's epilogue reads again (C x W floats each) fit in
-         * half of a 1 MB L2 where it reads any, at least 4 (kh - 1) / sh rows, and a few bands per thread */
-        int64_t B = reads ? (int64_t)(524288 / ((size_t)(C > 0 ? C : 1) * (size_t)W * sizeof(float))) : 16;
+        /* bands of B output rows: the input rows a band reads again (C x W floats each: its transformed
+         * rows, or the rows its epilogue reads) fit in half of a 1 MB L2 where it reads any, at least
+         * 4 (kh - 1) / sh rows, and a few bands per thread */
+        int64_t B = reads || transform ? (int64_t)(524288 / ((size_t)(C > 0 ? C : 1) * (size_t)W * sizeof(float))) : 16;
         const int64_t few = (a->Hout + 2 * f->threads - 1) / (2 * f->threads), least = 4 * (a->kh - 1) / a->sh;
         B = B < least ? least : B; /* a band packs kh - 1 rows more than it has: at most a quarter more */
         B = B < 1 ? 1 : B > 16 ? 16 : B;
@@ -294,19 +307,18 @@ int run_fused(fused_args *f, conv_args *a) {
                          strided && branches ? (size_t)(C * B * a->Wout) * sizeof(float) : 0,
                          (size_t)(rank * B * a->Wout) * sizeof(float),
                          reads ? (size_t)((C + rank) * CHUNK) * sizeof(float) : 0,
-                         a->Wh ? (size_t)Wp * sizeof(uint64_t) : 0};
-        const size_t transformed = transform ? (size_t)(N * C * H * W + 2 * N * C) * sizeof(float) : 0;
-        const size_t total = (size_t)f->threads * band_total(&bs) + (transformed + 63) / 64 * 64;
+                         a->Wh ? (size_t)Wp * sizeof(uint64_t) : 0,
+                         transform ? (size_t)(C * rows_in * W) * sizeof(float) : 0};
+        const size_t affine = transform ? (size_t)(2 * N * C) * sizeof(float) : 0;
+        const size_t total = (size_t)f->threads * band_total(&bs) + (affine + 63) / 64 * 64;
         char *block = scratch_take(total + 64, &cached), *at = (char *)(((uintptr_t)block + 63) / 64 * 64);
         if (!block) return -1;
-        const float *hp = f->h, *xp = f->x;
+        float *scale = NULL, *shift = NULL;
         if (transform) {
-            float *h = carve(&at, (size_t)(N * C * H * W) * sizeof(float));
-            float *scale = carve(&at, (size_t)(N * C) * sizeof(float)), *shift = carve(&at, (size_t)(N * C) * sizeof(float));
-            transform_input(f, h, scale, shift);
-            hp = xp = h;
+            scale = carve(&at, (size_t)(N * C) * sizeof(float)), shift = carve(&at, (size_t)(N * C) * sizeof(float));
+            transform_affine(f, scale, shift);
         }
-        run_bands(f, a, hp, xp, B, &bs, at);
+        run_bands(f, a, f->h, f->x, B, &bs, at, scale, shift);
         scratch_give(block, cached);
         return 0;
     }
