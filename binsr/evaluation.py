@@ -18,7 +18,7 @@ from binsr.metrics.lpips import LPIPS, lpips_distance
 from binsr.metrics.niqe import niqe
 from binsr.metrics.psnr_ssim import psnr, ssim
 from binsr.models.denoiser import bind_timesteps
-from binsr.pipelines import read_model_spec, sampling_steps
+from binsr.pipelines import pipeline_type, read_model_spec
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.shipped import shipped_path
 
@@ -128,15 +128,14 @@ def describe_model(name_or_path: str, size: int = 256, count: bool = True, steps
     that makes a ``size`` × ``size`` output (the BI-DiffSR convention; latent models run at
     size / factor). Counted on the architecture the file describes, so packed files give the same;
     ``count=False`` leaves Params and OPs None (no forward pass). ``sampling`` says how outputs were made
-    (``steps``: the DDIM steps an SR3-style model was run with; None: the file's own default, else 50).
+    (``steps``: the step count a model whose pipeline takes one was run with; None: the file's own default,
+    else the pipeline's).
     """
     if name_or_path == "bicubic":
         return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None,
                 "sampling": "interpolation"}
     spec = read_model_spec(shipped_path(name_or_path) or name_or_path)
-    steps = steps if steps is not None else sampling_steps(spec)
-    sampling = {"sr3": f"DDIM, {steps} steps", "onestep": "1 network call"}.get(
-        spec.kind, f"{spec.process.num_timesteps} steps")
+    sampling = pipeline_type(spec.kind).sampling(spec, steps)
     method = spec.method
     info = {"method": method or "full precision", "bits": 1 if method else 32, "params": None, "ops": None,
             "ops_output_size": None, "sampling": sampling}

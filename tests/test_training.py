@@ -110,7 +110,7 @@ def test_recipe_errors_are_clear():
         load_train_config("bidiffsr-small-x4", ["steps=true"])
     with pytest.raises(ConfigError, match="patch_size 30 must be a multiple"):
         load_train_config("bidiffsr-small-x4", ["data.patch_size=30"])
-    with pytest.raises(ConfigError, match="unknown model preset 'bigger'"):
+    with pytest.raises(ConfigError, match="unknown model.preset 'bigger'"):
         load_train_config("bidiffsr-small-x4", ["model.preset=bigger"])
     assert load_train_config("bidiffsr-x4").model.inner_channel == 64  # the paper recipe loads
 

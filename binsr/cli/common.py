@@ -111,7 +111,6 @@ def _bounded(text: str, cast: type, low: float | None, high: float | None, what:
 def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object) -> Upscaler:
     """The upscaler --model names; a warning where --steps does not apply to it."""
     from binsr import pipelines
-    from binsr.pipelines.diffusion import SR3Upscaler
     from binsr.utils.process import configure_process
 
     if device.type == "cpu" or args.model == "bicubic":
@@ -121,8 +120,8 @@ def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: ob
     else:
         upscaler = pipelines.load(args.model, args.scale, device=device, steps=args.steps, seed=args.seed,
                                   **sampling)
-    if args.steps is not None and not isinstance(upscaler, SR3Upscaler):
-        warnings.warn(f"--steps {args.steps} is ignored: {upscaler.name} does not sample with DDIM steps "
+    if args.steps is not None and not getattr(upscaler, "takes_steps", False):
+        warnings.warn(f"--steps {args.steps} is ignored: {upscaler.name} does not sample with a step count "
                       f"(one-step students make one network call, ResShift teachers their own T steps)",
                       BinsrWarning, stacklevel=2)
     return upscaler

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from binsr.cli.common import example_inputs, parse_option, parse_size
+from binsr.cli.common import example_inputs, parse_option, parse_size, positive_int
 from binsr.errors import BinsrError
 
 
@@ -118,8 +118,8 @@ def add_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", metavar="DIR", help="training run with the log.csv for the card's training hours "
                    "[default: the model file's folder]")
     p.add_argument("--hardware", metavar="TEXT", help="what it was trained on, for the card [default: this machine]")
-    p.add_argument("--steps", type=int, help="SR3-style models: the DDIM steps the packed file runs with by default "
-                   "(and the card's results used) [default: 50]")
+    p.add_argument("--steps", type=positive_int, help="models that sample with a step count (SR3 / BI-DiffSR): "
+                   "the steps the packed file runs with by default (and the card's results used) [default: 50]")
     p.set_defaults(run=_run_export)
 
 
@@ -132,6 +132,12 @@ def _run_export(args: argparse.Namespace) -> int:
 
     if os.path.abspath(args.model) == os.path.abspath(args.output):
         raise BinsrError("the packed file must not overwrite the model file (choose another -o)")
+    if args.steps is not None:
+        from binsr.pipelines import pipeline_type, read_model_spec
+
+        kind = read_model_spec(args.model).kind
+        if not pipeline_type(kind).takes_steps:
+            raise BinsrError(f"--steps: {args.model} is a {kind} model, which takes no step count")
     card = None
     if args.card:  # built first: a bad result file stops before anything is written
         from binsr.analysis.report import load_results

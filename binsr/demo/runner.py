@@ -19,7 +19,7 @@ import torch
 from binsr.errors import BinsrError
 from binsr.image import Picture, read_picture, write_image
 from binsr.metrics.psnr_ssim import psnr, ssim
-from binsr.pipelines import DEFAULT_MODEL, load, read_model_spec, resolve, shipped_models
+from binsr.pipelines import DEFAULT_MODEL, load, pipeline_type, read_model_spec, resolve, shipped_models
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.picture import check_picture_size, resize_to_scale, upscale_picture, write_result
@@ -82,8 +82,8 @@ class DemoRunner:
 
     @staticmethod
     def takes_steps(model: str) -> bool:
-        """Whether ``model`` (a name or file) samples with DDIM steps (SR3 / BI-DiffSR)."""
-        return read_model_spec(resolve(model)).kind == "sr3"
+        """Whether ``model`` (a name or file) samples with a step count the user may choose (SR3 / BI-DiffSR)."""
+        return pipeline_type(read_model_spec(resolve(model)).kind).takes_steps
 
     def upscale(self, image: str | Path | None, model: str | None = None, model_file: str | Path | None = None,
                 steps: int | None = None, tile: int | None = None, seed: int = 0, outscale: float | None = None,

@@ -52,7 +52,8 @@ def packed_info(half: bool) -> dict[str, Any]:
 def export_packed(source: str | os.PathLike[str], target: str | os.PathLike[str], half: bool = False,
                   sampling_steps: int | None = None) -> ExportReport:
     """Write the packed, inference-only form of model file ``source`` to ``target`` (atomically).
-    ``sampling_steps``: the DDIM steps an SR3-style model runs with by default from then on."""
+    ``sampling_steps``: the steps a model whose pipeline takes a step count runs with by default from then
+    on (the caller checks that it does)."""
     header = read_header(source)
     if header.get("packed"):
         raise BinsrError(f"{source} is already a packed model file")
@@ -65,7 +66,7 @@ def export_packed(source: str | os.PathLike[str], target: str | os.PathLike[str]
     if not layers.layers:
         raise BinsrError(f"{source} has no binary layers to pack (a full-precision model)")
     packed_header = {**header, "packed": packed_info(half)}
-    if sampling_steps is not None and header.get("kind") == "sr3":
+    if sampling_steps is not None:
         packed_header["sampling_steps"] = int(sampling_steps)
     save_model_file(target, model, packed_header, torch.float16 if half else None)
     return ExportReport(Path(source).stat().st_size, Path(target).stat().st_size, layers)

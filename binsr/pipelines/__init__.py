@@ -8,18 +8,14 @@ from typing import Any
 from binsr.errors import BinsrError
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
-from binsr.pipelines.diffusion import DiffusionUpscaler, OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
+from binsr.pipelines.diffusion import DiffusionUpscaler
 from binsr.pipelines.model_file import LoadedModel, ModelSpec, load_model, load_network, read_model_spec
+from binsr.pipelines.registry import PIPELINES, pipeline_type, register_pipeline
+from binsr.pipelines.resshift import OneStepUpscaler, ResShiftFamily, ResShiftUpscaler
 from binsr.pipelines.shipped import DEFAULT_MODEL, ShippedModel, shipped_models, shipped_path
+from binsr.pipelines.sr3 import SR3Upscaler
 
 NAMES = ("bicubic",)
-DEFAULT_SR3_STEPS = 50
-UPSCALERS = {"sr3": SR3Upscaler, "resshift": ResShiftUpscaler, "onestep": OneStepUpscaler}
-
-
-def sampling_steps(spec: ModelSpec) -> int:
-    """The DDIM steps an SR3-style model file runs with by default (set by 'binsr export --steps'), else 50."""
-    return spec.sampling_steps if spec.sampling_steps is not None else DEFAULT_SR3_STEPS
 
 
 def available() -> list[str]:
@@ -71,19 +67,11 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
 
 
 def upscaler_for(model: LoadedModel, name: str, **options: Any) -> DiffusionUpscaler:
-    """The pipeline that runs a loaded model file."""
-    spec = model.spec
-    if spec.kind == "sr3":
-        if options.get("steps") is None:
-            options["steps"] = sampling_steps(spec)
-        return SR3Upscaler(model.network, model.process, spec.scale, name=name, multiple=model.network.multiple,
-                           **options)
-    options.pop("steps", None)  # ResShift runs its own T steps; a one-step student one network call
-    multiple = model.network.multiple * spec.latent_factor
-    return UPSCALERS[spec.kind](model.network, model.process, spec.scale, name=name, multiple=multiple,
-                                autoencoder=model.autoencoder, **options)
+    """The pipeline that runs a loaded model file: the type its kind names."""
+    return pipeline_type(model.spec.kind).from_model(model, name, **options)
 
 
-__all__ = ["DEFAULT_MODEL", "BicubicUpscaler", "DiffusionUpscaler", "LoadedModel", "ModelSpec", "OneStepUpscaler",
-           "ResShiftUpscaler", "SR3Upscaler", "ShippedModel", "Upscaler", "available", "load", "load_model",
-           "load_network", "model_scale", "read_model_spec", "resolve", "shipped_models", "upscaler_for"]
+__all__ = ["DEFAULT_MODEL", "PIPELINES", "BicubicUpscaler", "DiffusionUpscaler", "LoadedModel", "ModelSpec",
+           "OneStepUpscaler", "ResShiftFamily", "ResShiftUpscaler", "SR3Upscaler", "ShippedModel", "Upscaler",
+           "available", "load", "load_model", "load_network", "model_scale", "pipeline_type", "read_model_spec",
+           "register_pipeline", "resolve", "shipped_models", "upscaler_for"]

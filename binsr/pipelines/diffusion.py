@@ -1,18 +1,21 @@
 """Upscaling with diffusion SR models (FP or binary): bicubic condition, padding to the network's
-multiple, tiling. :class:`DiffusionUpscaler` does the image handling; subclasses say how one padded
-tile is generated (SR3: DDIM; ResShift: its T-step chain; one-step students: one network call)."""
+multiple, tiling. :class:`DiffusionUpscaler` does the image handling; each registered pipeline type
+(:mod:`binsr.pipelines.registry`) says how one padded tile is generated (``sr3``: DDIM; ``resshift``: its
+T-step chain; ``onestep``: one network call) and how it is made from a model file."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from binsr.diffusion.resshift import ResShift, from_model_range, to_model_range
-from binsr.diffusion.sr3 import SR3
 from binsr.errors import BinsrError
 from binsr.image.resize import imresize
-from binsr.models.autoencoder import Autoencoder
+
+if TYPE_CHECKING:
+    from binsr.pipelines.model_file import LoadedModel, ModelSpec
 
 
 AUTO_TILE = 512  # outputs over 512² are tiled: untiled, bidiffsr-x4 needs about 3 GB per 512² of output
@@ -29,7 +32,15 @@ class DiffusionUpscaler:
     auto_tile² pixels are tiled with that size, which bounds the memory of every caller (``binsr upscale``,
     ``binsr eval``, the analyses, training validation, the Python API) by one rule; latent models multiply
     it by their autoencoder's factor, as their network works at that much lower resolution.
+
+    A pipeline type (a registered subclass) sets the class attributes below and implements
+    :meth:`generate`, :meth:`from_model` and :meth:`sampling`.
     """
+
+    kind: ClassVar[str] = ""                  # the model files' "kind" (set by @register_pipeline)
+    process_type: ClassVar[str] = ""          # the diffusion process type its files must name
+    takes_steps: ClassVar[bool] = False       # samples with a step count the user may choose (--steps)
+    default_steps: ClassVar[int | None] = None  # that count when the file gives none
 
     def __init__(self, model: nn.Module, scale: int, name: str, seed: int = 0, tile: int | None = None,
                  tile_overlap: int = 32, multiple: int = 8, auto_tile: int | None = AUTO_TILE) -> None:
@@ -43,6 +54,26 @@ class DiffusionUpscaler:
         self.model, self.scale, self.name = model.eval(), scale, name
         self.seed, self.tile, self.tile_overlap, self.multiple = seed, tile, tile_overlap, multiple
         self.auto_tile = auto_tile
+
+    @classmethod
+    def from_model(cls, model: LoadedModel, name: str, **options: Any) -> DiffusionUpscaler:
+        """The upscaler of a loaded model file of this kind; ``options``: seed, tile, tile_overlap, auto_tile
+        and the type's own (``steps`` where :attr:`takes_steps`; others drop it)."""
+        raise NotImplementedError
+
+    @classmethod
+    def sampling(cls, spec: ModelSpec, steps: int | None = None) -> str:
+        """How a model file of this kind makes an output, in words (``binsr models``, evaluation tables);
+        ``steps``: the step count it runs with, where it takes one (None: the file's default)."""
+        raise NotImplementedError
+
+    @classmethod
+    def steps_for(cls, spec: ModelSpec, steps: int | None = None) -> int | None:
+        """The step count a file of this kind runs with: ``steps``, else the file's own, else the type's
+        default (None for types without a step count)."""
+        if not cls.takes_steps:
+            return None
+        return steps if steps is not None else spec.sampling_steps if spec.sampling_steps is not None else cls.default_steps
 
     @property
     def pixel_noise(self) -> bool:
@@ -101,68 +132,6 @@ class DiffusionUpscaler:
                 out[window] += result * ramp.to(result)
                 weight[window] += ramp.to(result)
         return out / weight
-
-
-class SR3Upscaler(DiffusionUpscaler):
-    """SR3 / BI-DiffSR: DDIM with ``steps`` steps from N(0, I)."""
-
-    def __init__(self, model: nn.Module, diffusion: SR3, scale: int, name: str = "sr3", steps: int = 50,
-                 **options: object) -> None:
-        super().__init__(model, scale, name, **options)
-        self.diffusion, self.steps = diffusion, steps
-
-    def generate(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
-        return self.diffusion.sample(self.model, condition, self.steps, noise=noise, progress=progress)
-
-
-class _ResShiftBase(DiffusionUpscaler):
-    """ResShift-family upscaling in [-1, 1] pixel space, or in ``autoencoder``'s latent space when one
-    is given (y and x_T are latents then, the start noise is drawn at latent size from ``seed``)."""
-
-    def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str,
-                 autoencoder: Autoencoder | None = None, **options: object) -> None:
-        super().__init__(model, scale, name, **options)
-        self.process, self.autoencoder = process, autoencoder
-        if self.auto_tile is not None and autoencoder is not None:  # the network runs factor× smaller:
-            self.auto_tile *= autoencoder.factor                    # the same memory bound at factor× the side
-
-    @property
-    def pixel_noise(self) -> bool:
-        return self.autoencoder is None
-
-    def generate(self, condition: torch.Tensor, noise: torch.Tensor | None, progress: bool) -> torch.Tensor:
-        y = to_model_range(condition)
-        if self.autoencoder is not None:
-            y = self.autoencoder.encode(y)
-            noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(self.seed))
-        x0 = self.denoise(self.process.prior_sample(y, noise), y, progress)
-        return from_model_range(self.autoencoder.decode(x0) if self.autoencoder is not None else x0)
-
-    def denoise(self, x_T: torch.Tensor, y: torch.Tensor, progress: bool) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class ResShiftUpscaler(_ResShiftBase):
-    """ResShift teacher: the deterministic T-step sampler (``stochastic``: the posterior sampler)."""
-
-    def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str = "resshift",
-                 stochastic: bool = False, **options: object) -> None:
-        super().__init__(model, process, scale, name, **options)
-        self.stochastic = stochastic
-
-    def denoise(self, x_T: torch.Tensor, y: torch.Tensor, progress: bool) -> torch.Tensor:
-        return self.process.run_chain(self.model, x_T, y, self.stochastic, self.seed, progress)
-
-
-class OneStepUpscaler(_ResShiftBase):
-    """A distilled one-step student (SinSR / BiMaCoSR): x̂₀ = f̂(x_T, y, T), one network call."""
-
-    def __init__(self, model: nn.Module, process: ResShift, scale: int, name: str = "onestep",
-                 **options: object) -> None:
-        super().__init__(model, process, scale, name, **options)
-
-    def denoise(self, x_T: torch.Tensor, y: torch.Tensor, progress: bool) -> torch.Tensor:
-        return self.process.one_step(self.model, x_T, y)
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -2,12 +2,12 @@
 
 Format 2 header (every key present; format-1 files are upgraded on reading)::
 
-    {"format": 2, "kind": "sr3" | "resshift" | "onestep", "scale": 4,
+    {"format": 2, "kind": str, "scale": 4,                   # a registered pipeline type (binsr.pipelines.registry)
      "network": {"type", "config", "binarize"},            # binsr.models.description.NetworkSpec
-     "process": {"type": "sr3" | "resshift", "config"},      # binsr.diffusion.ProcessSpec
+     "process": {"type", "config"},                          # binsr.diffusion.ProcessSpec (the pipeline's type)
      "autoencoder": {"type", "config"} | null,               # binsr.models.description.AutoencoderSpec
      "packed": {"format": 1, "floats": "float16" | "float32", "bits": "..."} | null,
-     "sampling_steps": int | null,                           # SR3 files: default DDIM steps
+     "sampling_steps": int | null,                           # pipelines that take steps: the file's default
      "name": str | null, "trained_steps": int | null, "recipe": {...} | null, "teacher": str | null}
 
 Parsing validates every value (registered names, bounded configs) and :func:`load_model` compares the
@@ -34,9 +34,9 @@ from binsr.errors import BinsrError
 from binsr.models.denoiser import bind_timesteps
 from binsr.models.description import AutoencoderSpec, NetworkSpec
 from binsr.models.files import FORMAT_VERSION, METADATA_KEY, load_into_skeleton, read_header
+from binsr.pipelines.registry import PIPELINES
 from binsr.utils.fs import atomic_write
 
-KINDS = {"sr3": "sr3", "resshift": "resshift", "onestep": "resshift"}  # kind -> the process it needs
 KEYS = ("format", "kind", "scale", "network", "process", "autoencoder", "packed", "sampling_steps", "name",
         "trained_steps", "recipe", "teacher")
 MAX_SCALE = 16
@@ -75,14 +75,15 @@ class ModelSpec:
         if data["format"] != FORMAT_VERSION:
             raise ConfigError(f"header format must be {FORMAT_VERSION}, got {data['format']!r}")
         kind = data["kind"]
-        if kind not in KINDS:
-            raise ConfigError(f"unknown model kind {kind!r} (known: {', '.join(KINDS)})")
+        if kind not in PIPELINES:
+            raise ConfigError(f"unknown model kind {kind!r} (known: {', '.join(PIPELINES.names())})")
+        pipeline = PIPELINES.get(kind)
         scale = data["scale"]
         if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_SCALE:
             raise ConfigError(f"'scale' must be an integer from 1 to {MAX_SCALE}, got {scale!r}")
         process = ProcessSpec.parse(data["process"])
-        if process.type != KINDS[kind]:
-            raise ConfigError(f"a {kind} model needs process {KINDS[kind]!r}, not {process.type!r}")
+        if process.type != pipeline.process_type:
+            raise ConfigError(f"a {kind} model needs process {pipeline.process_type!r}, not {process.type!r}")
         packed = data["packed"]
         if packed is not None:
             packed = exact_keys(packed, "packed", ("format", "floats", "bits"))

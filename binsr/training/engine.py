@@ -44,7 +44,8 @@ from binsr.training.checkpoint import (
     resumable_checkpoints,
     save_checkpoint,
 )
-from binsr.training.config import TrainConfig
+from binsr.training.config import Recipe
+from binsr.training.optim import lr_factor, make_optimizer
 from binsr.training.tasks import make_task
 from binsr.utils.fs import atomic_write
 
@@ -61,7 +62,7 @@ class TrainResult:
 class Trainer:
     """``Trainer(config).train()``: train, validate, checkpoint, export ``runs/NAME/model.safetensors``."""
 
-    def __init__(self, config: TrainConfig, resume: bool | str = False, data_root: str | None = None,
+    def __init__(self, config: Recipe, resume: bool | str = False, data_root: str | None = None,
                  progress: bool = True) -> None:
         """``resume``: True continues from the newest intact checkpoint (an error if there is none), "auto"
         does so only where the run has checkpoints."""
@@ -82,8 +83,9 @@ class Trainer:
         self.model = self.task.model
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if config.optim.ema_decay else None
         self.net = DistributedDataParallel(self.model) if self.world > 1 else self.model
-        self.optimizer = _optimizer(self.model, config)
-        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, config))
+        self.optimizer = make_optimizer(self.model.parameters(), config.optim)
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                             lambda s: lr_factor(s, config.steps, config.optim))
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
 
@@ -127,7 +129,7 @@ class Trainer:
         """The model file's header (format 2), validated like any file binsr reads."""
         header = {**self.task.spec(), "format": FORMAT_VERSION, "name": self.config.name,
                   "scale": self.config.data.scale, "packed": None, "sampling_steps": None,
-                  "trained_steps": self.step, "recipe": to_dict(self.config)}
+                  "trained_steps": self.step, "recipe": {"task": self.config.task, **to_dict(self.config)}}
         return ModelSpec.parse(header).to_dict()
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -282,24 +284,6 @@ def _device(name: str, local_rank: int) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BinsrError(f"device {name!r} requested but CUDA is not available here")
     return device
-
-
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    o = config.optim
-    kind = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return kind(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-
-
-def _lr_factor(step: int, config: TrainConfig) -> float:
-    o = config.optim
-    if o.warmup_steps and step < o.warmup_steps:
-        return (step + 1) / o.warmup_steps
-    if o.schedule == "cosine":
-        progress = (step - o.warmup_steps) / max(1, config.steps - o.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    if o.schedule == "multistep":
-        return o.gamma ** sum(step >= m for m in o.milestones)
-    return 1.0
 
 
 @torch.no_grad()
