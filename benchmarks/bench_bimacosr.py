@@ -20,11 +20,11 @@ import torch
 
 from binsr.complexity import count_complexity
 from binsr.diffusion import DistillConfig, ResShift, SinSRDistillation
-from binsr.models import RESSHIFT_PRESETS, ResShiftUNet
+from binsr.models import ResShiftUNet, network_preset
 from binsr.models.description import apply_binarization
 from binsr.models.presets import BIMACOSR_BINARIZATION
 
-SIZES = {"small": ("resshift-small", 256, 64, 4), "paper": ("resshift", 64, 64, 1)}  # preset, infer, train, batch
+SIZES = {"small": ("resshift-unet-small", 256, 64, 4), "paper": ("resshift-unet", 64, 64, 1)}  # preset, infer, train, batch
 
 
 def timed(fn, repeats: int) -> float:
@@ -40,7 +40,7 @@ def timed(fn, repeats: int) -> float:
 def run(size: str, repeats: int) -> dict[str, float]:
     preset, side, train_side, batch = SIZES[size]
     torch.manual_seed(0)
-    teacher = ResShiftUNet(RESSHIFT_PRESETS[preset]).eval().requires_grad_(False)
+    teacher = ResShiftUNet(network_preset(preset).config).eval().requires_grad_(False)
     student = copy.deepcopy(teacher).requires_grad_(True)
     binary = copy.deepcopy(student)
     apply_binarization(binary, BIMACOSR_BINARIZATION)

@@ -18,7 +18,7 @@ import torch
 
 import binsr
 from binsr.cli.infer import AUTO_TILE
-from binsr.deploy.bench import round_robin_ms
+from binsr.bench import round_robin_ms
 from binsr.utils import format_table
 from binsr.utils.process import configure_process
 

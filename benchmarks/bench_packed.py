@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from binsr.deploy import backend, set_backend
-from binsr.deploy.bench import bench_layer, bench_model, format_bench, layer_shapes
+from binsr.bench import bench_layer, bench_model, format_bench, layer_shapes
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import binsr
 from binsr.deploy import backend
-from binsr.deploy.bench import round_robin_ms, write_results
+from binsr.bench import round_robin_ms, write_results
 from binsr.deploy.layers import PackedThreeBranch
 from binsr.utils import format_table
 from binsr.utils.process import configure_process

@@ -36,7 +36,7 @@ import torch
 import binsr
 from binsr.cli.infer import AUTO_TILE
 from binsr.deploy import backend
-from binsr.deploy.bench import fp_twin, median_ms, write_results
+from binsr.bench import fp_twin, median_ms, write_results
 from binsr.deploy.layers import PackedThreeBranch, _PackedBinaryLayer
 from binsr.image import write_png
 from binsr.models import bind_timesteps

@@ -12,7 +12,7 @@ Layers, lowest first (a module imports only from lower layers; ``tests/test_proj
 5. ``diffusion`` (registered processes: SR3, ResShift; SinSR distillation), ``deploy`` (bit-packed
    layers, XNOR-popcount kernels, packed files)
 6. ``pipelines`` (the model-file description ``ModelSpec``, loading, upscalers, shipped models)
-7. ``evaluation``
+7. ``evaluation``, ``bench`` (the ``binsr bench`` harness)
 8. ``training``, ``analysis``
 9. ``model_card``
 10. ``demo`` (the web demo: its work without Gradio, and the Gradio page)

@@ -173,12 +173,12 @@ def test_sr3_file_is_not_a_teacher(train_folder: Path, tmp_path: Path) -> None:
 
 
 def test_compression_accounting_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["complexity", "--arch", "bimacosr-small", "--size", "64", "--compare", "resshift-small"]) == 0
+    assert main(["complexity", "--arch", "bimacosr-unet-small", "--size", "64", "--compare", "resshift-unet-small"]) == 0
     text = capsys.readouterr().out
     ratio = float(re.search(r"compression ratio ([\d.]+)x", text).group(1))
     speedup = float(re.search(r"OPs speedup ([\d.]+)x", text).group(1))
     from binsr.complexity import count_complexity
-    fp, binary = build("resshift-small"), build("bimacosr-small")
+    fp, binary = build("resshift-unet-small"), build("bimacosr-unet-small")
     counts = [count_complexity(m, *m.example_inputs(64, 64)) for m in (fp, binary)]
     bits = [c.params_fp * 32 + c.params_binary for c in counts]
     assert ratio == pytest.approx(bits[0] / bits[1], abs=0.01)

@@ -154,7 +154,7 @@ def test_complexity_command_counts_a_binarized_model(tmp_path, capsys, monkeypat
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["complexity", "--arch", "nope"], "unknown architecture 'nope'"),
+    (["complexity", "--arch", "nope"], "unknown network preset 'nope' (known: bidiffsr-unet"),
     (["complexity", "--arch", "no_such_module:f"], "cannot import architecture"),
     (["complexity", "--arch", "torch.nn:Identity", "--size", "0"], "--size must be H or HxW"),
     (["complexity", "--arch", "torch.nn:Identity", "--option", "rank=2"], "--option and --keep-fp need --method"),

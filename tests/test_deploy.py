@@ -347,7 +347,7 @@ def test_export_and_upscale_commands(files: dict[str, Path], tmp_path: Path, cap
 
 def test_bench_command_measures_and_writes_the_documented_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--model", "bidiffsr-small", "--repeats", "1", "--json", str(out), "--quiet"]) == 0
+    assert main(["bench", "--quick", "--model", "bidiffsr-unet-small", "--repeats", "1", "--json", str(out), "--quiet"]) == 0
     result = json.loads(out.read_text())
     assert {"shape", "fp32_ms", "binary_ms", "speedup"} <= set(result["layers"][0])
     for row in result["layers"]:

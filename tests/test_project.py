@@ -25,6 +25,7 @@ LAYERS = {
     "deploy": 5,
     "pipelines": 6,
     "evaluation": 7,
+    "bench": 7,
     "analysis": 8,
     "training": 8,
     "model_card": 9,

@@ -14,7 +14,7 @@ from binsr.pipelines import PIPELINES, pipeline_type, read_model_spec
 from binsr.training import TASKS, Trainer
 from binsr.training.config import train_config_from_dict
 
-TINY_RESSHIFT = {"preset": "resshift", "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+TINY_RESSHIFT = {"preset": "resshift-unet", "model_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
                  "norm_groups": 8, "image_size": 32, "attn_res": [16], "swin_embed_dim": 32, "head_channels": 16,
                  "window_size": 4}
 
@@ -56,3 +56,35 @@ def test_the_old_task_name_still_loads_with_one_line_saying_what_to_rename() -> 
     with pytest.warns(UserWarning, match="task 'distill' is now called 'onestep'"):
         recipe = train_config_from_dict({"task": "distill", "teacher": "t.safetensors"})
     assert recipe.task == "onestep" and recipe.teacher == "t.safetensors"
+
+
+def test_network_presets_are_one_registry_with_names_apart_from_methods_and_shipped_models() -> None:
+    from binsr.binary import METHODS
+    from binsr.models import PRESETS, build, network_preset
+    from binsr.pipelines import shipped_models
+
+    names = set(PRESETS.names())
+    assert {"bidiffsr-unet", "sr3-unet", "bimacosr-unet", "resshift-unet-cpu"} <= names
+    assert not names & set(METHODS.names()) and not names & set(shipped_models())
+    preset = network_preset("bimacosr-unet-small")
+    network = build("bimacosr-unet-small")
+    assert preset.spec().binarize.method == "bimacosr" and preset.type == "resshift_unet"
+    assert sum(p.numel() for p in network.parameters()) == sum(p.numel() for p in preset.build().parameters())
+    with pytest.warns(UserWarning, match="network preset 'bidiffsr-small' is now called 'bidiffsr-unet-small'"):
+        assert network_preset("bidiffsr-small") is network_preset("bidiffsr-unet-small")
+
+
+def test_an_old_recipe_with_old_preset_names_still_loads(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text("name: old\ntask: distill\nteacher: t.safetensors\n")
+    from binsr.training import load_train_config
+
+    with pytest.warns(UserWarning, match="task 'distill' is now called 'onestep'"):
+        assert load_train_config(str(old)).task == "onestep"
+    old.write_text("name: old\nmodel: {preset: bidiffsr-small}\n")
+    with pytest.warns(UserWarning, match="is now called 'bidiffsr-unet-small'"):
+        recipe = load_train_config(str(old))
+    assert recipe.model.inner_channel == 32 and recipe.binarize.method == "bidiffsr"
+    old.write_text("name: old\ntask: resshift\nmodel: {preset: bimacosr-unet-small}\n")
+    with pytest.raises(BinsrError, match="is binarized; a ResShift teacher trains in full precision"):
+        load_train_config(str(old))

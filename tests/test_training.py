@@ -90,10 +90,10 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, train_f
 
 def Trainer_initial(key):  # noqa: N802 - the weights a run starts from (seeded)
     torch.manual_seed(0)
-    from binsr.models import NetworkSpec, apply_binarization, unet_preset
+    from binsr.models import NetworkSpec, apply_binarization, network_preset
     from binsr.models.presets import BIDIFFSR_BINARIZATION
 
-    network = NetworkSpec.of(unet_preset("bidiffsr-small")).build()
+    network = NetworkSpec.of(network_preset("bidiffsr-unet-small").config).build()
     apply_binarization(network, BIDIFFSR_BINARIZATION)
     return network.state_dict()[key]
 
@@ -110,7 +110,7 @@ def test_recipe_errors_are_clear():
         load_train_config("bidiffsr-small-x4", ["steps=true"])
     with pytest.raises(ConfigError, match="patch_size 30 must be a multiple"):
         load_train_config("bidiffsr-small-x4", ["data.patch_size=30"])
-    with pytest.raises(ConfigError, match="unknown model.preset 'bigger'"):
+    with pytest.raises(ConfigError, match="model.preset: unknown network preset 'bigger'"):
         load_train_config("bidiffsr-small-x4", ["model.preset=bigger"])
     assert load_train_config("bidiffsr-x4").model.inner_channel == 64  # the paper recipe loads
 

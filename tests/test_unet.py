@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -10,7 +12,7 @@ from binsr.binary import BinaryConv2d, BinaryLinear
 from binsr.binary.layers import GroupedBias, IdentityShortcut
 from binsr.complexity import count_complexity
 from binsr.errors import BinsrError
-from binsr.models import NetworkSpec, apply_binarization, bind_timesteps, build, unet_preset
+from binsr.models import NetworkSpec, apply_binarization, bind_timesteps, build, network_preset
 from binsr.models.presets import BIDIFFSR_BINARIZATION
 
 BIDIFFSR = object()
@@ -18,7 +20,7 @@ BIDIFFSR = object()
 
 def unet(binarize: object = BIDIFFSR, **changes: object) -> nn.Module:
     """The bidiffsr-small UNet with ``changes``, binarized as ``binarize`` says (default BI-DiffSR's), T = 2000."""
-    network = NetworkSpec.of(unet_preset("bidiffsr-small", **changes)).build()
+    network = NetworkSpec.of(replace(network_preset("bidiffsr-unet-small").config, **changes)).build()
     binarize = BIDIFFSR_BINARIZATION if binarize is BIDIFFSR else binarize
     if binarize is not None:
         apply_binarization(network, binarize)
@@ -27,7 +29,7 @@ def unet(binarize: object = BIDIFFSR, **changes: object) -> nn.Module:
 
 @pytest.mark.parametrize(
     "arch,params,ops,fp,binary",
-    [("bidiffsr", 4.58e6, 36.67e9, 3.07e6, 48.21e6), ("sr3", 55.41e6, 176.41e9, 55.41e6, 0)],
+    [("bidiffsr-unet", 4.58e6, 36.67e9, 3.07e6, 48.21e6), ("sr3-unet", 55.41e6, 176.41e9, 55.41e6, 0)],
 )
 def test_table2_params_and_ops_at_256(arch, params, ops, fp, binary):
     model = build(arch)
@@ -40,7 +42,7 @@ def test_table2_params_and_ops_at_256(arch, params, ops, fp, binary):
 
 
 def test_bidiffsr_keeps_the_right_parts_full_precision():
-    model = build("bidiffsr")
+    model = build("bidiffsr-unet")
     binary = {n for n, m in model.named_modules() if isinstance(m, (BinaryConv2d, BinaryLinear))}
     fp_convs = {n for n, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)}
     assert {"head", "tail.2", "mid.0.attn.qkv", "mid.0.attn.out", "time_mlp.1"} <= fp_convs
@@ -87,7 +89,7 @@ def test_timesteps_select_groups_per_sample():
 
 def test_bad_configs_and_sizes():
     with pytest.raises(BinsrError, match="fusion must be one of"):
-        unet_preset("bidiffsr-small", fusion="mix")
+        replace(network_preset("bidiffsr-unet-small").config, fusion="mix")
     with pytest.raises(BinsrError, match="fusion 'cs' needs equal channels"):  # strided convs keep channels
         unet(resample="conv")
     with pytest.raises(BinsrError, match="multiple of 4"):
@@ -101,7 +103,7 @@ def test_zero_initialised_residual_models_start_at_bicubic(kind):
     from binsr.diffusion.sr3 import SR3Schedule
     from binsr.image import imresize
     from binsr.models import ResShiftUNet
-    from binsr.models.presets import RESSHIFT_PRESETS
+    from binsr.models.presets import network_preset
     from binsr.pipelines import OneStepUpscaler, ResShiftUpscaler, SR3Upscaler
 
     lr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -112,7 +114,7 @@ def test_zero_initialised_residual_models_start_at_bicubic(kind):
         upscalers = [SR3Upscaler(net, SR3(SR3Schedule(prediction_type="sample", target="residual")), 4, steps=3,
                                  multiple=net.config.multiple)]
     else:
-        config = RESSHIFT_PRESETS["resshift-small"]
+        config = network_preset("resshift-unet-small").config
         net = ResShiftUNet(type(config)(**{**config.__dict__, "zero_init_tail": True}))
         process = ResShift(ResShiftSchedule(target="residual"))
         upscalers = [cls(net, process, 4, multiple=config.multiple) for cls in (ResShiftUpscaler, OneStepUpscaler)]

@@ -48,9 +48,9 @@ def add_complexity(commands: argparse._SubParsersAction) -> None:
 def user_architecture(arch: str) -> nn.Module:
     """``--arch``: a registered name, or ``package.module:factory`` typed by the user on the command line
     (the only place binsr imports code by a path; model files name registered types only)."""
-    from binsr.models import ARCHITECTURES, build
+    from binsr.models import build
 
-    if arch in ARCHITECTURES or ":" not in arch:
+    if ":" not in arch:
         return build(arch)
     module_name, _, attr = arch.partition(":")
     try:
@@ -170,11 +170,12 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
             "warm-up, contenders interleaved. For an AVX2-vs-AVX2 comparison on an AVX-512 machine run "
             "'ONEDNN_MAX_CPU_ISA=AVX2 binsr bench --isa avx2'."
         ),
-        epilog="example: binsr bench --model bimacosr --json bench.json",
+        epilog="example: binsr bench --model bimacosr-unet --json bench.json",
     )
-    p.add_argument("--model", default="bidiffsr", metavar="NAME|FILE",
-                   help="bidiffsr, bidiffsr-small, bimacosr, bimacosr-small (paper and CPU architectures, untrained), "
-                        "a shipped model (binsr models), or a 1-bit model file, trained or packed [default: bidiffsr]")
+    p.add_argument("--model", default="bidiffsr-unet", metavar="NAME|FILE",
+                   help="a 1-bit network preset (bidiffsr-unet, bimacosr-unet, their -small and -cpu forms: "
+                        "untrained), a shipped model (binsr models), or a 1-bit model file, trained or packed "
+                        "[default: bidiffsr-unet]")
     p.add_argument("--size", type=int, metavar="N", help="the network input's side [default: what a 256x256 output "
                    "needs: 64 for a 4x latent]")
     p.add_argument("--repeats", type=int, default=10, metavar="N", help="timed runs per layer [default: 10]")
@@ -189,7 +190,7 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from binsr.deploy import set_backend
-    from binsr.deploy.bench import format_bench, run_bench
+    from binsr.bench import format_bench, run_bench
     from binsr.pipelines import shipped_models
     from binsr.utils.memory import keep_freed_memory
     from binsr.utils import write_json

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from binsr.config import ConfigError, check_ranges, from_dict
 from binsr.data.realesrgan import RealESRGANConfig
+from binsr.errors import BinsrError
+from binsr.models.presets import NetworkPreset, network_preset, presets_of
 from binsr.training.optim import OPTIMIZERS, SCHEDULES
 
 BIG = 10**12  # "any count": bounds that only refuse negatives, zero and nonsense
@@ -167,12 +169,17 @@ def split_sections(data: dict[str, Any], *names: str) -> tuple[dict[str, Any], l
     return rest, [dict(rest.pop(name, None) or {}) for name in names]
 
 
-def config_from_preset(section: dict[str, Any], presets: dict[str, Any], config_cls: type, default: str,
-                       where: str = "model.") -> tuple[str, Any]:
-    """(preset name, config) for a recipe section ``{preset: NAME, key: value, ...}``: the preset's values
-    with the given keys over them."""
+def network_from_preset(section: dict[str, Any], config_cls: type, default: str,
+                        where: str = "model.") -> tuple[NetworkPreset, Any]:
+    """(preset, config) for a recipe section ``{preset: NAME, key: value, ...}``: the network preset's config
+    with the given keys over it; the preset must describe a network of ``config_cls``."""
     section = dict(section)
-    preset = section.pop("preset", default)
-    if preset not in presets:
-        raise ConfigError(f"unknown {where}preset {preset!r} (presets: {', '.join(sorted(presets))})")
-    return preset, from_dict(config_cls, {**dataclasses.asdict(presets[preset]), **section}, where)
+    name = section.pop("preset", default)
+    try:
+        preset = network_preset(name)
+    except BinsrError as err:
+        raise ConfigError(f"{where}preset: {err}") from None
+    if not isinstance(preset.config, config_cls):
+        raise ConfigError(f"{where}preset {name!r} is a {preset.type} network; this task trains "
+                          f"{config_cls.__name__} networks: {', '.join(presets_of(config_cls))}")
+    return preset, from_dict(config_cls, {**dataclasses.asdict(preset.config), **section}, where)

@@ -16,11 +16,13 @@ from binsr.diffusion.resshift import ResShift, ResShiftSchedule, to_model_range
 from binsr.errors import BinsrError
 from binsr.models.denoiser import bind_timesteps
 from binsr.models.description import AutoencoderSpec, NetworkSpec
-from binsr.models.presets import RESSHIFT_PRESETS
 from binsr.models.resshift_unet import ResShiftUNetConfig
 from binsr.pipelines.resshift import ResShiftUpscaler
-from binsr.training.recipe import Recipe, config_from_preset, split_sections
+from binsr.training.recipe import Recipe, network_from_preset, split_sections
 from binsr.training.tasks import Losses, register_task, upsampled
+
+
+DEFAULT_PRESET = "resshift-unet"
 
 
 @dataclass
@@ -28,7 +30,7 @@ class ResShiftRecipe(Recipe):
     """A ``resshift`` recipe: :class:`~binsr.training.recipe.Recipe`'s sections and
 
     ``model`` the network (:class:`~binsr.models.resshift_unet.ResShiftUNetConfig`; in YAML ``preset: NAME``
-    and keys over it, default the first ResShift preset); ``diffusion`` the process
+    and keys over it, default ``resshift-unet``); ``diffusion`` the process
     (:class:`~binsr.diffusion.resshift.ResShiftSchedule`); ``autoencoder`` a registered autoencoder, by name or
     ``{type, config}``, for a latent model (None: pixel space).
     """
@@ -44,7 +46,10 @@ class ResShiftRecipe(Recipe):
                               "(task 'onestep')")
         rest, (model, diffusion) = split_sections(data, "model", "diffusion")
         rest.pop("binarize", None)
-        _, model_config = config_from_preset(model, RESSHIFT_PRESETS, ResShiftUNetConfig, next(iter(RESSHIFT_PRESETS)))
+        preset, model_config = network_from_preset(model, ResShiftUNetConfig, DEFAULT_PRESET)
+        if preset.binarize is not None:
+            raise ConfigError(f"model.preset {preset.name!r} is binarized; a ResShift teacher trains in full "
+                              f"precision: choose a resshift-unet preset")
         recipe = from_dict(cls, rest)
         recipe.model, recipe.diffusion = model_config, from_dict(ResShiftSchedule, diffusion, "diffusion.")
         recipe.check(data)

@@ -15,13 +15,12 @@ from binsr.diffusion.processes import ProcessSpec
 from binsr.diffusion.sr3 import SR3, SR3Schedule
 from binsr.models.denoiser import bind_timesteps
 from binsr.models.description import NetworkSpec, apply_binarization
-from binsr.models.presets import UNET_BINARIZATION, UNET_PRESETS
 from binsr.models.unet import UNetConfig
 from binsr.pipelines.sr3 import SR3Upscaler
-from binsr.training.recipe import BinarizeConfig, Recipe, check_fields, config_from_preset, split_sections
+from binsr.training.recipe import BinarizeConfig, Recipe, check_fields, network_from_preset, split_sections
 from binsr.training.tasks import Losses, register_task, upsampled
 
-DEFAULT_PRESET = "bidiffsr-small"
+DEFAULT_PRESET = "bidiffsr-unet-small"
 
 
 @dataclass
@@ -29,7 +28,7 @@ class SR3Recipe(Recipe):
     """An ``sr3`` recipe: :class:`~binsr.training.recipe.Recipe`'s sections and
 
     ``model`` the UNet (:class:`~binsr.models.unet.UNetConfig`; in YAML ``preset: NAME`` and keys over it,
-    default preset ``bidiffsr-small``); ``diffusion`` the DDPM schedule
+    default preset ``bidiffsr-unet-small``); ``diffusion`` the DDPM schedule
     (:class:`~binsr.diffusion.sr3.SR3Schedule`); ``binarize`` :class:`~binsr.training.recipe.BinarizeConfig`
     or None (default: the preset's own, BI-DiffSR's for the ``bidiffsr`` presets); ``val_steps`` DDIM steps
     of validation sampling (20).
@@ -43,11 +42,11 @@ class SR3Recipe(Recipe):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SR3Recipe:
         rest, (model, diffusion) = split_sections(data, "model", "diffusion")
-        preset, model_config = config_from_preset(model, UNET_PRESETS, UNetConfig, DEFAULT_PRESET)
+        preset, model_config = network_from_preset(model, UNetConfig, DEFAULT_PRESET)
         recipe = from_dict(cls, rest)
         recipe.model, recipe.diffusion = model_config, from_dict(SR3Schedule, diffusion, "diffusion.")
         if "binarize" not in data:  # the preset's own binarization (BI-DiffSR's BI-Conv)
-            default = UNET_BINARIZATION[preset]
+            default = preset.binarize
             recipe.binarize = from_dict(BinarizeConfig, default, "binarize.") if default else None
         recipe.check(data)
         return recipe

@@ -1,4 +1,5 @@
-"""``binsr bench``: measured speed and size of real 1-bit inference on this CPU.
+"""``binsr bench``: measured speed and size of real 1-bit inference on this CPU (the harness; the kernels it
+times are :mod:`binsr.deploy`'s).
 
 Three parts, each measured side by side in one run:
 
@@ -51,9 +52,9 @@ from binsr.deploy.kernels import (
 )
 from binsr.errors import BinsrError
 from binsr.models.denoiser import bind_timesteps
-from binsr.models.description import AutoencoderSpec, NetworkSpec, apply_binarization
+from binsr.models.description import AutoencoderSpec, NetworkSpec
 from binsr.models.files import load_into_skeleton, read_header, save_model_file
-from binsr.models.presets import BIMACOSR_BINARIZATION, RESSHIFT_PRESETS, UNET_BINARIZATION, unet_preset
+from binsr.models.presets import PRESETS, RENAMED, SR3_TIMESTEPS, network_preset
 from binsr.utils.text import format_table
 
 CHANNELS = (64, 128, 256)
@@ -130,26 +131,7 @@ def bench_layer(channels: int, kernel: int, size: int, repeats: int, seed: int =
 # --- models ------------------------------------------------------------------------------------------
 
 
-def _unet(name: str) -> tuple[NetworkSpec, int]:
-    binarization = apply_binarization(NetworkSpec.of(unet_preset(name)).build("meta"), UNET_BINARIZATION[name])
-    return NetworkSpec.of(unet_preset(name), binarization), 1
-
-
-def _bimacosr(preset: str, latent: int) -> Callable[[str], tuple[NetworkSpec, int]]:
-    def make(name: str) -> tuple[NetworkSpec, int]:
-        network = NetworkSpec.of(RESSHIFT_PRESETS[preset])
-        return NetworkSpec.of(network.config, apply_binarization(network.build(), BIMACOSR_BINARIZATION)), latent
-    return make
-
-
-# name → (network, spatial factor between the 256² output and the network input)
-MODELS: dict[str, Callable[[str], tuple[NetworkSpec, int]]] = {
-    "bidiffsr": _unet,
-    "bidiffsr-small": _unet,
-    "bimacosr": _bimacosr("resshift", 4),  # the paper works in a VQ-f4 latent: 64² for a 256² output
-    "bimacosr-small": _bimacosr("resshift-small", 1),
-}
-TIMESTEPS = 2000  # networks are timed at t = 500 of BI-DiffSR's 2000-step process
+TIMESTEPS = SR3_TIMESTEPS  # networks without a T of their own are timed at t = 500 of BI-DiffSR's 2000 steps
 
 
 def fp_twin(network: NetworkSpec, timesteps: int = 0) -> nn.Module:
@@ -265,12 +247,17 @@ def _networks(model_ref: str, workdir: Path) -> dict[str, Any]:
             return {"name": name, "network": network, "factor": factor, "steps": steps, "source": source,
                     "packed": packed, "simulated": network.build(), "trained": False, "target": path}
         source = path
-    elif model_ref in MODELS:
-        network, factor = MODELS[model_ref](model_ref)
-        name, source, steps = model_ref, workdir / f"{model_ref}.safetensors", TIMESTEPS
+    elif model_ref in PRESETS or model_ref in RENAMED:
+        preset = network_preset(model_ref)
+        if preset.binarize is None:
+            raise BinsrError(f"{preset.name} is a full-precision preset: bench a 1-bit one "
+                             f"({', '.join(n for n in PRESETS.names() if PRESETS.get(n).binarize)})")
+        network, factor = preset.spec(), preset.latent
+        name, source, steps = preset.name, workdir / f"{preset.name}.safetensors", preset.timesteps or TIMESTEPS
         save_model_file(source, network.build(), {"kind": "bench", "network": network.to_dict(), "name": name})
     else:
-        raise BinsrError(f"unknown model {model_ref!r} (names: {', '.join(MODELS)}, a model file or a packed file)")
+        raise BinsrError(f"unknown model {model_ref!r} (network presets: {', '.join(PRESETS.names())}; a shipped "
+                         f"model, a model file or a packed file)")
     simulated = load_into_skeleton(network.build("meta"), source)
     target = workdir / "packed.safetensors"
     export_packed(source, target)
@@ -313,7 +300,7 @@ def bench_model(model_ref: str, repeats: int, workdir: Path, seed: int = 0,
     return model, sizes
 
 
-def run_bench(model: str = "bidiffsr", repeats: int = 10, quick: bool = False, progress: bool = True,
+def run_bench(model: str = "bidiffsr-unet", repeats: int = 10, quick: bool = False, progress: bool = True,
               size: int | None = None) -> dict[str, Any]:
     """The whole benchmark as a JSON-able dict (see the module doc)."""
     shapes = list(layer_shapes(quick))
