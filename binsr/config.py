@@ -182,17 +182,29 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_assignment(text: str, what: str = "override") -> tuple[str, Any]:
+    """``key=value`` typed by a user (``--set``, ``--option``) → (key, value): the value read as YAML (numbers,
+    true/false, null, lists), and text that YAML 1.1 leaves as text but is a number (``1e-3``) as a float."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{what} must be key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key, raw
+    if isinstance(value, str):
+        try:
+            return key, float(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings to a nested dict (values parsed as YAML)."""
+    """Apply ``key.sub=value`` strings to a nested dict (values as :func:`parse_assignment` reads them)."""
     data = dict(data)
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override must be key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        key, value = parse_assignment(item)
         node = data
         parts = key.split(".")
         for part in parts[:-1]:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from binsr.binary import METHODS, BinaryConv2d, BinaryLinear, ThreeBranch, binarize, set_timesteps
+from binsr.binary import METHODS, BinaryConv2d, BinaryLinear, ThreeBranch, binarize, timestep_groups
 from binsr.errors import BinsrError
 
 
@@ -123,9 +123,8 @@ def test_state_dict_round_trip_through_safetensors(method, options, tmp_path):
     fresh, _ = binarize(Net(), method, keep_fp=["conv_*"], layer_options=report.layer_options(), **options)
     load_model(fresh, str(path))
     x = torch.randn(2, 3, 8, 8)
-    set_timesteps(binary, torch.tensor([100, 1900]), 2000)
-    set_timesteps(fresh, torch.tensor([100, 1900]), 2000)
-    assert torch.equal(binary.eval()(x), fresh.eval()(x))
+    with timestep_groups(torch.tensor([100, 1900]), 2000):
+        assert torch.equal(binary.eval()(x), fresh.eval()(x))
 
 
 class Tiny(nn.Module):

@@ -17,8 +17,7 @@ from binsr.binary import (
     ResidualSignWeight,
     SignActivation,
     SignWeight,
-    set_timestep_groups,
-    set_timesteps,
+    timestep_groups,
     timestep_to_group,
 )
 from binsr.binary.layers import IdentityShortcut
@@ -75,28 +74,28 @@ def test_binary_linear_on_tokens_with_per_sample_groups():
                          activation=GroupedRPReLU(6, 5, channel_dim=-1)).double()
     randomize(layer, 2)
     x = torch.randn(3, 4, 6, dtype=torch.float64)  # (B, tokens, C)
-    set_timestep_groups(layer, torch.tensor([0, 4, 2]))
-    batched = layer(x)
+    with timestep_groups(torch.tensor([0, 4, 2]), 5):  # T = K: each timestep is its group
+        batched = layer(x)
     for i, g in enumerate([0, 4, 2]):
-        set_timestep_groups(layer, g)
-        assert torch.allclose(batched[i], layer(x[i : i + 1])[0], atol=1e-12)
-    set_timestep_groups(layer, 0)
-    assert not torch.allclose(batched[1], layer(x[1:2])[0])  # groups really differ
+        with timestep_groups(g, 5):
+            assert torch.allclose(batched[i], layer(x[i : i + 1])[0], atol=1e-12)
+    assert not torch.allclose(batched[1], layer(x[1:2])[0])  # outside a context: group 0; groups really differ
 
 
-def test_groups_default_to_zero_and_reject_bad_indices():
+def test_groups_come_from_the_context_and_default_to_zero():
     bias = GroupedBias(2, groups=3)
     with torch.no_grad():
         bias.bias.copy_(torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]))
     x = torch.zeros(2, 2, 1, 1)
     assert bias(x).flatten().tolist() == [1.0] * 4
-    bias.group = torch.tensor([2, 1])
-    assert bias(x)[:, 0, 0, 0].tolist() == [3.0, 2.0]
-    bias.group = 3
-    with pytest.raises(ValueError, match="out of range"):
-        bias(x)
-    bias.group = torch.tensor([0, 1, 2])
-    with pytest.raises(ValueError, match="3 timestep groups given for a batch of 2"):
+    with timestep_groups(torch.tensor([1500, 700]), 2000):  # ⌊t·3/2000⌋: 2, 1
+        assert bias(x)[:, 0, 0, 0].tolist() == [3.0, 2.0]
+        with timestep_groups(0, 2000):  # nested: the inner context, then the outer one again
+            assert bias(x)[:, 0, 0, 0].tolist() == [1.0, 1.0]
+        assert bias(x)[:, 0, 0, 0].tolist() == [3.0, 2.0]
+        assert "group" not in vars(bias)  # nothing is stored on the module
+    assert bias(x).flatten().tolist() == [1.0] * 4
+    with timestep_groups(torch.tensor([0, 1, 2]), 3), pytest.raises(ValueError, match="3 timestep groups given for a batch of 2"):
         bias(x)
 
 
@@ -104,8 +103,8 @@ def test_timestep_to_group_rule():
     t = torch.tensor([0, 399, 400, 1000, 1999, 2500])
     assert timestep_to_group(t, 5, 2000).tolist() == [0, 0, 1, 2, 4, 4]
     model = nn.Sequential(GroupedBias(2, 5), GroupedRPReLU(2, 2))
-    set_timesteps(model, torch.tensor([1999, 10]), 2000)
-    assert model[0].group.tolist() == [4, 0] and model[1].group.tolist() == [1, 0]
+    with timestep_groups(torch.tensor([1999, 10]), 2000):
+        assert model[0].group.tolist() == [4, 0] and model[1].group.tolist() == [1, 0]
 
 
 def test_complexity_of_binary_layers():

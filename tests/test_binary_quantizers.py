@@ -1,4 +1,4 @@
-"""Estimators and quantizers: forward values and gradients against REFERENCE.md §1 on hand-made inputs."""
+"""Estimators and quantizers: forward values and gradients against the papers' formulas on hand-made inputs."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import binsr
 from binsr.binary import binarize
-from binsr.binary.layers import set_timesteps
+from binsr.binary.layers import timestep_groups
 from binsr.binary.branches import ThreeBranch
 from binsr.deploy import PackedWeight, instruction_sets, native_available, pack_model, pack_signs, using_backend
 from binsr.deploy.convert import packed_layers
@@ -187,9 +187,8 @@ def test_fused_layers_equal_the_unfused_ones(method: str) -> None:
     if method == "bimacosr":
         assert sum(isinstance(m, PackedThreeBranch) for m in model.modules()) == 4
         assert not any(type(m) is ThreeBranch for m in model.modules())
-    set_timesteps(model, torch.tensor([100, 900]), 1000)  # each sample its own TaR/TaA set (3 groups: 0, 2)
     x = torch.randn(2, 24, 11, 9)
-    with torch.no_grad():
+    with torch.no_grad(), timestep_groups(torch.tensor([100, 900]), 1000):  # each sample its own set (3 groups: 0, 2)
         fused = model(x)
         with using_fusion(False):
             unfused = model(x)

@@ -92,3 +92,25 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
     assert "-c constraints.txt" in main_job and "-c constraints.txt" in tests  # never the CUDA torch wheels
     ci = (REPO / ".ci" / "run").read_text()
     assert tests in ci.splitlines(), ".ci/run must run the README's test command verbatim"
+
+
+def test_every_config_dataclass_documents_each_of_its_fields():
+    """A config dataclass's docstring names every field it declares (with its unit and default)."""
+    import dataclasses
+
+    from binsr.data.realesrgan import RealESRGANConfig
+    from binsr.diffusion import PROCESSES, DistillConfig
+    from binsr.models import AUTOENCODERS, NETWORKS, NetworkPreset
+    from binsr.training import TASKS
+    from binsr.training.recipe import BinarizeConfig, DataConfig, OptimConfig, Recipe
+
+    classes = {DistillConfig, RealESRGANConfig, DataConfig, OptimConfig, BinarizeConfig, Recipe, NetworkPreset}
+    classes |= {entry.config for registry in (NETWORKS, AUTOENCODERS, PROCESSES) for entry in registry.values()}
+    classes |= {task.recipe for task in TASKS.values()}
+    missing = []
+    for cls in classes:
+        doc = cls.__doc__ or ""
+        own = cls.__dict__.get("__annotations__", {})
+        missing += [f"{cls.__name__}.{f.name}" for f in dataclasses.fields(cls) if f.name in own
+                    and f"``{f.name}``" not in doc]
+    assert not missing, f"fields without a word in their class's docstring: {missing}"

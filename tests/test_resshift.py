@@ -12,7 +12,7 @@ from binsr.diffusion import ResShift, ResShiftSchedule
 
 
 def reference_sqrt_etas(T: int = 15, kappa: float = 2.0, p: float = 0.3, end: float = 0.99) -> list[float]:
-    """REFERENCE.md §3 written out term by term."""
+    """ResShift's η schedule (Yue et al. 2023, §2) written out term by term."""
     start = min(0.04 / kappa, 0.04, math.sqrt(0.001))
     base = math.exp(math.log(end / start) / (T - 1))
     return [start * base ** (((t - 1) / (T - 1)) ** p * (T - 1)) for t in range(1, T + 1)]

@@ -12,9 +12,9 @@ from binsr.binary.layers import (
     BinaryLinear,
     GroupedBias,
     GroupedRPReLU,
-    set_timestep_groups,
-    set_timesteps,
+    TimestepGroups,
     set_training_progress,
+    timestep_groups,
     timestep_to_group,
 )
 from binsr.binary.methods import METHODS, Method, register_method
@@ -52,9 +52,9 @@ __all__ = [
     "binarize",
     "register_method",
     "decompose",
-    "set_timestep_groups",
-    "set_timesteps",
     "set_training_progress",
     "sign",
+    "timestep_groups",
     "timestep_to_group",
+    "TimestepGroups",
 ]

@@ -122,8 +122,8 @@ class SparseBranch(nn.Module):
 
     The flat indices are stored once as int32 and sorted, i.e. already in coalesced order, so each
     call only wraps them with the current values (``is_coalesced=True``: no coalescing, no float
-    indices to round) for ``torch.sparse.mm``. Measured fwd+bwd on 2 cores against a dense 1×1 conv
-    and a gather/index-add: fastest at C = 64 and 256, within 1.4× of gather at C = 640.
+    indices to round) for ``torch.sparse.mm``, which trains faster than a dense 1×1 conv or a gather/index-add
+    at these channel counts (``benchmarks/bench_binary_layers.py`` times the three-branch layer).
     """
 
     def __init__(self, index: torch.Tensor, values: torch.Tensor, shape: tuple[int, int],
@@ -180,6 +180,18 @@ class ThreeBranch(nn.Module):
         return out
 
 
+def same_padding(conv: nn.Conv2d) -> tuple[int, ...]:
+    """The padding that keeps a stride-1 conv's output the size of its input: dilation·(k − 1)/2 a side."""
+    return tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
+
+
+def explicit_padding(conv: nn.Conv2d) -> tuple[int, ...]:
+    """A conv's padding as numbers ("same" and "valid" written out)."""
+    if conv.padding == "same":
+        return same_padding(conv)
+    return (0,) * len(conv.kernel_size) if conv.padding == "valid" else tuple(conv.padding)
+
+
 def centre_tap_problem(layer: nn.Module) -> str | None:
     """Why 1×1 branches cannot stand in for this layer's centre tap, or None if they can."""
     if isinstance(layer, nn.Linear):
@@ -188,13 +200,8 @@ def centre_tap_problem(layer: nn.Module) -> str | None:
         return f"grouped convolution (groups={layer.groups}) has no single C_out x C_in matrix"
     if any(k % 2 == 0 for k in layer.kernel_size):
         return f"even kernel {tuple(layer.kernel_size)} has no centre tap"
-    padding = layer.padding
-    if padding == "same":
-        padding = tuple(d * (k - 1) // 2 for d, k in zip(layer.dilation, layer.kernel_size))
-    elif padding == "valid":
-        padding = (0, 0)
-    wanted = tuple(d * (k - 1) // 2 for d, k in zip(layer.dilation, layer.kernel_size))
-    if tuple(padding) != wanted:
+    padding, wanted = explicit_padding(layer), same_padding(layer)
+    if padding != wanted:
         return f"padding {tuple(padding)} is not dilation*(k-1)/2 = {wanted}, so the centre tap is off-centre"
     return None
 

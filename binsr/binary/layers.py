@@ -8,15 +8,17 @@ One pipeline serves every method (BI-DiffSR's BI-Conv, BBCU, ReActNet, XNOR, ...
     out = out + shortcut(x)                # identity residual or BiDM's scaled shortcut (optional)
 
 The latent FP weight is the layer's ordinary ``weight``, so ``state_dict`` keys match ``nn.Conv2d``.
-Timestep-aware parts hold K parameter sets; which one a sample uses is set with
-:func:`set_timestep_groups` (per sample: each sample of a batch may have its own timestep) and is
-group 0 until then.
+Timestep-aware parts hold K parameter sets; which one a sample uses comes from the timesteps of the batch
+in flight, given as a context (:func:`timestep_groups`; each sample of a batch may have its own timestep),
+not stored on the modules; outside any context every part uses set 0.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import torch
@@ -26,10 +28,45 @@ from torch import nn
 from binsr.binary.quantizers import activation_planes, weight_bits
 
 
+class TimestepGroups:
+    """The diffusion timesteps of the batch in flight, (B,) or one for the batch, of a T-step process: each
+    timestep-aware part with K sets uses g = clamp(⌊t·K/T⌋, 0, K−1) per sample (BI-DiffSR's rule), computed
+    once per K."""
+
+    def __init__(self, timesteps: torch.Tensor | int, num_timesteps: int) -> None:
+        if num_timesteps < 1:
+            raise ValueError(f"num_timesteps must be at least 1, got {num_timesteps}")
+        self.timesteps, self.num_timesteps = torch.as_tensor(timesteps), int(num_timesteps)
+        self._groups: dict[int, torch.Tensor] = {}
+
+    def of(self, num_groups: int) -> torch.Tensor:
+        """The group of each sample for parts with ``num_groups`` sets."""
+        groups = self._groups.get(num_groups)
+        if groups is None:
+            groups = self._groups[num_groups] = timestep_to_group(self.timesteps, num_groups, self.num_timesteps)
+        return groups
+
+
+_CURRENT: ContextVar[TimestepGroups | None] = ContextVar("binsr_timestep_groups", default=None)
+
+
+@contextmanager
+def timestep_groups(timesteps: torch.Tensor | int, num_timesteps: int) -> Iterator[TimestepGroups]:
+    """Inside the block, every timestep-aware part picks its parameter set from ``timesteps`` of a
+    ``num_timesteps``-step process (per thread and task: a context variable; nested blocks restore the outer
+    one). :class:`~binsr.models.Denoiser` networks open one for each call."""
+    context = TimestepGroups(timesteps, num_timesteps)
+    token = _CURRENT.set(context)
+    try:
+        yield context
+    finally:
+        _CURRENT.reset(token)
+
+
 class TimestepGrouped(nn.Module):
-    """Holds K per-channel parameter sets; ``group`` (int or (B,) tensor) picks one per sample. An input
-    whose batch is B·m rows folded sample-major (the windows of each sample, as Swin layers make) gets
-    each sample's set on its m rows."""
+    """Holds K per-channel parameter sets; ``group`` (int or (B,) tensor) picks one per sample: the groups of
+    the current :func:`timestep_groups` context, set 0 outside one. An input whose batch is B·m rows folded
+    sample-major (the windows of each sample, as Swin layers make) gets each sample's set on its m rows."""
 
     def __init__(self, groups: int, channel_dim: int) -> None:
         super().__init__()
@@ -37,7 +74,11 @@ class TimestepGrouped(nn.Module):
             raise ValueError(f"timestep groups must be at least 1, got {groups}")
         self.num_groups = groups
         self.channel_dim = channel_dim
-        self.group: int | torch.Tensor = 0
+
+    @property
+    def group(self) -> int | torch.Tensor:
+        context = _CURRENT.get()
+        return context.of(self.num_groups) if context is not None and self.num_groups > 1 else 0
 
     def select(self, param: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """(K, C) parameter → the chosen rows, shaped to broadcast over ``x``."""
@@ -82,7 +123,7 @@ class GroupedRPReLU(TimestepGrouped):
         y = x - self.select(self.shift, x)
         group = torch.as_tensor(self.group).reshape(-1)
         if (self.channel_dim == 1 or x.dim() == 2) and bool((group == group[0]).all()):
-            y = F.prelu(y, self.slope[int(group[0])])  # one slope set for the batch: fused, ~14x faster
+            y = F.prelu(y, self.slope[int(group[0])])  # one slope set for the batch: PyTorch's fused kernel
         else:  # per-sample slopes
             y = torch.where(y >= 0, y, self.select(self.slope, x) * y)
         return y + self.select(self.bias, x)
@@ -114,26 +155,12 @@ class ScaledShortcut(nn.Module):
         return self.scale.abs() * self.proj(x)
 
 
-def set_timestep_groups(model: nn.Module, groups: int | torch.Tensor) -> None:
-    """Select parameter set ``groups`` (int, or one per sample) in every timestep-aware part."""
-    for module in model.modules():
-        if isinstance(module, TimestepGrouped):
-            module.group = groups
-
-
 def timestep_to_group(timesteps: torch.Tensor | int, num_groups: int, num_timesteps: int) -> torch.Tensor:
     """BI-DiffSR's rule g = clamp(floor(t·K / T), 0, K−1), per sample; T is the diffusion process's."""
     if num_timesteps < 1:
         raise ValueError(f"num_timesteps must be at least 1, got {num_timesteps}")
     t = torch.as_tensor(timesteps)
     return torch.div(t * num_groups, num_timesteps, rounding_mode="floor").clamp(0, num_groups - 1).long()
-
-
-def set_timesteps(model: nn.Module, timesteps: torch.Tensor | int, num_timesteps: int) -> None:
-    """Set every timestep-aware part's group from diffusion timesteps (int or (B,)) of a T-step process."""
-    for module in model.modules():
-        if isinstance(module, TimestepGrouped):
-            module.group = timestep_to_group(timesteps, module.num_groups, num_timesteps)
 
 
 def set_training_progress(model: nn.Module, progress: float) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 
 from torch import nn
 
-from binsr.binary.branches import build_three_branch, centre_tap_problem, window_mean
+from binsr.binary.branches import build_three_branch, centre_tap_problem, explicit_padding, same_padding, window_mean
 from binsr.binary.budget import allocate_ranks, allocate_sparse
 from binsr.binary.estimators import EDE, ApproxSign, ClippedSTE, IdentitySTE, ReSTE
 from binsr.binary.layers import (
@@ -76,8 +76,7 @@ def keeps_shape(layer: nn.Module) -> bool:
     """True when the layer's output has its input's shape (an identity residual fits)."""
     if isinstance(layer, nn.Linear):
         return layer.in_features == layer.out_features
-    same = layer.padding == "same" or tuple(layer.padding) == tuple(
-        d * (k - 1) // 2 for d, k in zip(layer.dilation, layer.kernel_size))
+    same = explicit_padding(layer) == same_padding(layer)
     return (layer.in_channels == layer.out_channels and tuple(layer.stride) == (1, 1) and same
             and all(k % 2 for k in layer.kernel_size))
 
@@ -95,7 +94,7 @@ def binary_layer(layer: nn.Module, input_quantizer: Callable[[int, int], nn.Modu
         "weight_quantizer": weight_quantizer,
     }
     if output_scale:
-        parts["output_scale"] = (InputMagnitudeScale(layer.kernel_size, layer.stride, _padding(layer), channel_dim)
+        parts["output_scale"] = (InputMagnitudeScale(layer.kernel_size, layer.stride, explicit_padding(layer), channel_dim)
                                  if conv else InputMagnitudeScale(channel_dim=channel_dim))
     if pre_bias:
         parts["pre_bias"] = GroupedBias(cin, timestep_groups, channel_dim)
@@ -107,12 +106,6 @@ def binary_layer(layer: nn.Module, input_quantizer: Callable[[int, int], nn.Modu
         stride = layer.stride[0] if conv else 1
         parts["shortcut"] = ScaledShortcut(cin, cout, stride, conv, shortcut_init)
     return (BinaryConv2d if conv else BinaryLinear).from_float(layer, **parts)
-
-
-def _padding(conv: nn.Conv2d) -> tuple[int, int]:
-    if conv.padding == "same":
-        return tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
-    return (0, 0) if conv.padding == "valid" else tuple(conv.padding)
 
 
 def _sign(estimator: type, learnable_threshold: bool = False) -> Callable[[int, int], nn.Module]:

@@ -150,18 +150,11 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_option(text: str) -> tuple[str, object]:
-    """'rank=8' → ('rank', 8); values are parsed as int, float, true/false, or kept as text."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise BinsrError(f"--option must be KEY=VALUE, got {text!r}")
-    if value.lower() in ("true", "false"):
-        return key, value.lower() == "true"
-    for cast in (int, float):
-        try:
-            return key, cast(value)
-        except ValueError:
-            pass
-    return key, value
+    """'rank=8' → ('rank', 8): the same reading of values as recipes' ``--set``
+    (:func:`binsr.config.parse_assignment`)."""
+    from binsr.config import parse_assignment
+
+    return parse_assignment(text, "--option")
 
 
 def parse_key_value(text: str, option: str) -> tuple[str, str]:

@@ -287,4 +287,15 @@ def _run_models(args: argparse.Namespace) -> int:
     headers = ["model", "scale", "method", "bits", "sampling", "file", *(f"{d} {names[d]}" for d in datasets),
                "for LR", "trained"]
     print(format_table(headers, rows))
+    print(_kinds_line())
     return 0
+
+
+def _kinds_line() -> str:
+    """What else has a name: the pipeline kinds of model files and the network presets (untrained)."""
+    from binsr.models import PRESETS
+    from binsr.pipelines import PIPELINES
+
+    return (f"\nmodel file kinds (pipelines): {', '.join(PIPELINES.names())}\n"
+            f"network presets (untrained; binsr complexity --arch, binsr bench --model, 'binsr train --list'): "
+            f"{', '.join(PRESETS.names())}")

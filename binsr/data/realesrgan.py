@@ -38,7 +38,21 @@ _PROBS = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 class RealESRGANConfig:
     """Degradation settings, named as in Real-ESRGAN / ResShift configs (suffix 2: the second stage).
 
-    Ranges are (low, high); ``resize_prob`` is (up, down, keep); noise sigmas are in 8-bit levels.
+    Ranges are (low, high); ``resize_prob`` is (up, down, keep); noise sigmas are in 8-bit levels. Fields
+    (default; the second stage's in brackets): ``scale`` SR factor (4); ``blur_kernel_size`` blur kernel
+    side in pixels, odd (21 [15]); ``kernel_list``, ``kernel_prob`` the kernel kinds and their
+    probabilities (iso, aniso, generalized, plateau, each both ways); ``sinc_prob`` of a sinc kernel instead
+    (0.1 [0.1]); ``blur_sigma`` Gaussian σ in pixels ((0.2, 3.0) [(0.2, 1.5)]); ``betag_range``,
+    ``betap_range`` shape exponents of the generalized and plateau kernels ((0.5, 4.0), (1.0, 2.0));
+    ``resize_prob`` ((0.2, 0.7, 0.1) [(0.3, 0.4, 0.3)]); ``resize_range`` scale factors ((0.15, 1.5)
+    [(0.3, 1.2)]); ``gaussian_noise_prob`` (0.5 [0.5]), else Poisson; ``noise_range`` Gaussian σ ((1, 30)
+    [(1, 25)]); ``poisson_scale_range`` ((0.05, 3.0) [(0.05, 2.5)]); ``gray_noise_prob`` of the same noise
+    on all channels (0.4 [0.4]); ``jpeg_range`` JPEG quality ((30, 95) [(30, 95)]); ``second_order_prob``
+    of a second stage (0.5); ``second_blur_prob`` of blurring in it (0.8); the second stage's, in brackets
+    above: ``blur_kernel_size2``, ``kernel_list2``, ``kernel_prob2``, ``sinc_prob2``, ``blur_sigma2``,
+    ``betag_range2``, ``betap_range2``, ``resize_prob2``, ``resize_range2``, ``gaussian_noise_prob2``,
+    ``noise_range2``, ``poisson_scale_range2``, ``gray_noise_prob2``, ``jpeg_range2``; ``final_sinc_prob``
+    of the final sinc filter (0.8).
     """
 
     scale: int = 4

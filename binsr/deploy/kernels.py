@@ -102,7 +102,7 @@ def using_backend(name: str) -> Iterator[None]:
 def profiling() -> Iterator[dict[str, float]]:
     """Within the block, every native call adds its wall time (seconds) to the yielded dict under its kind
     (``binary conv 3x3``, ``binary linear``, ``sign packing``, ...): what ``binsr bench`` reports as the
-    packed layers' share of a network call. Off by default (timing costs a fraction of a microsecond)."""
+    packed layers' share of a network call. Off by default (it adds a clock read around every native call)."""
     previous = _state["profile"]
     spent: dict[str, float] = {}
     _state["profile"] = spent

@@ -38,12 +38,21 @@ from binsr.utils.fs import atomic_write
 
 @dataclass
 class DistillConfig:
-    teacher_weight: float = 1.0  # of the distillation term MSE(f̂(x_T, y, T), F(x_T, y))
+    """SinSR distillation's loss weights and the teacher-output caches.
+
+    Fields (default): ``teacher_weight`` of the distillation term MSE(f̂(x_T, y, T), F(x_T, y)) (1.0);
+    ``inverse_weight`` of SinSR's inverse term (0.0); ``consistency_weight`` of SinSR's ground-truth
+    consistency term (0.0); ``regression_weight`` of MSE(f̂(x_T, y, T), x₀), beyond SinSR (0.0);
+    ``cache_size`` teacher outputs kept in memory, a count (0: none); ``cache_dir`` a folder of teacher
+    outputs kept on disk (None: none).
+    """
+
+    teacher_weight: float = 1.0
     inverse_weight: float = 0.0
     consistency_weight: float = 0.0
     regression_weight: float = 0.0
-    cache_size: int = 0  # teacher outputs kept in memory (0: none)
-    cache_dir: str | None = None  # folder of teacher outputs kept on disk (None: none)
+    cache_size: int = 0
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if min(self.teacher_weight, self.inverse_weight, self.consistency_weight, self.regression_weight,

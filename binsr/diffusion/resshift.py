@@ -34,8 +34,11 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class ResShiftSchedule:
     """ResShift's η schedule; the defaults are the paper's (and BiMaCoSR's) values.
 
-    ``min_noise_level`` is √η_1 (None: min(0.04/κ, 0.04, √0.001) = 0.02 for κ = 2), ``etas_end`` is √η_T.
-    ``target``: what the network predicts — the HR state x₀ ("image", the paper) or x₀ − y ("residual").
+    Fields (default): ``num_timesteps`` T (15); ``kappa`` κ, the noise scale (2.0); ``power`` p of the
+    schedule's shape (0.3); ``min_noise_level`` √η_1 (None: min(0.04/κ, 0.04, √0.001) = 0.02 for κ = 2);
+    ``etas_end`` √η_T (0.99); ``normalize_input`` scale x_t to unit variance before the network (True);
+    ``target`` what the network predicts — the HR state x₀ ("image", the paper) or x₀ − y ("residual")
+    ("image").
     """
 
     num_timesteps: int = 15

@@ -32,10 +32,12 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class SR3Schedule:
     """Noise schedule and objective (BI-DiffSR: linear 1e-6 → 1e-2, 2000 steps, ε-prediction, L1).
 
-    ``prediction_type``: what the network predicts — "epsilon" (the paper), "sample" (x₀) or
-    "v_prediction"; diffusers' samplers convert each back to x₀. ``target``: what is diffused — the HR
-    "image" (SR3, the paper) or the "residual" HR − condition (SRDiff's choice: an untrained model then
-    returns the bicubic image, and a short CPU training only has to learn the details).
+    Fields (default): ``num_train_timesteps`` T (2000); ``beta_start``, ``beta_end`` the first and last β
+    (1e-6, 1e-2); ``beta_schedule`` diffusers' name ("linear"); ``loss`` "l1" or "l2" ("l1");
+    ``prediction_type`` what the network predicts — "epsilon" (the paper), "sample" (x₀) or
+    "v_prediction"; diffusers' samplers convert each back to x₀ ("epsilon"); ``target`` what is diffused —
+    the HR "image" (SR3, the paper) or the "residual" HR − condition (SRDiff's choice: an untrained model
+    then returns the bicubic image, and a short CPU training only has to learn the details) ("image").
     """
 
     num_train_timesteps: int = 2000

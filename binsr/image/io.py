@@ -35,8 +35,8 @@ _EXIF_ORIENTATION = 0x0112
 _VECTOR_OR_EXTERNAL = frozenset({"EPS", "WMF", "MPEG"})  # need Ghostscript, Windows or a video decoder
 WRITE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # --ext name → Pillow format
 JPEG_QUALITY = 95
-PNG_COMPRESSION = 1  # zlib level, as OpenCV's imwrite (Real-ESRGAN's CLI): on a 1024² result 4.8x faster than Pillow's
-#                     default 6 and 1.6x faster than level 3, files 15% and 3% larger
+PNG_COMPRESSION = 1  # zlib level, as OpenCV's imwrite (Real-ESRGAN's CLI): much faster than Pillow's default 6
+#                     for files a few percent larger
 
 
 @functools.lru_cache(maxsize=1)
@@ -172,7 +172,7 @@ def _float_tiff(path: Path) -> np.ndarray | None:
     """A float TIFF with values in [0, 1] as (H, W, C) uint16 levels; None if ``path`` is not a float TIFF."""
     if path.suffix.lower() not in (".tif", ".tiff"):
         return None
-    import tifffile  # only for TIFF files: importing it costs a tenth of a second at every start
+    import tifffile  # only for TIFF files: importing it would slow every start
 
     try:
         array = tifffile.imread(path)
@@ -255,7 +255,7 @@ def _levels(image: torch.Tensor, bits: int, path: str | os.PathLike[str]) -> np.
         raise ValueError(f"expected an image of shape (3, H, W), (1, H, W) or (H, W), got {tuple(image.shape)}")
     if torch.isnan(image).any():
         raise ValueError(f"refusing to write {path}: the image contains NaN values")
-    peak = 2**bits - 1  # in place on the float64 copy: one buffer, PyTorch's threads (7x faster on 1024²)
+    peak = 2**bits - 1  # in place on the float64 copy: one buffer, PyTorch's threads
     levels = image.clamp_(0, 1).mul_(peak).round_().to(torch.uint8 if bits == 8 else torch.int32).numpy()
     return levels.astype(np.uint8 if bits == 8 else np.uint16, copy=False).transpose(1, 2, 0)
 
@@ -283,7 +283,7 @@ def _high_depth_colour(path: Path, im: Image.Image) -> np.ndarray | None:
     if im.format == "TIFF" and im.mode in ("RGB", "RGBA"):
         bits = im.tag_v2.get(_TIFF_BITS_PER_SAMPLE, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) == 16:
-            import tifffile  # only for TIFF files: importing it costs a tenth of a second at every start
+            import tifffile  # only for TIFF files: importing it would slow every start
 
             array = tifffile.imread(path)
             if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):

@@ -19,7 +19,7 @@ import math
 import torch
 
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input pixels, at scale 1
-# Up to this many (out × in) entries a dimension is resampled as one dense matmul (BLAS, ~3x faster
+# Up to this many (out × in) entries a dimension is resampled as one dense matmul (BLAS, faster
 # than gathering taps at benchmark sizes); beyond it, by gathering the few taps of each output pixel.
 DENSE_MAX_ENTRIES = 1 << 22
 

@@ -32,6 +32,8 @@ class Autoencoder(Protocol):
 
 @dataclass
 class SpaceToDepthConfig:
+    """Fields (default): ``factor`` the side of each pixel block folded into channels (4: 3 → 48 channels)."""
+
     factor: int = 4
 
     def __post_init__(self) -> None:

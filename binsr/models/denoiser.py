@@ -4,26 +4,30 @@ A :class:`Denoiser` is an ``nn.Module`` built from one config dataclass (``confi
 
 * maps ``x`` (B, ``in_channels``, H, W) and timesteps ``t`` ((B,) or one for the batch) to
   (B, ``out_channels``, H, W); H and W must be multiples of ``multiple`` (checked, one clear error);
-* serves a process of ``num_timesteps`` steps (T): before each call it selects the timestep group
-  g(t) = ⌊t·K/T⌋ of every timestep-aware binary part (BI-DiffSR's TaR/TaA), per sample. T comes from the
-  process alone (:func:`bind_timesteps`, done wherever a network is built for a process);
+* serves a process of ``num_timesteps`` steps (T): each call runs inside a
+  :func:`~binsr.binary.layers.timestep_groups` context of its timesteps, from which every timestep-aware
+  binary part (BI-DiffSR's TaR/TaA) takes its group g(t) = ⌊t·K/T⌋ per sample (nothing is stored on the
+  modules). T comes from the process alone (:func:`bind_timesteps`, done wherever a network is built for a
+  process);
 * names the layers its papers keep full precision (``full_precision_patterns``) and makes zero inputs
   for counting (``example_inputs``).
 
-New architectures subclass it, call :meth:`prepare` first in ``forward``, and register themselves
-with :func:`binsr.models.register_network`.
+New architectures subclass it, run their ``forward`` body inside ``with self.timesteps(x, t) as t:``, and
+register themselves with :func:`binsr.models.register_network`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 
 from binsr.binary.convert import structure_generation
-from binsr.binary.layers import TimestepGrouped, timestep_to_group
+from binsr.binary.layers import TimestepGrouped, timestep_groups
 from binsr.errors import BinsrError
 
 
@@ -54,8 +58,10 @@ class Denoiser(nn.Module):
         """Zero inputs for one call at height × width (complexity counting): x and a timestep of 0."""
         return torch.zeros(1, self.in_channels, height, width), torch.zeros(1, dtype=torch.long)
 
-    def prepare(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        """Check ``x``, broadcast ``t`` to (B,) and select every timestep-aware part's group."""
+    @contextmanager
+    def timesteps(self, x: torch.Tensor, t: torch.Tensor | int) -> Iterator[torch.Tensor]:
+        """Check ``x``, broadcast ``t`` to (B,) and yield it, with every timestep-aware part choosing its group
+        from it inside the block."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise BinsrError(f"{type(self).__name__} takes (B, {self.in_channels}, H, W) inputs, got {tuple(x.shape)}")
         multiple = self.multiple
@@ -66,30 +72,28 @@ class Denoiser(nn.Module):
             t = t.expand(x.shape[0])
         elif t.numel() != x.shape[0]:
             raise BinsrError(f"{t.numel()} timesteps given for a batch of {x.shape[0]}")
-        grouped = _grouped_parts(self)
-        if grouped:  # parts with one group always use it
-            if self.num_timesteps is None:
-                raise BinsrError(f"{type(self).__name__} has timestep-aware parts but no process T: "
-                                 f"call binsr.models.bind_timesteps(network, T) first")
-            for module in grouped:
-                module.group = timestep_to_group(t, module.num_groups, self.num_timesteps)
-        return t
+        grouped = _has_grouped_parts(self)
+        if grouped and self.num_timesteps is None:
+            raise BinsrError(f"{type(self).__name__} has timestep-aware parts but no process T: "
+                             f"call binsr.models.bind_timesteps(network, T) first")
+        with timestep_groups(t, self.num_timesteps) if grouped else nullcontext():
+            yield t
 
 
-def _grouped_parts(network: nn.Module) -> list[TimestepGrouped]:
-    """The network's timestep-aware parts with more than one group, listed once per structure: again after
-    bind_timesteps or after a binsr conversion swapped modules (a walk costs a millisecond a call in a packed
-    network; modules swapped by hand need a new bind_timesteps)."""
+def _has_grouped_parts(network: nn.Module) -> bool:
+    """Whether the network has timestep-aware parts with more than one group, found once per structure:
+    again after bind_timesteps or after a binsr conversion swapped modules (a walk every call is slow in
+    a packed network; modules swapped by hand need a new bind_timesteps)."""
     cached = network.__dict__.get("_grouped_parts")
     if cached is None or cached[0] != structure_generation():
-        parts = [m for m in _all_modules(network) if isinstance(m, TimestepGrouped) and m.num_groups > 1]
-        cached = network.__dict__["_grouped_parts"] = structure_generation(), parts
+        grouped = any(isinstance(m, TimestepGrouped) and m.num_groups > 1 for m in _all_modules(network))
+        cached = network.__dict__["_grouped_parts"] = structure_generation(), grouped
     return cached[1]
 
 
 def _all_modules(root: nn.Module) -> list[nn.Module]:
-    """Every module below ``root`` (a plain walk over ``_modules``: ``Module.modules()`` costs about 1 µs a
-    module in generator frames, a millisecond and more a call for a packed network's thousand modules)."""
+    """Every module below ``root`` (a plain walk over ``_modules``: ``Module.modules()`` runs a generator
+    frame per module, slow for a packed network's thousand modules)."""
     found, stack = [], [root]
     while stack:
         module = stack.pop()
@@ -113,8 +117,8 @@ def bind_timesteps(network: nn.Module, num_timesteps: int) -> nn.Module:
 
 def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) → (B, C, 2H, 2W), each pixel repeated 2×2: ``F.interpolate(x, scale_factor=2,
-    mode="nearest")`` as one strided copy, which PyTorch's CPU copy kernel does about 2.7× faster than its
-    nearest-upsampling kernel (0.70 vs 1.91 ms for 128 × 32² on 2 cores)."""
+    mode="nearest")`` as one strided copy, which PyTorch's CPU copy kernel does faster than its
+    nearest-upsampling kernel does the upsampling."""
     b, c, h, w = x.shape
     return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
 

@@ -15,8 +15,7 @@ description before any real memory is used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,8 +106,8 @@ class NetworkSpec:
     def build(self, device: str | torch.device | None = None) -> nn.Module:
         """The network (binarized as described). On ``device="meta"`` nothing is allocated or computed
         (no SVD): the structure only, to check a file's tensors against or to load them into."""
-        meta = device is not None and torch.device(device).type == "meta"
-        with torch.device(device) if device is not None else nullcontext(), skip_init() if meta else nullcontext():
+        # (on the meta device PyTorch's initialisers run on shapes alone: nothing is drawn, nothing patched)
+        with torch.device(device) if device is not None else nullcontext():
             try:
                 network = NETWORKS.get(self.type).cls(self.config)
             except (ValueError, RuntimeError) as err:  # e.g. GroupNorm groups that do not divide channels
@@ -116,26 +115,6 @@ class NetworkSpec:
             if self.binarize is not None:
                 apply_binarization(network, self.binarize)
         return network
-
-
-# torch.nn.init's in-place initialisers, which PyTorch's own layers call from reset_parameters.
-_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
-                 "xavier_normal_", "zeros_", "ones_", "constant_")
-
-
-@contextmanager
-def skip_init() -> Iterator[None]:
-    """Make torch.nn.init's initialisers return their tensor untouched (as Hugging Face's
-    ``no_init_weights`` does): a structure built on the meta device has no values to initialise, and
-    drawing them costs most of the build. Restored on exit."""
-    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
-    try:
-        for name in _INITIALISERS:
-            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for name, function in saved.items():
-            setattr(nn.init, name, function)
 
 
 def apply_binarization(network: nn.Module, binarization: BinarizationSpec | dict[str, Any]) -> BinarizationSpec:

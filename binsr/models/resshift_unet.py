@@ -25,7 +25,18 @@ from binsr.models.registry import register_network
 
 @dataclass
 class ResShiftUNetConfig:
-    """Architecture; ``attn_res`` are feature sizes (relative to ``image_size``) that get Swin layers."""
+    """Architecture of ResShift's UNet.
+
+    Fields (default): ``in_channels`` state + condition channels (6; 96 for a 48-channel latent);
+    ``out_channels`` (3); ``model_channels`` channels of the top level (160); ``channel_mult`` channels of
+    each level as multiples of ``model_channels`` ((1, 2, 2, 4)); ``num_res_blocks`` a level (2);
+    ``norm_groups`` GroupNorm groups (32); ``dropout`` probability (0.0); ``image_size`` the reference size
+    of ``attn_res`` in pixels (64); ``attn_res`` feature sizes that get Swin layers ((64, 32, 16, 8));
+    ``swin_depth`` Swin blocks a layer (2); ``swin_embed_dim`` their token width (192); ``window_size``
+    attention window side in tokens (8); ``mlp_ratio`` MLP width / token width (4.0); ``head_channels``
+    channels an attention head (32); ``zero_init_tail`` the output conv starts at zero, as ResShift's
+    released UNet (False).
+    """
 
     in_channels: int = 6
     out_channels: int = 3
@@ -248,23 +259,23 @@ class ResShiftUNet(Denoiser):
         return ["head", "tail.2"]
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t = self.prepare(x, t)  # checks, (B,) timesteps, per-sample timestep groups
-        emb = self.time_mlp(t)
-        h = self.head(x)
-        skips, blocks = [h], iter(self.down)
-        for level in range(len(self.config.channel_mult)):
-            for _ in range(self.config.num_res_blocks):
-                h = next(blocks)(h, emb)
-                skips.append(h)
-            if level < len(self.downsample):
-                h = self.downsample[level](h)
-                skips.append(h)
-        for stage in self.mid:
-            h = stage(h, emb)
-        blocks = iter(self.up)
-        for level in range(len(self.config.channel_mult)):
-            for _ in range(self.config.num_res_blocks + 1):
-                h = next(blocks)([h, skips.pop()], emb)  # concatenated by the block (or read as two inputs)
-            if level < len(self.upsample):
-                h = self.upsample[level](upsample_nearest2x(h))
-        return self.tail(h)
+        with self.timesteps(x, t) as t:  # checks, (B,) timesteps, per-sample TaR/TaA groups inside
+            emb = self.time_mlp(t)
+            h = self.head(x)
+            skips, blocks = [h], iter(self.down)
+            for level in range(len(self.config.channel_mult)):
+                for _ in range(self.config.num_res_blocks):
+                    h = next(blocks)(h, emb)
+                    skips.append(h)
+                if level < len(self.downsample):
+                    h = self.downsample[level](h)
+                    skips.append(h)
+            for stage in self.mid:
+                h = stage(h, emb)
+            blocks = iter(self.up)
+            for level in range(len(self.config.channel_mult)):
+                for _ in range(self.config.num_res_blocks + 1):
+                    h = next(blocks)([h, skips.pop()], emb)  # concatenated by the block (or read as two inputs)
+                if level < len(self.upsample):
+                    h = self.upsample[level](upsample_nearest2x(h))
+            return self.tail(h)

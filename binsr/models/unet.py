@@ -35,7 +35,19 @@ FUSIONS = ("cs", "split", "concat", "add", "block")
 
 @dataclass
 class UNetConfig:
-    """Architecture of the conditional SR UNet (full precision; binarization is described beside it)."""
+    """Architecture of the conditional SR UNet (full precision; binarization is described beside it).
+
+    Fields (default): ``in_channels`` noisy image + condition channels (6); ``out_channels`` (3);
+    ``inner_channel`` channels of the top level (64); ``channel_mults`` channels of each level as multiples
+    of ``inner_channel``, one level per entry ((1, 2, 4, 8)); ``res_blocks`` residual blocks a level (2);
+    ``norm_groups`` GroupNorm groups (16); ``dropout`` probability in the residual blocks (0.2);
+    ``attn_res`` feature sizes in pixels, relative to ``image_size``, that get self-attention (none);
+    ``image_size`` the reference size of ``attn_res`` and ``fp_res`` in pixels, not a limit (256);
+    ``resample`` "cp" (BI-DiffSR's CP-Down/Up) or "conv" (SR3's) ("cp"); ``fusion`` how the up path joins
+    its skip: "cs" (BI-DiffSR's CS-Fusion), "split", "concat", "add" or "block" (SR3's concatenation
+    inside the block) ("cs"); ``fp_res`` up-path feature sizes kept full precision when binarized
+    ((256, 128)); ``zero_init_tail`` the output conv starts at zero (False).
+    """
 
     in_channels: int = 6
     out_channels: int = 3
@@ -269,22 +281,22 @@ class SRUNet(Denoiser):
         return patterns
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t = self.prepare(x, t)  # checks, (B,) timesteps, per-sample TaR/TaA groups
-        emb = self.time_mlp(t)
-        h = self.head(x)
-        skips = [h]
-        for level in self.down_levels:
-            for res_block in level.blocks:
+        with self.timesteps(x, t) as t:  # checks, (B,) timesteps, per-sample TaR/TaA groups inside
+            emb = self.time_mlp(t)
+            h = self.head(x)
+            skips = [h]
+            for level in self.down_levels:
+                for res_block in level.blocks:
+                    h = res_block(h, emb)
+                    skips.append(h)
+                if level.resample is not None:
+                    h = level.resample(h)
+                    skips.append(h)
+            for res_block in self.mid:
                 h = res_block(h, emb)
-                skips.append(h)
-            if level.resample is not None:
-                h = level.resample(h)
-                skips.append(h)
-        for res_block in self.mid:
-            h = res_block(h, emb)
-        for level in self.up_levels:
-            for fusion, res_block in zip(level.fusions, level.blocks):
-                h = res_block(fusion(h, skips.pop()), emb)
-            if level.resample is not None:
-                h = level.resample(h)
-        return self.tail(h)
+            for level in self.up_levels:
+                for fusion, res_block in zip(level.fusions, level.blocks):
+                    h = res_block(fusion(h, skips.pop()), emb)
+                if level.resample is not None:
+                    h = level.resample(h)
+            return self.tail(h)

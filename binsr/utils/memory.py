@@ -3,10 +3,10 @@
 glibc's ``malloc`` serves blocks over its mmap threshold (128 KiB, rising with use to at most 32 MiB)
 with fresh ``mmap`` pages and trims the heap top when more than twice that is free. An SR network
 allocates and frees feature maps of 1–12 MiB in every layer, so without this each new map's first write
-page-faults and zero-fills every 4 KiB page: measured on 2 cores, a ``torch.cat`` into a new 3 MiB tensor
-took 630 µs, and 38 µs into a reused one. A network call at 64² spent more time in page faults than in its
-binary layers. Raising both thresholds (``mallopt``, glibc only) makes those blocks come from the heap and
-stay there; the full-precision twin gains from it as much as the packed network does.
+page-faults and zero-fills every 4 KiB page, which at small inputs takes longer than the binary layers
+themselves (``benchmarks/bench_memory.py``, ``tests/test_memory.py``). Raising both thresholds
+(``mallopt``, glibc only) makes those blocks come from the heap and stay there; the full-precision twin
+gains from it as much as the packed network does.
 
 This is what allocators such as jemalloc and tcmalloc (which the PyTorch CPU tuning guide recommends
 preloading) do by design; ``mallopt`` needs no extra library and no environment set before start-up.

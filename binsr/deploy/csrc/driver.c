@@ -73,7 +73,7 @@ static void copy_out(const conv_args *a, const float *tile, float *out, int tran
     }
     const int64_t count = x1 - x0;
     /* outputs of 8 MB and more (beyond what L2 and a share of L3 keep) are written with non-temporal stores:
-     * whole lines, without reading each line first (measured: 1x1 layers at 256^2 1.5-1.8x faster) */
+     * whole lines, without reading each line first (the 1x1 layers at 256^2 of benchmarks/bench_packed.py) */
     const int stream = binsr_isa_used >= ISA_AVX2 && (double)a->N * a->O * a->Hout * a->Wout >= 2e6;
     for (int64_t o = o0; o < o1; o++) {
         float *dst = out + ((n * a->O + o) * a->Hout + oy) * a->Wout + x0;
@@ -279,7 +279,7 @@ static void run_bands(const fused_args *f, const conv_args *a, const float *hp, 
 int run_fused(fused_args *f, conv_args *a) {
     const int64_t N = a->N, Cw = a->Cw, Hp = a->Hp, Wp = a->Wp, rows = f->layout == 1, P = f->W, C = f->C;
     const int64_t HWo = a->Hout * a->Wout, W = f->W, rank = f->rank;
-    /* below ~20 us of work a second thread costs more than it saves (waking it, sharing lines) */
+    /* below 2^16 word operations a second thread costs more than it saves (waking it, sharing lines) */
     if (N * HWo * a->O * a->kh * a->kw * Cw < (1 << 16)) f->threads = 1;
     const int strided = a->sh != 1 || a->sw != 1, branches = f->rank || f->sp_ptr; /* 1x1 convs reading x */
     const int reads = f->rank || f->sp_ptr || f->residual; /* the epilogue reads pieces of x or low */

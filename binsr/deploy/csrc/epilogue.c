@@ -18,7 +18,7 @@ typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 
 /* n <= 8 values p[0 .. n-1]; lanes past n are 0. A ragged vector is built in registers: assembled on the
- * stack and read back whole it cost a failed store-to-load forward (~20 cycles) per load */
+ * stack and read back whole it costs a failed store-to-load forward per load */
 static inline __attribute__((always_inline)) vf8 load8(const float *p, int64_t n) {
     vf8 v;
     if (n == 8) memcpy(&v, p, sizeof v);
