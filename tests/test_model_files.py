@@ -338,9 +338,14 @@ def test_timestep_groups_follow_each_samples_t(network_type: str, method: str, g
         network(x, torch.tensor([0, 1]))
     bind_timesteps(network.eval(), steps)
     t = torch.tensor([steps - 1, steps // 3])
+    seen = []  # each part's groups while the network runs (taken from the call's context, not stored)
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(m.group.tolist())) for m in grouped]
     with torch.no_grad():
         both = network(x, t)
-        assert all(m.group.tolist() == [groups - 1, (steps // 3) * groups // steps] for m in grouped)
+        assert seen and all(g == [groups - 1, (steps // 3) * groups // steps] for g in seen)
+        assert all(m.group == 0 for m in grouped)  # after the call: nothing left on the modules
+        for hook in hooks:
+            hook.remove()
         first, second = network(x[:1], t[:1]), network(x[1:], t[1:])
         at_zero = network(x[:1], torch.tensor([0]))
     torch.testing.assert_close(both, torch.cat([first, second]), atol=1e-5, rtol=1e-5)
@@ -350,16 +355,16 @@ def test_timestep_groups_follow_each_samples_t(network_type: str, method: str, g
 # --- packed files are built directly ------------------------------------------------------------------------
 
 
-def test_loading_a_packed_file_runs_no_svd_and_no_initialiser(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_a_packed_file_runs_no_svd_and_draws_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("called while loading a packed file")
 
     for name in ("svd", "svdvals"):
         monkeypatch.setattr(torch.linalg, name, forbidden)
     monkeypatch.setattr(torch, "svd", forbidden)
-    init = nn.init.kaiming_uniform_
+    state = torch.random.get_rng_state()
     upscaler = binsr.load("bimacosr-x4")
-    assert nn.init.kaiming_uniform_ is init  # the skipped initialisers are restored
+    assert torch.equal(torch.random.get_rng_state(), state)  # built on the meta device: no value was drawn
     names = {type(m).__name__ for m in upscaler.model.modules()}
     assert "PackedBinaryConv2d" in names and not names & {"BinaryConv2d", "BinaryLinear"}
     assert all(p.device.type == "cpu" for p in upscaler.model.state_dict().values())
@@ -388,8 +393,8 @@ def test_a_new_architecture_is_one_registration(tmp_path: Path) -> None:
             return []
 
         def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            self.prepare(x, t)
-            return self.conv(x)
+            with self.timesteps(x, t):
+                return self.conv(x)
 
     header = header_of(NetworkSpec("sr_unet", SMALL["sr_unet"]))
     header["network"] = {"type": "tiny_test_net", "config": {"in_channels": 6, "out_channels": 3, "multiple": 1},

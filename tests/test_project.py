@@ -108,7 +108,7 @@ def test_every_config_dataclass_documents_each_of_its_fields():
     classes |= {entry.config for registry in (NETWORKS, AUTOENCODERS, PROCESSES) for entry in registry.values()}
     classes |= {task.recipe for task in TASKS.values()}
     missing = []
-    for cls in classes:
+    for cls in (c for c in classes if c.__module__.startswith("binsr.")):  # (other tests register their own)
         doc = cls.__doc__ or ""
         own = cls.__dict__.get("__annotations__", {})
         missing += [f"{cls.__name__}.{f.name}" for f in dataclasses.fields(cls) if f.name in own

@@ -19,15 +19,28 @@ TINY_RESSHIFT = {"preset": "resshift-unet", "model_channels": 16, "channel_mult"
                  "window_size": 4}
 
 
+def run_recipe(recipe: dict, train_folder: Path, out: Path) -> Path:
+    """One training step of ``recipe`` on the test images; the model file it saves."""
+    recipe = {"out_dir": str(out), "steps": 1, "ckpt_every": 0, **recipe,
+              "data": {"train": str(train_folder), "val": None, "patch_size": 32, "batch_size": 2}}
+    return Trainer(train_config_from_dict(recipe), progress=False).train().model_file
+
+
+def upscales(model_file: Path) -> torch.Tensor:
+    """The model file loaded by name and run on a seeded 12 x 12 image (twice: the same output)."""
+    lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    out = binsr.load(str(model_file)).upscale(lr)
+    assert out.shape == (1, 3, 48, 48) and torch.isfinite(out).all()
+    assert torch.equal(out, binsr.load(str(model_file)).upscale(lr))
+    return out
+
+
 def test_a_pipeline_added_in_one_file_trains_saves_loads_and_upscales(train_folder: Path, tmp_path: Path) -> None:
     from plugins.two_step import KIND, TwoStepRecipe, TwoStepTask, TwoStepUpscaler
 
     assert pipeline_type(KIND) is TwoStepUpscaler and TASKS.get(KIND) is TwoStepTask
-    recipe = train_config_from_dict({
-        "task": KIND, "name": "two", "out_dir": str(tmp_path), "model": TINY_RESSHIFT, "steps": 1,
-        "data": {"train": str(train_folder), "val": None, "patch_size": 32, "batch_size": 2}, "ckpt_every": 0})
-    assert type(recipe) is TwoStepRecipe and recipe.task == KIND
-    model_file = Trainer(recipe, progress=False).train().model_file
+    assert type(train_config_from_dict({"task": KIND})) is TwoStepRecipe
+    model_file = run_recipe({"task": KIND, "name": "two", "model": TINY_RESSHIFT}, train_folder, tmp_path)
     spec = read_model_spec(model_file)
     assert spec.kind == KIND and spec.recipe["task"] == KIND
     assert describe_model(str(model_file), count=False)["sampling"] == "2 network calls"
@@ -35,10 +48,9 @@ def test_a_pipeline_added_in_one_file_trains_saves_loads_and_upscales(train_fold
     assert type(upscaler) is TwoStepUpscaler
     calls = []
     upscaler.model.register_forward_hook(lambda *args: calls.append(1))
-    lr = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
-    out = upscaler.upscale(lr)
-    assert out.shape == (1, 3, 48, 48) and len(calls) == 2 and torch.isfinite(out).all()
-    assert torch.equal(out, binsr.load(str(model_file)).upscale(lr))  # seeded: the same output again
+    upscaler.upscale(torch.rand(1, 3, 12, 12))
+    assert len(calls) == 2
+    upscales(model_file)
 
 
 def test_model_kinds_are_the_registered_pipelines() -> None:
@@ -88,3 +100,23 @@ def test_an_old_recipe_with_old_preset_names_still_loads(tmp_path: Path) -> None
     old.write_text("name: old\ntask: resshift\nmodel: {preset: bimacosr-unet-small}\n")
     with pytest.raises(BinsrError, match="is binarized; a ResShift teacher trains in full precision"):
         load_train_config(str(old))
+
+
+def test_a_preset_and_a_method_added_in_one_file_each_train_save_load_and_upscale(train_folder: Path,
+                                                                                    tmp_path: Path) -> None:
+    from plugins import sign_method, tiny_preset
+
+    from binsr.cli import main
+
+    teacher = run_recipe({"task": "resshift", "name": "teacher", "model": {"preset": tiny_preset.NAME}},
+                         train_folder, tmp_path)
+    assert read_model_spec(teacher).network.config.model_channels == 16
+    upscales(teacher)
+    student = run_recipe({"task": "onestep", "name": "student", "teacher": str(teacher),
+                          "binarize": {"method": sign_method.NAME}}, train_folder, tmp_path)
+    assert read_model_spec(student).method == sign_method.NAME
+    simulated = upscales(student)
+    packed_file = tmp_path / "student.packed.safetensors"
+    assert main(["export", str(student), "-o", str(packed_file)]) == 0  # the kernels pack the new method too
+    assert read_model_spec(packed_file).packed
+    assert (upscales(packed_file) - simulated).abs().max() < 1e-3

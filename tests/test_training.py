@@ -112,7 +112,9 @@ def test_recipe_errors_are_clear():
         load_train_config("bidiffsr-small-x4", ["data.patch_size=30"])
     with pytest.raises(ConfigError, match="model.preset: unknown network preset 'bigger'"):
         load_train_config("bidiffsr-small-x4", ["model.preset=bigger"])
-    assert load_train_config("bidiffsr-x4").model.inner_channel == 64  # the paper recipe loads
+    assert load_train_config("bidiffsr-x4-paper").model.inner_channel == 64  # the paper recipe loads
+    with pytest.warns(UserWarning, match="is now called .bidiffsr-x4-paper."):  # and by its old name
+        assert load_train_config("bidiffsr-x4").name == "bidiffsr-x4-paper"
 
 
 def test_resume_rejects_another_architecture_and_fresh_runs_refuse_to_overwrite(tmp_path, train_folder):
@@ -129,7 +131,7 @@ def test_every_shipped_recipe_loads_and_is_named_after_its_file():
     from binsr.training.config import preset_names
 
     names = preset_names()
-    assert {"resshift-x4-cpu", "bidiffsr-x4", "bimacosr-small-x4"} <= set(names)
+    assert {"resshift-x4-cpu", "bidiffsr-x4-paper", "bimacosr-small-x4"} <= set(names)
     for name in names:
         assert load_train_config(name).name == name
 

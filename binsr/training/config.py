@@ -19,6 +19,9 @@ from binsr.training.recipe import BinarizeConfig, DataConfig, OptimConfig, Recip
 from binsr.training.tasks import RENAMED, TASKS
 
 TrainConfig = Recipe  # (the name recipes had before each task had its own)
+# preset recipes renamed so that no recipe shares a shipped model's name (-paper: the papers' settings)
+RENAMED_RECIPES = {name: f"{name}-paper" for name in ("bidiffsr-x2", "bidiffsr-x4", "bimacosr-x4", "resshift-x4",
+                                                      "sinsr-x4", "sr3-x4")}
 DEFAULT_TASK = sr3.SR3Recipe.task  # (recipes without a task: the first kind binsr had)
 
 
@@ -29,6 +32,11 @@ def preset_names() -> list[str]:
 def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
     """A recipe file or preset name, with ``key.sub=value`` overrides; unknown keys are errors."""
     path = Path(name_or_path)
+    if not path.is_file() and name_or_path in RENAMED_RECIPES:
+        warnings.warn(f"preset recipe {name_or_path!r} is now called {RENAMED_RECIPES[name_or_path]!r}",
+                      BinsrWarning, stacklevel=2)
+        name_or_path = RENAMED_RECIPES[name_or_path]
+        path = Path(name_or_path)
     if not path.is_file():
         if name_or_path not in preset_names():
             raise ConfigError(f"no config file or preset {name_or_path!r} (presets: {', '.join(preset_names())})")
