@@ -73,7 +73,8 @@ def test_lpips_unavailable_is_one_line_and_eval_goes_on(bench, tmp_path, capsys,
     [
         (["eval", "--model", "nope", "--data", "{bench}", "--scale", "2"],
          "binsr: error: unknown model 'nope' (available: bicubic, bidiffsr-x2, bidiffsr-x4, bimacosr-real-x4, bimacosr-x4, "
-         "or a .safetensors model file)"),
+         "realesr-animevideov3-x2, realesr-animevideov3-x3, realesr-animevideov3-x4, realesrgan-x4plus, "
+         "realesrgan-x4plus-anime, or a .safetensors model file)"),
         (["eval", "--data", "{tmp}/missing", "--scale", "2"], "binsr: error: dataset folder not found"),
         (["eval", "--data", "{bench}", "--scale", "2", "--device", "cuda:0"], "binsr: error: device"),
         (["eval", "--data", "{bench}", "--scale", "2", "--lr-data", "{tmp}/nolr"], "binsr: error: LR folder not found"),
