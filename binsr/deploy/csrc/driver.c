@@ -230,8 +230,10 @@ static void run_bands(const fused_args *f, const conv_args *a, const float *hp, 
         for (int64_t band = 0; band < N * nb; band++) {
             const int64_t n = band / nb, oy0 = band % nb * B, oy1 = oy0 + B < Ho ? oy0 + B : Ho;
             const int64_t iy0 = oy0 * sh, iy1 = (oy1 - 1) * sh + a->kh;
-            /* row y of the sample's input as the band reads it: its own transformed rows, or the input's */
-            const float *rows = hb ? hb + (ph - iy0) * W : xp + n * C * HW;
+            /* row y of the sample's input as the band reads it, its own transformed rows or the input's, is at
+             * base + (y + skip) * W (an index, so no pointer before the buffer is ever formed) */
+            const float *base = hb ? hb : xp + n * C * HW;
+            const int64_t skip = hb ? ph - iy0 : 0;
             conv_args la = *a;
             la.act = act;
             la.pscale = f->pixel_scale ? pscale : NULL;
@@ -244,17 +246,17 @@ static void run_bands(const fused_args *f, const conv_args *a, const float *hp, 
                     transform_row(f->x + n * f->C1 * HW + y * W, HW, x2, HW, f->C1, C, W, scale + n * C,
                                   shift + n * C, (int)f->silu, hb + (yp - iy0) * W, plane);
                 }
-                const float *src = !inside ? NULL : hb ? rows + y * W : hp + n * C * HW + y * W;
+                const float *src = !inside ? NULL : hb ? base + (y + skip) * W : hp + n * C * HW + y * W;
                 prepare_row(f, a, src, plane, yp, act + (yp - iy0) * Cw * Wp,
                             la.pscale ? pscale + (yp - iy0) * Wp : NULL, split);
             }
             /* the epilogue's inputs at the output pixels: the input's rows themselves at stride 1, else samples */
-            epi_in in = {rows + oy0 * W, low, plane, B * Wo, oy0};
+            epi_in in = {base + (oy0 + skip) * W, low, plane, B * Wo, oy0};
             if (strided && sizes->xs) {
                 in.src = xs, in.src_cs = B * Wo;
                 for (int64_t oy = oy0; oy < oy1; oy++)
                     for (int64_t c = 0; c < C; c++) {
-                        const float *from = rows + c * plane + oy * sh * W;
+                        const float *from = base + c * plane + (oy * sh + skip) * W;
                         float *to = xs + c * B * Wo + (oy - oy0) * Wo;
                         for (int64_t ox = 0; ox < Wo; ox++) to[ox] = from[ox * sw];
                     }
