@@ -20,7 +20,7 @@ import binsr
 from binsr.cli.infer import AUTO_TILE
 from binsr.bench import round_robin_ms
 from binsr.utils import format_table
-from binsr.utils.process import configure_process
+from binsr.cli.process import configure_process
 
 
 def main() -> None:

@@ -40,11 +40,11 @@ from binsr.evaluation import evaluate
 from binsr.pipelines import PEERS, peers_installed, shipped_models
 from binsr.pipelines.peers import peer_files
 from binsr.utils import format_table
-from binsr.utils.process import configure_process
+from binsr.cli.process import configure_process
 
 PEAK_PROGRAM = """
 import sys, torch, binsr
-from binsr.utils.process import configure_process
+from binsr.cli.process import configure_process
 configure_process(2)
 name, side = sys.argv[1], int(sys.argv[2])
 upscaler = binsr.load(name, scale=4) if name == "bicubic" else binsr.load(name)

@@ -24,7 +24,7 @@ from binsr.deploy import backend
 from binsr.bench import round_robin_ms, write_results
 from binsr.deploy.layers import PackedThreeBranch
 from binsr.utils import format_table
-from binsr.utils.process import configure_process
+from binsr.cli.process import configure_process
 
 
 def layer_inputs(upscaler: object, size: int) -> list[tuple[str, PackedThreeBranch, torch.Tensor]]:

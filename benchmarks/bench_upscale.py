@@ -42,7 +42,7 @@ from binsr.image import write_png
 from binsr.models import bind_timesteps
 from binsr.pipelines import DEFAULT_MODEL, read_model_spec, shipped_models
 from binsr.utils import format_table
-from binsr.utils.process import configure_process
+from binsr.cli.process import configure_process
 
 
 def float_twins(path: Path) -> dict[str, torch.nn.Module]:

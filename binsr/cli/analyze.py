@@ -15,7 +15,7 @@ from binsr.cli.common import (
     pick_device,
 )
 from binsr.errors import BinsrError
-from binsr.utils.process import configure_process
+from binsr.cli.process import configure_process
 
 
 def add_analyze(commands: argparse._SubParsersAction) -> None:

@@ -111,7 +111,7 @@ def _bounded(text: str, cast: type, low: float | None, high: float | None, what:
 def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: object) -> Upscaler:
     """The upscaler --model names; a warning where --steps does not apply to it."""
     from binsr import pipelines
-    from binsr.utils.process import configure_process
+    from binsr.cli.process import configure_process
 
     if device.type == "cpu" or args.model == "bicubic":
         configure_process(args.threads)  # this command's policy: threads on the free cores, freed maps kept

@@ -1,7 +1,8 @@
-"""What binsr's commands set for the whole process before they run a model: an entry point's policy, never a
-library call's (``binsr.load`` and the pipelines change nothing in the process).
+"""What binsr's commands set for the whole process before they run a model: the entry points' policy, kept
+with the entry points (``binsr.load`` and the library below change nothing in the process).
 
-A program that embeds binsr and wants the same behaviour calls :func:`configure_process` itself.
+A program that embeds binsr and wants the same behaviour calls :func:`configure_process` itself, as the
+benchmark scripts do.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
     ``options`` go to the pipeline (all diffusion models: seed, tile, tile_overlap; SR3: steps;
     ResShift: stochastic). A ``scale`` that differs from a model file's own scale is an error.
     Loading changes nothing in the process: the thread count and glibc's memory thresholds are the
-    caller's (``binsr``'s commands set them with :func:`binsr.utils.configure_process`).
+    caller's (``binsr``'s commands set them with :func:`binsr.cli.process.configure_process`).
     """
     if name_or_path == "bicubic":
         return BicubicUpscaler(model_scale(name_or_path, scale))
