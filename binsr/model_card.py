@@ -48,12 +48,17 @@ def _card_hours(run_dir: str | os.PathLike[str]) -> float | None:
 
 
 def earlier_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
-    """The model files a distilled student was made from (``teacher``, ``init``) that are still where its
-    recipe names them: each one's recipe, training data, steps and hours (from ``log.csv`` beside it)."""
+    """What a distilled student was made from (``teacher``, ``init``): for a model file still where its recipe
+    names it, its recipe, training data, steps and hours (from ``log.csv`` beside it); for an upscaler named
+    by the recipe (a peer, a shipped model), that name."""
     stages = []
     for role in ("teacher", "init"):
         path = recipe.get(role)
-        if not path or not Path(path).is_file():
+        if path and not Path(path).is_file():
+            if role == "teacher" and "/" not in path and not path.endswith(".safetensors"):
+                stages.append({"role": role, "model": path})
+            continue
+        if not path:
             continue
         spec = read_model_spec(path)
         stage = spec.recipe or {}

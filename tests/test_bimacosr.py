@@ -252,3 +252,100 @@ def test_latent_teacher_and_student_train_and_load(train_folder: Path, tmp_path:
     with pytest.raises(BinsrError, match="model.in_channels / out_channels must be 96 / 48"):
         Trainer(load_train_config("resshift-small-x4", common("bad", tmp_path, train_folder) + latent[2:]),
                 progress=False)
+
+
+# --- a one-step student taught by any upscaler (binsr.training.imitation) ------------------------------------
+def imitation_recipe(name: str, out: Path, train_folder: Path, student: Path, *extra: str):
+    return load_train_config("bimacosr-realesrgan-x4-cpu", common(name, out, train_folder) + [
+        "teacher=bicubic", f"init={student}", "binarize=null", "steps=2", "data.degradation=realesrgan", *extra])
+
+
+def test_imitation_loss_is_its_formula_and_a_step_moves_the_student_to_the_teacher(chain: dict[str, Path]) -> None:
+    from binsr.image import imresize
+    from binsr.models.autoencoder import SpaceToDepth
+    from binsr.training.imitation import ImitationConfig, UpscalerImitation
+
+    student = pipelines.load_model(chain["student"])
+    net = student.network
+    config = ImitationConfig(teacher_weight=1.0, regression_weight=0.5, edge_weight=2.0)
+    imitation = UpscalerImitation(student.process, student.autoencoder, pipelines.load("bicubic", scale=4),
+                                  config, "bicubic")
+    generator = torch.Generator().manual_seed(1)
+    lr, hr = torch.rand(2, 3, 8, 8, generator=generator), torch.rand(2, 3, 32, 32, generator=generator)
+    autoencoder = student.autoencoder or SpaceToDepth(1)  # (the tiny chain is in pixel space: an identity)
+    y = autoencoder.encode(to_model_range(imresize(lr, 4.0).clamp(0, 1)))
+    seeds = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    total, parts = imitation.loss(net, lr, hr, y, seeds)
+    # the same terms recomputed by hand: image = decode(one_step)/2 + 1/2, target = bicubic(lr)
+    noise = torch.stack([torch.randn(y.shape[1:], generator=torch.Generator().manual_seed(s)) for s in (5, 6)])
+    with torch.no_grad():
+        x0 = student.process.one_step(net, student.process.prior_sample(y, noise), y)
+    image, target = (autoencoder.decode(x0) + 1) / 2, imresize(lr, 4.0).clamp(0, 1)
+    expected = {"teacher": (image - target).abs().mean(), "regression": (image - hr).abs().mean(),
+                "edge": sum((d(image) - d(target)).abs().mean() for d in (
+                    lambda a: a[..., :, 1:] - a[..., :, :-1], lambda a: a[..., 1:, :] - a[..., :-1, :]))}
+    for name, value in expected.items():
+        assert parts[name] == pytest.approx(float(value), rel=1e-5)
+    assert float(total.detach()) == pytest.approx(float(expected["teacher"] + 0.5 * expected["regression"]
+                                               + 2.0 * expected["edge"]), rel=1e-5)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+    before = UpscalerImitation(student.process, student.autoencoder, imitation.teacher, ImitationConfig(), "bicubic")
+    first = float(before.loss(net, lr, hr, y, [torch.Generator().manual_seed(s) for s in (5, 6)])[0].detach())
+    for _ in range(3):
+        optimizer.zero_grad()
+        before.loss(net, lr, hr, y, [torch.Generator().manual_seed(s) for s in (5, 6)])[0].backward()
+        optimizer.step()
+    assert float(before.loss(net, lr, hr, y, [torch.Generator().manual_seed(s) for s in (5, 6)])[0].detach()) < first
+
+
+def test_a_binary_student_imitates_an_upscaler_and_a_second_run_reads_the_teachers_images(
+        chain: dict[str, Path], train_folder: Path, tmp_path: Path) -> None:
+    cache = f"imitate.cache_dir={tmp_path / 'cache'}"
+    first = Trainer(imitation_recipe("first", tmp_path, train_folder, chain["binary"], cache), progress=False)
+    first_file = first.train().model_file
+    assert first.task.imitation.teacher_calls == 4  # 2 steps x 2 patches, each upscaled once
+    spec = read_model_spec(first_file)
+    assert spec.kind == "onestep" and spec.teacher == "bicubic"
+    assert spec.network.binarize == read_model_spec(chain["binary"]).network.binarize  # the init's binarization
+    assert spec.network.config == read_model_spec(chain["binary"]).network.config
+    second = Trainer(imitation_recipe("second", tmp_path, train_folder, chain["binary"], cache,
+                                      "imitate.edge_weight=1.0"), progress=False)
+    second.train()
+    assert second.task.imitation.teacher_calls == 0  # same data seed: every patch's teacher image from disk
+    out = pipelines.load(str(first_file)).upscale(torch.rand(1, 3, 8, 8))
+    assert out.shape == (1, 3, 32, 32)
+
+
+def test_an_upscaler_teacher_is_checked_before_training(chain: dict[str, Path], train_folder: Path,
+                                                         tmp_path: Path) -> None:
+    with pytest.raises(BinsrError, match="is not a ResShift teacher: name the student's model file as 'init'"):
+        Trainer(imitation_recipe("bad", tmp_path, train_folder, chain["binary"], "init=null"), progress=False)
+    with pytest.raises(BinsrError, match="its losses are 'imitate', not 'distill'"):
+        Trainer(imitation_recipe("bad", tmp_path, train_folder, chain["binary"], "distill.teacher_weight=0.5"),
+                progress=False)
+    with pytest.raises(BinsrError, match="is a ResShift teacher: its losses are 'distill'"):
+        Trainer(imitation_recipe("bad", tmp_path, train_folder, chain["binary"], f"teacher={chain['teacher']}"),
+                progress=False)
+    with pytest.raises(BinsrError, match="is already binarized"):
+        Trainer(imitation_recipe("bad", tmp_path, train_folder, chain["binary"], "binarize={method: xnor}"),
+                progress=False)
+    with pytest.raises(ConfigError, match="loss must be one of l1, mse"):
+        imitation_recipe("bad", tmp_path, train_folder, chain["binary"], "imitate.loss=l3")
+    if pipelines.peers_installed():
+        with pytest.raises(BinsrError, match="is a x2 model; x4 was requested"):
+            Trainer(imitation_recipe("bad", tmp_path, train_folder, chain["binary"],
+                                     "teacher=realesr-animevideov3-x2"), progress=False)
+
+
+@pytest.mark.skipif(not pipelines.peers_installed(), reason="needs the peers extra")
+def test_real_esrgan_teaches_through_the_recipe_as_shipped(chain: dict[str, Path], train_folder: Path,
+                                                           tmp_path: Path) -> None:
+    from binsr.training.imitation import teacher_fingerprint
+
+    config = imitation_recipe("esrgan", tmp_path, train_folder, chain["binary"], "teacher=realesrgan-x4plus",
+                              "steps=1", f"imitate.cache_dir={tmp_path / 'cache'}")
+    trainer = Trainer(config, progress=False)
+    model_file = trainer.train().model_file
+    assert trainer.task.imitation.teacher_calls == 2
+    assert teacher_fingerprint("realesrgan-x4plus") != teacher_fingerprint("realesrgan-x4plus-anime")
+    assert read_model_spec(model_file).teacher == "realesrgan-x4plus"

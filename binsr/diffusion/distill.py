@@ -22,18 +22,14 @@ its outputs back bit for bit.
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
 
 from binsr.diffusion.resshift import Denoiser, ResShift
-from binsr.utils.fs import atomic_write
+from binsr.utils.tensor_cache import TensorCache, content_key
 
 
 @dataclass
@@ -66,60 +62,31 @@ class SinSRDistillation:
     def __init__(self, process: ResShift, teacher: Denoiser, config: DistillConfig | None = None) -> None:
         self.process, self.teacher = process, teacher
         self.config = config or DistillConfig()
-        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.cache = TensorCache(self.config.cache_size, self.config.cache_dir)
         self.teacher_calls = 0  # samples the teacher has mapped (cache misses)
-        self.cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else None
         # the disk cache's keys start with the teacher's weights and process, so a new teacher misses
-        self.teacher_key = _key(*teacher.state_dict().values(), prefix=repr(process.schedule)) if self.cache_dir else ""
+        self.teacher_key = (content_key(*teacher.state_dict().values(), prefix=repr(process.schedule))
+                            if self.cache.folder else "")
 
     def start_states(self, y: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
         """x_T = y + κ√η_T ε with one seeded ε per sample."""
-        noise = torch.stack([torch.randn(y.shape[1:], generator=g) for g in generators])
-        return self.process.prior_sample(y, noise)
+        return start_states(self.process, y, generators)
 
     @torch.no_grad()
     def teacher_outputs(self, x_T: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """F_θ(x_T, y) per sample, from the memory or disk cache where the same (x_T, y) was seen before."""
-        if not (self.config.cache_size or self.cache_dir):
+        if not self.cache.enabled:
             self.teacher_calls += x_T.shape[0]
             return self.process.teacher_map(self.teacher, x_T, y)
-        keys = [_key(x_T[i], y[i], prefix=self.teacher_key) for i in range(x_T.shape[0])]
-        found = [self._cached(key) for key in keys]
+        keys = [content_key(x_T[i], y[i], prefix=self.teacher_key) for i in range(x_T.shape[0])]
+        found = [self.cache.get(key) for key in keys]
         missing = [i for i, out in enumerate(found) if out is None]
         if missing:
             self.teacher_calls += len(missing)
             fresh = self.process.teacher_map(self.teacher, x_T[missing], y[missing])
             for i, out in zip(missing, fresh):
-                found[i] = out.detach().cpu().contiguous()
-                self._store(keys[i], found[i])
+                found[i] = self.cache.put(keys[i], out)
         return torch.stack(found).to(x_T)
-
-    def _cached(self, key: str) -> torch.Tensor | None:
-        if key in self.cache:
-            self.cache.move_to_end(key)
-            return self.cache[key]
-        path = self._path(key)
-        if path is None or not path.is_file():
-            return None
-        out = load_file(path)["target"]
-        self._remember(key, out)
-        return out
-
-    def _store(self, key: str, out: torch.Tensor) -> None:
-        self._remember(key, out)
-        path = self._path(key)
-        if path is not None:
-            with atomic_write(path) as handle:
-                handle.write(save({"target": out}))
-
-    def _remember(self, key: str, out: torch.Tensor) -> None:
-        if self.config.cache_size:
-            self.cache[key] = out
-            while len(self.cache) > self.config.cache_size:
-                self.cache.popitem(last=False)
-
-    def _path(self, key: str) -> Path | None:
-        return self.cache_dir / key[:2] / f"{key}.safetensors" if self.cache_dir else None
 
     def loss(self, student: Denoiser, x0: torch.Tensor, y: torch.Tensor,
              generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -149,8 +116,7 @@ class SinSRDistillation:
         return total, parts
 
 
-def _key(*tensors: torch.Tensor, prefix: str = "") -> str:
-    digest = hashlib.blake2b(prefix.encode(), digest_size=16)
-    for tensor in tensors:
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+def start_states(process: ResShift, y: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """x_T = y + κ√η_T ε with one seeded ε per sample (one generator each)."""
+    noise = torch.stack([torch.randn(y.shape[1:], generator=g) for g in generators])
+    return process.prior_sample(y, noise)

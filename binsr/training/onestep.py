@@ -1,5 +1,11 @@
-"""Training the ``onestep`` pipeline: SinSR one-step distillation of a ResShift teacher file; with
-``binarize`` the student (initialised from the teacher, or from ``init``) is binarized first — BiMaCoSR."""
+"""Training the ``onestep`` pipeline: a one-step student distilled from a teacher.
+
+* A ResShift teacher file: SinSR one-step distillation of its T-step map; with ``binarize`` the student
+  (initialised from the teacher, or from ``init``) is binarized first — BiMaCoSR.
+* Any other registered upscaler (a peer such as ``realesrgan-x4plus``, a shipped model, a model file of
+  another kind): the student (``init``, required) learns the teacher's images
+  (:mod:`binsr.training.imitation`), the losses in the recipe's ``imitate`` section.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,10 @@ from binsr.config import ConfigError, from_dict, to_dict
 from binsr.diffusion.distill import DistillConfig, SinSRDistillation
 from binsr.errors import BinsrError
 from binsr.models.description import apply_binarization
-from binsr.pipelines import load_model, load_network, pipeline_type, read_model_spec
+from binsr.pipelines import PEERS, load, load_model, load_network, model_scale, pipeline_type, read_model_spec, resolve
+from binsr.pipelines.model_file import ModelSpec
 from binsr.pipelines.resshift import OneStepUpscaler, ResShiftFamily, ResShiftUpscaler
+from binsr.training.imitation import ImitationConfig, UpscalerImitation, teacher_fingerprint
 from binsr.training.recipe import BinarizeConfig, Recipe
 from binsr.training.resshift import LatentStates
 from binsr.training.tasks import Losses, register_task
@@ -26,17 +34,20 @@ from binsr.training.tasks import Losses, register_task
 class OneStepRecipe(Recipe):
     """An ``onestep`` recipe (formerly ``distill``): :class:`~binsr.training.recipe.Recipe`'s sections and
 
-    ``teacher`` the ResShift teacher's model file (required; the student's architecture, process and
-    autoencoder are the teacher's); ``init`` student weights to start from, a teacher or one-step file of
-    the same architecture (None: the teacher's); ``binarize``
-    :class:`~binsr.training.recipe.BinarizeConfig` or None (full precision: SinSR); ``distill`` the losses'
-    weights (:class:`~binsr.diffusion.distill.DistillConfig`).
+    ``teacher`` a ResShift teacher's model file (SinSR: the student's architecture, process and autoencoder
+    are the teacher's), or any other upscaler by name or file (required); ``init`` student weights to start
+    from, a teacher or one-step file of the same architecture (None: the ResShift teacher's; required for
+    another teacher); ``binarize`` :class:`~binsr.training.recipe.BinarizeConfig` or None (full precision:
+    SinSR); ``distill`` SinSR's loss weights (:class:`~binsr.diffusion.distill.DistillConfig`), for a
+    ResShift teacher; ``imitate`` the losses for another teacher
+    (:class:`~binsr.training.imitation.ImitationConfig`; None: its defaults).
     """
 
     teacher: str | None = None
     init: str | None = None
     binarize: BinarizeConfig | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
+    imitate: ImitationConfig | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OneStepRecipe:
@@ -45,46 +56,74 @@ class OneStepRecipe(Recipe):
                               "'model' and 'diffusion'")
         recipe = from_dict(cls, {k: v for k, v in data.items() if k not in ("model", "diffusion")})
         if not recipe.teacher:
-            raise ConfigError("task 'onestep' needs 'teacher': the model file of a ResShift teacher")
+            raise ConfigError("task 'onestep' needs 'teacher': a ResShift teacher's model file, or an upscaler "
+                              "to imitate (a name or a model file)")
         recipe.check(data)
         return recipe
 
 
+def resshift_teacher(teacher: str) -> ModelSpec | None:
+    """The spec of ``teacher`` when it is a ResShift teacher's model file (SinSR), else None."""
+    if teacher in PEERS and not Path(teacher).exists() or teacher == "bicubic":
+        return None
+    spec = read_model_spec(resolve(teacher))
+    return spec if pipeline_type(spec.kind) is ResShiftUpscaler else None
+
+
 @register_task(OneStepUpscaler, OneStepRecipe)
 class DistillTask(LatentStates):
-    """Student = the teacher's network with the teacher's (or ``init``'s) weights, binarized if asked."""
+    """Student = ``init``'s network (or the ResShift teacher's), binarized if asked; its loss is SinSR's for a
+    ResShift teacher and :class:`~binsr.training.imitation.UpscalerImitation` for any other upscaler."""
 
     def __init__(self, config: OneStepRecipe) -> None:
         self.config = config
-        self.teacher_spec = read_model_spec(config.teacher)
-        if pipeline_type(self.teacher_spec.kind) is not ResShiftUpscaler:
-            raise BinsrError(f"teacher {config.teacher} is not a ResShift teacher (kind {self.teacher_spec.kind!r}); "
-                             f"train one with a '{ResShiftUpscaler.kind}' recipe")
-        if self.teacher_spec.scale != config.data.scale:
-            raise BinsrError(f"teacher {config.teacher} is a x{self.teacher_spec.scale} model but the student is "
-                             f"trained for x{config.data.scale} (data.scale)")
-        teacher = load_model(config.teacher, spec=self.teacher_spec)
-        self.teacher, self.process, self.autoencoder = teacher.network, teacher.process, teacher.autoencoder
-        self.teacher.requires_grad_(False).eval()
-        init = config.init or config.teacher
-        init_spec = teacher.spec if init == config.teacher else read_model_spec(init)
-        if (not issubclass(pipeline_type(init_spec.kind), ResShiftFamily) or init_spec.scale != config.data.scale
-                or init_spec.packed):
-            raise BinsrError(f"init {init} is not a x{config.data.scale} ResShift teacher or one-step student "
-                             f"with trainable weights")
-        if init_spec.network.config != teacher.spec.network.config:
+        scale = config.data.scale
+        self.teacher_spec = resshift_teacher(config.teacher)
+        if self.teacher_spec is not None:
+            if self.teacher_spec.scale != scale:
+                raise BinsrError(f"teacher {config.teacher} is a x{self.teacher_spec.scale} model but the student is "
+                                 f"trained for x{scale} (data.scale)")
+            if config.imitate is not None:
+                raise BinsrError(f"teacher {config.teacher} is a ResShift teacher: its losses are 'distill' "
+                                 f"(SinSR), not 'imitate'")
+            teacher = load_model(config.teacher, spec=self.teacher_spec)
+            self.teacher, self.process, self.autoencoder = teacher.network, teacher.process, teacher.autoencoder
+            self.teacher.requires_grad_(False).eval()
+            init = config.init or config.teacher
+            self.student_spec = teacher.spec if init == config.teacher else read_model_spec(resolve(init))
+        else:
+            if not config.init:
+                raise BinsrError(f"teacher {config.teacher} is not a ResShift teacher: name the student's model "
+                                 f"file as 'init' (a x{scale} ResShift teacher or one-step student)")
+            if config.distill != DistillConfig():
+                raise BinsrError(f"teacher {config.teacher} is not a ResShift teacher: its losses are 'imitate', "
+                                 f"not 'distill' (SinSR's)")
+            model_scale(config.teacher, scale)  # a teacher of another scale is an error here, before any work
+            init = config.init
+            self.student_spec = read_model_spec(resolve(init))
+        spec = self.student_spec
+        if not issubclass(pipeline_type(spec.kind), ResShiftFamily) or spec.scale != scale or spec.packed:
+            raise BinsrError(f"init {init} is not a x{scale} ResShift teacher or one-step student with trainable "
+                             f"weights")
+        if self.teacher_spec is not None and spec.network.config != self.teacher_spec.network.config:
             raise BinsrError(f"init {init} has another architecture than the teacher {config.teacher}")
-        self.model = load_network(init, init_spec)
-        self.binarization = init_spec.network.binarize
+        if self.teacher_spec is None:
+            student = load_model(resolve(init), spec=spec)
+            self.model, self.process, self.autoencoder = student.network, student.process, student.autoencoder
+            self.imitation = UpscalerImitation(self.process, self.autoencoder, load(config.teacher, scale),
+                                               config.imitate or ImitationConfig(), teacher_fingerprint(config.teacher))
+        else:
+            self.model = load_network(resolve(init), spec)
+            self.distillation = SinSRDistillation(self.process, self.teacher, config.distill)
+        self.binarization = spec.network.binarize
         if config.binarize is not None:
             if self.binarization:
                 raise BinsrError(f"init {init} is already binarized ({self.binarization.method}); drop 'binarize'")
             self.binarization = apply_binarization(self.model, to_dict(config.binarize))
-        self.distillation = SinSRDistillation(self.process, self.teacher, config.distill)
         self.multiple = self.model.multiple
 
     def to(self, device: torch.device) -> DistillTask:
-        for part in (self.model, self.teacher, self.autoencoder):
+        for part in (self.model, getattr(self, "teacher", None), self.autoencoder):
             if part is not None:
                 part.to(device)
         return self
@@ -92,14 +131,16 @@ class DistillTask(LatentStates):
     def loss(self, net: nn.Module, lr: torch.Tensor, hr: torch.Tensor,
              generators: Sequence[torch.Generator]) -> Losses:
         x0, y = self.states(lr, hr)
+        if self.teacher_spec is None:
+            return self.imitation.loss(net, lr, hr, y, generators)
         return self.distillation.loss(net, x0, y, generators)
 
     def upscaler(self, net: nn.Module) -> OneStepUpscaler:
         return self.pipeline(net, self.process, self.config.data.scale, **self.upscaler_options(self.multiple))
 
     def spec(self) -> dict[str, Any]:
-        network = replace(self.teacher_spec.network, binarize=self.binarization)
-        autoencoder = self.teacher_spec.autoencoder
-        return {"kind": self.pipeline.kind, "network": network.to_dict(), "process": self.teacher_spec.process.to_dict(),
+        network = replace(self.student_spec.network, binarize=self.binarization)
+        autoencoder = self.student_spec.autoencoder
+        return {"kind": self.pipeline.kind, "network": network.to_dict(), "process": self.student_spec.process.to_dict(),
                 "teacher": Path(self.config.teacher).name,
                 "autoencoder": autoencoder.to_dict() if autoencoder is not None else None}

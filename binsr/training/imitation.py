@@ -1,0 +1,126 @@
+"""Distillation from any registered upscaler (a peer such as ``realesrgan-x4plus``, a shipped model, or a
+model file of any kind) into a one-step ResShift-family student: the student learns the teacher's *images*.
+
+The student's one-step output x̂₀ = f̂(x_T, y, T) is decoded to an image Ŝ in [0, 1] and pulled towards the
+teacher's upscaling of the same LR patch, T(lr), and optionally towards the HR patch:
+
+    L = w_t · ρ(Ŝ, T(lr)) + w_r · ρ(Ŝ, HR) + w_e · ‖∇Ŝ − ∇T(lr)‖₁
+
+with ρ the L1 (Real-ESRGAN's pixel loss; default) or MSE distance and ∇ the horizontal and vertical pixel
+differences, which weigh the teacher's edges and texture more than a pixel loss does. The teacher runs once
+per training patch: with ``cache_dir`` its outputs are kept on disk keyed by the teacher's files and the LR
+patch, so later runs with the same data seed (another loss, another binarization) read them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from binsr.config import check_ranges
+from binsr.diffusion.distill import start_states
+from binsr.diffusion.resshift import Denoiser, ResShift
+from binsr.models.autoencoder import Autoencoder
+from binsr.pipelines import PEERS, Upscaler, resolve
+from binsr.pipelines.peers import peer_files
+from binsr.utils.tensor_cache import TensorCache, content_key
+
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+
+
+@dataclass
+class ImitationConfig:
+    """The losses of distillation from an upscaler teacher, and its output cache.
+
+    Fields (default): ``teacher_weight`` w_t of ρ(student, teacher image) (1.0); ``regression_weight`` w_r of
+    ρ(student, HR) (0.0); ``edge_weight`` w_e of the L1 distance of the images' pixel differences (0.0);
+    ``loss`` ρ, ``l1`` or ``mse`` (``l1``); ``cache_size`` teacher images kept in memory, a count (0);
+    ``cache_dir`` a folder of teacher images kept on disk (None: none).
+    """
+
+    teacher_weight: float = 1.0
+    regression_weight: float = 0.0
+    edge_weight: float = 0.0
+    loss: str = "l1"
+    cache_size: int = 0
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        check_ranges(self, teacher_weight=(0.0, 1e6), regression_weight=(0.0, 1e6), edge_weight=(0.0, 1e6),
+                     cache_size=(0, 10**9))
+
+
+def teacher_fingerprint(name: str) -> str:
+    """``name`` and a digest of the files it runs from (a peer's .param/.bin, a model file), so a cache
+    never serves one teacher's images for another."""
+    if name == "bicubic":
+        return name
+    files = peer_files(name) if name in PEERS and not Path(name).exists() else (resolve(name),)
+    digest = hashlib.blake2b(digest_size=16)
+    for path in files:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return f"{name}:{digest.hexdigest()}"
+
+
+def pixel_differences(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, H, W) → horizontal (B, C, H, W−1) and vertical (B, C, H−1, W) neighbour differences."""
+    return image[..., :, 1:] - image[..., :, :-1], image[..., 1:, :] - image[..., :-1, :]
+
+
+class UpscalerImitation:
+    """``loss(student, lr, hr, y, generators) -> (total, {"teacher": …, "regression": …, "edge": …})``.
+
+    ``process`` and ``autoencoder`` (None: pixel space) are the student's; y is its condition state for lr.
+    """
+
+    def __init__(self, process: ResShift, autoencoder: Autoencoder | None, teacher: Upscaler,
+                 config: ImitationConfig, fingerprint: str) -> None:
+        self.process, self.autoencoder, self.teacher = process, autoencoder, teacher
+        self.config, self.fingerprint = config, fingerprint
+        self.cache = TensorCache(config.cache_size, config.cache_dir)
+        self.teacher_calls = 0  # patches the teacher has upscaled (cache misses)
+
+    @torch.no_grad()
+    def teacher_outputs(self, lr: torch.Tensor) -> torch.Tensor:
+        """T(lr) per sample (B, 3, h·s, w·s) in [0, 1], from the cache where the same patch was seen before."""
+        keys = [content_key(lr[i], prefix=self.fingerprint) for i in range(lr.shape[0])]
+        found = [self.cache.get(key) if self.cache.enabled else None for key in keys]
+        missing = [i for i, out in enumerate(found) if out is None]
+        if missing:
+            self.teacher_calls += len(missing)
+            fresh = self.teacher.upscale(lr[missing].cpu())
+            for i, out in zip(missing, fresh):
+                found[i] = self.cache.put(keys[i], out) if self.cache.enabled else out
+        return torch.stack(found).to(lr)
+
+    def student_image(self, student: Denoiser, y: torch.Tensor,
+                      generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """The student's one-step output as an image in [0, 1] (not clamped, so gradients reach every pixel)."""
+        x0 = self.process.one_step(student, start_states(self.process, y, generators).to(y), y)
+        return (self.autoencoder.decode(x0) if self.autoencoder is not None else x0) / 2 + 0.5
+
+    def loss(self, student: Denoiser, lr: torch.Tensor, hr: torch.Tensor, y: torch.Tensor,
+             generators: Sequence[torch.Generator]) -> tuple[torch.Tensor, dict[str, float]]:
+        config, distance = self.config, LOSSES[self.config.loss]
+        image = self.student_image(student, y, generators)
+        total, parts = image.new_zeros(()), {}
+        target = self.teacher_outputs(lr) if config.teacher_weight or config.edge_weight else None
+        terms = [("teacher", config.teacher_weight, lambda: distance(image, target)),
+                 ("regression", config.regression_weight, lambda: distance(image, hr)),
+                 ("edge", config.edge_weight, lambda: sum(F.l1_loss(a, b) for a, b in
+                                                          zip(pixel_differences(image), pixel_differences(target))))]
+        for name, weight, term in terms:
+            if weight:
+                value = term()
+                total = total + weight * value
+                parts[name] = float(value.detach())
+        return total, parts
