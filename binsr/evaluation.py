@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,7 @@ from binsr.metrics.lpips import LPIPS, lpips_distance
 from binsr.metrics.niqe import niqe
 from binsr.metrics.psnr_ssim import psnr, ssim
 from binsr.models.denoiser import bind_timesteps
-from binsr.pipelines import PEERS, pipeline_type, read_model_spec
+from binsr.pipelines import PEERS, is_peer, pipeline_type, read_model_spec
 from binsr.pipelines.peers import peer_files
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.shipped import shipped_path
@@ -136,7 +135,7 @@ def describe_model(name_or_path: str, size: int = 256, count: bool = True, steps
     if name_or_path == "bicubic":
         return {"method": "bicubic", "bits": None, "params": 0.0, "ops": None, "ops_output_size": None,
                 "sampling": "interpolation"}
-    if name_or_path in PEERS and not Path(name_or_path).exists():  # ncnn's graph is not counted: Params only
+    if is_peer(name_or_path):  # ncnn's graph is not counted: Params only
         params = peer_files(name_or_path)[1].stat().st_size / 2 if count else None  # fp16 weights, 2 bytes each
         return {"method": f"peer: {PEERS.get(name_or_path).summary}", "bits": 32, "params": params, "ops": None,
                 "ops_output_size": None, "sampling": "1 network call (ncnn, fp32)"}

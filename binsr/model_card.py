@@ -20,7 +20,7 @@ import torch
 from binsr import __version__
 from binsr.errors import BinsrError
 from binsr.evaluation import describe_model
-from binsr.pipelines import read_model_spec
+from binsr.pipelines import available, read_model_spec
 
 
 def training_hours(log_path: str | os.PathLike[str]) -> float | None:
@@ -54,11 +54,9 @@ def earlier_stages(recipe: dict[str, Any]) -> list[dict[str, Any]]:
     stages = []
     for role in ("teacher", "init"):
         path = recipe.get(role)
-        if path and not Path(path).is_file():
-            if role == "teacher" and "/" not in path and not path.endswith(".safetensors"):
+        if not path or not Path(path).is_file():
+            if path in available():
                 stages.append({"role": role, "model": path})
-            continue
-        if not path:
             continue
         spec = read_model_spec(path)
         stage = spec.recipe or {}

@@ -22,6 +22,7 @@ from binsr.metrics.psnr_ssim import psnr, ssim
 from binsr.pipelines import (
     DEFAULT_MODEL,
     PEERS,
+    is_peer,
     load,
     peers_installed,
     pipeline_type,
@@ -93,7 +94,7 @@ class DemoRunner:
     @staticmethod
     def takes_steps(model: str) -> bool:
         """Whether ``model`` (a name or file) samples with a step count the user may choose (SR3 / BI-DiffSR)."""
-        if model in PEERS and not Path(model).exists():
+        if is_peer(model):
             return False
         return pipeline_type(read_model_spec(resolve(model)).kind).takes_steps
 
@@ -133,7 +134,7 @@ class DemoRunner:
 
         rows = [("output", f"{sr.shape[-1]}×{sr.shape[-2]} (×{outscale:g})"),
                 ("time", f"{seconds:.2f} s on {torch.get_num_threads()} CPU thread(s)")]
-        if choice in PEERS and not Path(choice).exists():
+        if is_peer(choice):
             weights = peer_files(choice)[1]
             rows += [("model", f"{choice}: {PEERS.get(choice).summary}, ×{upscaler.scale}"),
                      ("weight bits", "16 (fp16 file), computed in fp32"),

@@ -75,17 +75,10 @@ class SinSRDistillation:
     @torch.no_grad()
     def teacher_outputs(self, x_T: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """F_θ(x_T, y) per sample, from the memory or disk cache where the same (x_T, y) was seen before."""
-        if not self.cache.enabled:
-            self.teacher_calls += x_T.shape[0]
-            return self.process.teacher_map(self.teacher, x_T, y)
-        keys = [content_key(x_T[i], y[i], prefix=self.teacher_key) for i in range(x_T.shape[0])]
-        found = [self.cache.get(key) for key in keys]
-        missing = [i for i, out in enumerate(found) if out is None]
-        if missing:
-            self.teacher_calls += len(missing)
-            fresh = self.process.teacher_map(self.teacher, x_T[missing], y[missing])
-            for i, out in zip(missing, fresh):
-                found[i] = self.cache.put(keys[i], out)
+        found, computed = self.cache.get_or_compute(
+            x_T.shape[0], lambda i: content_key(x_T[i], y[i], prefix=self.teacher_key),
+            lambda rows: self.process.teacher_map(self.teacher, x_T[rows], y[rows]))
+        self.teacher_calls += computed
         return torch.stack(found).to(x_T)
 
     def loss(self, student: Denoiser, x0: torch.Tensor, y: torch.Tensor,

@@ -12,7 +12,7 @@ from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
 from binsr.pipelines.diffusion import DiffusionUpscaler
 from binsr.pipelines.model_file import LoadedModel, ModelSpec, load_model, load_network, read_model_spec
-from binsr.pipelines.peers import PEERS, load_peer, peers_installed
+from binsr.pipelines.peers import PEERS, is_peer, load_peer, peers_installed
 from binsr.pipelines.registry import PIPELINES, pipeline_type, register_pipeline
 from binsr.pipelines.resshift import OneStepUpscaler, ResShiftFamily, ResShiftUpscaler
 from binsr.pipelines.shipped import DEFAULT_MODEL, ShippedModel, shipped_models, shipped_path
@@ -43,7 +43,7 @@ def model_scale(name_or_path: str, scale: int | None = None) -> int:
         if scale is None:
             raise BinsrError("the bicubic model needs a scale (--scale)")
         return scale
-    if name_or_path in PEERS and not Path(name_or_path).exists():
+    if is_peer(name_or_path):
         peer = PEERS.get(name_or_path)
         if scale is not None and scale != peer.scale:
             raise BinsrError(f"{name_or_path} is a x{peer.scale} model; x{scale} was requested")
@@ -69,7 +69,7 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
     """
     if name_or_path == "bicubic":
         return BicubicUpscaler(model_scale(name_or_path, scale))
-    if name_or_path in PEERS and not Path(name_or_path).exists():
+    if is_peer(name_or_path):
         if device != "cpu" and torch.device(device).type != "cpu":
             raise BinsrError(f"{name_or_path} runs on the CPU (ncnn), not on {device}")
         return load_peer(name_or_path, scale, **options)
@@ -86,5 +86,6 @@ def upscaler_for(model: LoadedModel, name: str, **options: Any) -> DiffusionUpsc
 
 __all__ = ["DEFAULT_MODEL", "PEERS", "PIPELINES", "BicubicUpscaler", "DiffusionUpscaler", "LoadedModel", "ModelSpec",
            "OneStepUpscaler", "ResShiftFamily", "ResShiftUpscaler", "SR3Upscaler", "ShippedModel", "Upscaler",
-           "available", "load", "load_model", "load_network", "model_scale", "peers_installed", "pipeline_type", "read_model_spec",
+           "available", "is_peer", "load", "load_model", "load_network", "model_scale", "peers_installed", "pipeline_type",
+           "read_model_spec",
            "register_pipeline", "resolve", "shipped_models", "upscaler_for"]

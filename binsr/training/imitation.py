@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ from binsr.config import check_ranges
 from binsr.diffusion.distill import start_states
 from binsr.diffusion.resshift import Denoiser, ResShift
 from binsr.models.autoencoder import Autoencoder
-from binsr.pipelines import PEERS, Upscaler, resolve
+from binsr.pipelines import Upscaler, is_peer, resolve
 from binsr.pipelines.peers import peer_files
 from binsr.utils.tensor_cache import TensorCache, content_key
 
@@ -62,7 +61,7 @@ def teacher_fingerprint(name: str) -> str:
     never serves one teacher's images for another."""
     if name == "bicubic":
         return name
-    files = peer_files(name) if name in PEERS and not Path(name).exists() else (resolve(name),)
+    files = peer_files(name) if is_peer(name) else (resolve(name),)
     digest = hashlib.blake2b(digest_size=16)
     for path in files:
         with open(path, "rb") as handle:
@@ -92,14 +91,10 @@ class UpscalerImitation:
     @torch.no_grad()
     def teacher_outputs(self, lr: torch.Tensor) -> torch.Tensor:
         """T(lr) per sample (B, 3, h·s, w·s) in [0, 1], from the cache where the same patch was seen before."""
-        keys = [content_key(lr[i], prefix=self.fingerprint) for i in range(lr.shape[0])]
-        found = [self.cache.get(key) if self.cache.enabled else None for key in keys]
-        missing = [i for i, out in enumerate(found) if out is None]
-        if missing:
-            self.teacher_calls += len(missing)
-            fresh = self.teacher.upscale(lr[missing].cpu())
-            for i, out in zip(missing, fresh):
-                found[i] = self.cache.put(keys[i], out) if self.cache.enabled else out
+        found, computed = self.cache.get_or_compute(
+            lr.shape[0], lambda i: content_key(lr[i], prefix=self.fingerprint),
+            lambda rows: self.teacher.upscale(lr[rows].cpu()))
+        self.teacher_calls += computed
         return torch.stack(found).to(lr)
 
     def student_image(self, student: Denoiser, y: torch.Tensor,

@@ -21,7 +21,7 @@ from binsr.config import ConfigError, from_dict, to_dict
 from binsr.diffusion.distill import DistillConfig, SinSRDistillation
 from binsr.errors import BinsrError
 from binsr.models.description import apply_binarization
-from binsr.pipelines import PEERS, load, load_model, load_network, model_scale, pipeline_type, read_model_spec, resolve
+from binsr.pipelines import is_peer, load, load_model, load_network, model_scale, pipeline_type, read_model_spec, resolve
 from binsr.pipelines.model_file import ModelSpec
 from binsr.pipelines.resshift import OneStepUpscaler, ResShiftFamily, ResShiftUpscaler
 from binsr.training.imitation import ImitationConfig, UpscalerImitation, teacher_fingerprint
@@ -64,10 +64,20 @@ class OneStepRecipe(Recipe):
 
 def resshift_teacher(teacher: str) -> ModelSpec | None:
     """The spec of ``teacher`` when it is a ResShift teacher's model file (SinSR), else None."""
-    if teacher in PEERS and not Path(teacher).exists() or teacher == "bicubic":
+    if is_peer(teacher) or teacher == "bicubic":
         return None
     spec = read_model_spec(resolve(teacher))
     return spec if pipeline_type(spec.kind) is ResShiftUpscaler else None
+
+
+def _student_spec(init: str, spec: ModelSpec | None, scale: int) -> ModelSpec:
+    """The spec of the student's starting file ``init`` (``spec`` when already read), which must be a x``scale``
+    ResShift-family file with trainable weights."""
+    spec = spec or read_model_spec(resolve(init))
+    if not issubclass(pipeline_type(spec.kind), ResShiftFamily) or spec.scale != scale or spec.packed:
+        raise BinsrError(f"init {init} is not a x{scale} ResShift teacher or one-step student with trainable "
+                         f"weights")
+    return spec
 
 
 @register_task(OneStepUpscaler, OneStepRecipe)
@@ -79,6 +89,7 @@ class DistillTask(LatentStates):
         self.config = config
         scale = config.data.scale
         self.teacher_spec = resshift_teacher(config.teacher)
+        self.teacher: nn.Module | None = None  # a ResShift teacher's network (another teacher: in imitation)
         if self.teacher_spec is not None:
             if self.teacher_spec.scale != scale:
                 raise BinsrError(f"teacher {config.teacher} is a x{self.teacher_spec.scale} model but the student is "
@@ -90,7 +101,11 @@ class DistillTask(LatentStates):
             self.teacher, self.process, self.autoencoder = teacher.network, teacher.process, teacher.autoencoder
             self.teacher.requires_grad_(False).eval()
             init = config.init or config.teacher
-            self.student_spec = teacher.spec if init == config.teacher else read_model_spec(resolve(init))
+            spec = self.student_spec = _student_spec(init, teacher.spec if init == config.teacher else None, scale)
+            if spec.network.config != self.teacher_spec.network.config:
+                raise BinsrError(f"init {init} has another architecture than the teacher {config.teacher}")
+            self.model = load_network(resolve(init), spec)
+            self.distillation = SinSRDistillation(self.process, self.teacher, config.distill)
         else:
             if not config.init:
                 raise BinsrError(f"teacher {config.teacher} is not a ResShift teacher: name the student's model "
@@ -100,21 +115,11 @@ class DistillTask(LatentStates):
                                  f"not 'distill' (SinSR's)")
             model_scale(config.teacher, scale)  # a teacher of another scale is an error here, before any work
             init = config.init
-            self.student_spec = read_model_spec(resolve(init))
-        spec = self.student_spec
-        if not issubclass(pipeline_type(spec.kind), ResShiftFamily) or spec.scale != scale or spec.packed:
-            raise BinsrError(f"init {init} is not a x{scale} ResShift teacher or one-step student with trainable "
-                             f"weights")
-        if self.teacher_spec is not None and spec.network.config != self.teacher_spec.network.config:
-            raise BinsrError(f"init {init} has another architecture than the teacher {config.teacher}")
-        if self.teacher_spec is None:
+            spec = self.student_spec = _student_spec(init, None, scale)
             student = load_model(resolve(init), spec=spec)
             self.model, self.process, self.autoencoder = student.network, student.process, student.autoencoder
             self.imitation = UpscalerImitation(self.process, self.autoencoder, load(config.teacher, scale),
                                                config.imitate or ImitationConfig(), teacher_fingerprint(config.teacher))
-        else:
-            self.model = load_network(resolve(init), spec)
-            self.distillation = SinSRDistillation(self.process, self.teacher, config.distill)
         self.binarization = spec.network.binarize
         if config.binarize is not None:
             if self.binarization:
@@ -123,7 +128,7 @@ class DistillTask(LatentStates):
         self.multiple = self.model.multiple
 
     def to(self, device: torch.device) -> DistillTask:
-        for part in (self.model, getattr(self, "teacher", None), self.autoencoder):
+        for part in (self.model, self.teacher, self.autoencoder):
             if part is not None:
                 part.to(device)
         return self

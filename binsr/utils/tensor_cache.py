@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,6 +33,18 @@ class TensorCache:
     @property
     def enabled(self) -> bool:
         return bool(self.size or self.folder)
+
+    def get_or_compute(self, count: int, key_of: Callable[[int], str],
+                       compute: Callable[[list[int]], torch.Tensor]) -> tuple[list[torch.Tensor], int]:
+        """``count`` items: item i from the cache under ``key_of(i)``, the rest from one ``compute(missing
+        indices)`` (stacked along dim 0) and stored; with no cache, all computed. Returns (items, computed)."""
+        keys = [key_of(i) for i in range(count)] if self.enabled else []
+        found: list[torch.Tensor | None] = [self.get(key) for key in keys] if self.enabled else [None] * count
+        missing = [i for i, out in enumerate(found) if out is None]
+        if missing:
+            for i, out in zip(missing, compute(missing)):
+                found[i] = self.put(keys[i], out) if self.enabled else out
+        return found, len(missing)  # type: ignore[return-value]
 
     def get(self, key: str) -> torch.Tensor | None:
         if key in self.memory:
