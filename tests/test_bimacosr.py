@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,65 @@ def test_real_esrgan_teaches_through_the_recipe_as_shipped(chain: dict[str, Path
     assert trainer.task.imitation.teacher_calls == 2
     assert teacher_fingerprint("realesrgan-x4plus") != teacher_fingerprint("realesrgan-x4plus-anime")
     assert read_model_spec(model_file).teacher == "realesrgan-x4plus"
+
+
+# --- the adversarial loss (binsr.training.adversary) --------------------------------------------------------
+def test_adversary_losses_are_their_formulas_and_only_its_update_trains_the_discriminator() -> None:
+    from binsr.training.adversary import Adversary, AdversaryConfig
+
+    torch.manual_seed(0)
+    adversary = Adversary(AdversaryConfig(weight=0.1, channels=4, lr=1e-2))
+    real, fake = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16, requires_grad=True)
+    before = {k: v.clone() for k, v in adversary.discriminator.state_dict().items()}
+    loss = adversary.generator_loss(fake, real)
+    loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0  # the student gets a gradient …
+    assert all(p.grad is None for p in adversary.discriminator.parameters())  # … D none, and D is unchanged
+    assert all(torch.equal(before[k], v) for k, v in adversary.discriminator.state_dict().items())
+    # float64 re-computation: mean log(1 + exp(-D(fake))), with D's effective (spectrally normalised) weights
+    discriminator = adversary.discriminator.eval()
+    with torch.no_grad():
+        logits = discriminator(fake.detach()).double()
+        assert float(loss) == pytest.approx(float(torch.log1p(torch.exp(-logits)).mean()), rel=1e-5)
+        d_real, d_fake = discriminator(real).double(), logits
+        expected_d = float(torch.log1p(torch.exp(-d_real)).mean() + torch.log1p(torch.exp(d_fake)).mean())
+    discriminator.train()
+    state = {k: v.clone() for k, v in discriminator.state_dict().items()}
+    assert adversary.update() == pytest.approx(expected_d, rel=1e-3)  # (a power iteration moves σ a little)
+    assert any(not torch.equal(state[k], v) for k, v in discriminator.state_dict().items())
+    with pytest.raises(RuntimeError, match="before any generator_loss"):
+        adversary.update()  # each batch trains D once
+    # a few updates on fixed batches teach D to tell them apart
+    first = None
+    for _ in range(30):
+        adversary.generator_loss(fake.detach(), real)
+        value = adversary.update()
+        first = value if first is None else first
+    assert value < first
+
+
+def test_an_adversarial_run_resumes_bit_exactly_with_its_discriminator(chain: dict[str, Path], train_folder: Path,
+                                                                        tmp_path: Path) -> None:
+    adversarial = ("imitate.adversarial={weight: 0.5, channels: 4, real: teacher}", "ckpt_every=1", "steps=3",
+                   "keep_checkpoints=3")
+    full = Trainer(imitation_recipe("full", tmp_path, train_folder, chain["binary"], *adversarial), progress=False)
+    full.train()
+    assert full.critic is full.task.imitation.adversary and full.critic is not None
+    # the run as a kill after step 1 leaves it: its first checkpoint only
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    for later in ("step_00000002", "step_00000003"):
+        shutil.rmtree(tmp_path / "cut" / "checkpoints" / later)
+    (tmp_path / "cut" / "checkpoints" / "latest").write_text("step_00000001")
+    resumed = Trainer(imitation_recipe("cut", tmp_path, train_folder, chain["binary"], *adversarial), resume=True,
+                      progress=False)
+    assert resumed.step == 1
+    resumed.train()
+    for mine, theirs in ((full.model, resumed.model), (full.critic.discriminator, resumed.critic.discriminator)):
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    d_state = full.critic.optimizer.state_dict()["state"]
+    assert d_state and all(int(s["step"]) == 3 for s in d_state.values())  # D took one step per student step
+    with pytest.raises(ConfigError, match="weight must be > 0"):
+        imitation_recipe("bad", tmp_path, train_folder, chain["binary"], "imitate.adversarial={weight: 0}")
+    with pytest.raises(ConfigError, match="real must be one of hr, teacher"):
+        imitation_recipe("bad", tmp_path, train_folder, chain["binary"], "imitate.adversarial={real: lr}")

@@ -3,7 +3,8 @@ pointer last.
 
 ``checkpoints/step_00000100/`` holds ``model.safetensors`` (a complete model file, usable by
 ``binsr upscale``), ``ema.safetensors`` when EMA is on, ``state.pt`` — optimizer, LR schedule, step and
-the RNG state — read back with ``torch.load(weights_only=True)``, and ``manifest.json``, the SHA-256 of
+the RNG state, and a critic's weights and optimizer when the task has one — read back with
+``torch.load(weights_only=True)``, and ``manifest.json``, the SHA-256 of
 each of them. A checkpoint whose files do not match their manifest (truncated, overwritten, bit rot) is
 reported by name and :func:`resumable_checkpoints` offers the ones before it.
 """

@@ -4,7 +4,8 @@ Reproducible by construction: data order is a seeded permutation per epoch, each
 contiguous slice of the global batch, and each sample's noise and timestep come from
 (seed, step, global sample index). Hence ``torchrun --nproc_per_node=N`` with batch B gives the same
 training as one process with batch N·B, and ``--resume`` continues bit-exactly from the last
-checkpoint (which stores optimizer, LR schedule, loss scaler and the RNG state used by dropout).
+checkpoint (which stores optimizer, LR schedule, loss scaler and the RNG state used by dropout, and a task's
+critic — a GAN's discriminator — with its optimizer).
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.task = make_task(config).to(self.device)
         self.model = self.task.model
+        self.critic = getattr(self.task, "critic", None)  # a GAN's discriminator, trained after each step
+        if self.critic is not None:
+            self.critic.to(self.device)
+            if self.world > 1:
+                self.critic.distribute()
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if config.optim.ema_decay else None
         self.net = DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.optimizer = make_optimizer(self.model.parameters(), config.optim)
@@ -106,6 +112,11 @@ class Trainer:
             self.lr_schedule.load_state_dict(state["lr_schedule"])
             self.scaler.load_state_dict(state["scaler"])
             torch.set_rng_state(state["rng"])
+            if self.critic is not None:
+                if "critic" not in state:
+                    raise BinsrError(f"--resume: the checkpoint in {self.run_dir} has no state for the recipe's "
+                                     f"critic (the adversarial loss was added after it was written)")
+                self.critic.load_state_dict(state["critic"])
             if self.device.type == "cuda" and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
@@ -162,6 +173,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.lr_schedule.step()
+        if self.critic is not None:
+            self.critic.update()
         if self.ema is not None:
             _ema_update(self.ema, self.model, self.config.optim.ema_decay)
         return loss.detach().item()
@@ -242,6 +255,8 @@ class Trainer:
         state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
                  "lr_schedule": self.lr_schedule.state_dict(), "scaler": self.scaler.state_dict(),
                  "rng": torch.get_rng_state()}
+        if self.critic is not None:
+            state["critic"] = self.critic.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(self.run_dir, self.step, self.model, self.ema, self.spec(), state,

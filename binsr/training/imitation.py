@@ -4,10 +4,12 @@ model file of any kind) into a one-step ResShift-family student: the student lea
 The student's one-step output x̂₀ = f̂(x_T, y, T) is decoded to an image Ŝ in [0, 1] and pulled towards the
 teacher's upscaling of the same LR patch, T(lr), and optionally towards the HR patch:
 
-    L = w_t · ρ(Ŝ, T(lr)) + w_r · ρ(Ŝ, HR) + w_e · ‖∇Ŝ − ∇T(lr)‖₁
+    L = w_t · ρ(Ŝ, T(lr)) + w_r · ρ(Ŝ, HR) + w_e · ‖∇Ŝ − ∇T(lr)‖₁ + w_a · L_G(Ŝ)
 
-with ρ the L1 (Real-ESRGAN's pixel loss; default) or MSE distance and ∇ the horizontal and vertical pixel
-differences, which weigh the teacher's edges and texture more than a pixel loss does. The teacher runs once
+with ρ the L1 (Real-ESRGAN's pixel loss; default) or MSE distance, ∇ the horizontal and vertical pixel
+differences, which weigh the teacher's edges and texture more than a pixel loss does, and L_G the adversarial
+loss of a patch discriminator trained alongside (``adversarial``; :mod:`binsr.training.adversary`): pixel
+losses alone teach the average of the teacher's detail, which is blurry. The teacher runs once
 per training patch: with ``cache_dir`` its outputs are kept on disk keyed by the teacher's files and the LR
 patch, so later runs with the same data seed (another loss, another binarization) read them back.
 """
@@ -27,6 +29,7 @@ from binsr.diffusion.resshift import Denoiser, ResShift
 from binsr.models.autoencoder import Autoencoder
 from binsr.pipelines import Upscaler, is_peer, resolve
 from binsr.pipelines.peers import peer_files
+from binsr.training.adversary import Adversary, AdversaryConfig
 from binsr.utils.tensor_cache import TensorCache, content_key
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
@@ -39,7 +42,8 @@ class ImitationConfig:
     Fields (default): ``teacher_weight`` w_t of ρ(student, teacher image) (1.0); ``regression_weight`` w_r of
     ρ(student, HR) (0.0); ``edge_weight`` w_e of the L1 distance of the images' pixel differences (0.0);
     ``loss`` ρ, ``l1`` or ``mse`` (``l1``); ``cache_size`` teacher images kept in memory, a count (0);
-    ``cache_dir`` a folder of teacher images kept on disk (None: none).
+    ``cache_dir`` a folder of teacher images kept on disk (None: none); ``adversarial`` the adversarial loss
+    and its discriminator (:class:`~binsr.training.adversary.AdversaryConfig`; None: none).
     """
 
     teacher_weight: float = 1.0
@@ -48,6 +52,7 @@ class ImitationConfig:
     loss: str = "l1"
     cache_size: int = 0
     cache_dir: str | None = None
+    adversarial: AdversaryConfig | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -76,9 +81,12 @@ def pixel_differences(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class UpscalerImitation:
-    """``loss(student, lr, hr, y, generators) -> (total, {"teacher": …, "regression": …, "edge": …})``.
+    """``loss(student, lr, hr, y, generators) -> (total, {"teacher": …, "regression": …, "edge": …,
+    "adversarial": …})``.
 
     ``process`` and ``autoencoder`` (None: pixel space) are the student's; y is its condition state for lr.
+    ``adversary`` is the discriminator's :class:`~binsr.training.adversary.Adversary` (None without one); the
+    engine trains it after each step.
     """
 
     def __init__(self, process: ResShift, autoencoder: Autoencoder | None, teacher: Upscaler,
@@ -87,6 +95,7 @@ class UpscalerImitation:
         self.config, self.fingerprint = config, fingerprint
         self.cache = TensorCache(config.cache_size, config.cache_dir)
         self.teacher_calls = 0  # patches the teacher has upscaled (cache misses)
+        self.adversary = Adversary(config.adversarial) if config.adversarial is not None else None
 
     @torch.no_grad()
     def teacher_outputs(self, lr: torch.Tensor) -> torch.Tensor:
@@ -108,11 +117,16 @@ class UpscalerImitation:
         config, distance = self.config, LOSSES[self.config.loss]
         image = self.student_image(student, y, generators)
         total, parts = image.new_zeros(()), {}
-        target = self.teacher_outputs(lr) if config.teacher_weight or config.edge_weight else None
+        adversarial = config.adversarial
+        real_is_teacher = adversarial is not None and adversarial.real == "teacher"
+        target = self.teacher_outputs(lr) if config.teacher_weight or config.edge_weight or real_is_teacher else None
         terms = [("teacher", config.teacher_weight, lambda: distance(image, target)),
                  ("regression", config.regression_weight, lambda: distance(image, hr)),
                  ("edge", config.edge_weight, lambda: sum(F.l1_loss(a, b) for a, b in
                                                           zip(pixel_differences(image), pixel_differences(target))))]
+        if self.adversary is not None:
+            real = target if real_is_teacher else hr
+            terms.append(("adversarial", adversarial.weight, lambda: self.adversary.generator_loss(image, real)))
         for name, weight, term in terms:
             if weight:
                 value = term()

@@ -126,12 +126,13 @@ class DistillTask(LatentStates):
                 raise BinsrError(f"init {init} is already binarized ({self.binarization.method}); drop 'binarize'")
             self.binarization = apply_binarization(self.model, to_dict(config.binarize))
         self.multiple = self.model.multiple
+        self.critic = self.imitation.adversary if self.teacher_spec is None else None
 
     def to(self, device: torch.device) -> DistillTask:
         for part in (self.model, self.teacher, self.autoencoder):
             if part is not None:
                 part.to(device)
-        return self
+        return self  # the critic is moved by the engine
 
     def loss(self, net: nn.Module, lr: torch.Tensor, hr: torch.Tensor,
              generators: Sequence[torch.Generator]) -> Losses:

@@ -29,8 +29,27 @@ from binsr.utils.registry import Registry
 Losses = tuple[torch.Tensor, dict[str, float]]
 
 
+class Critic(Protocol):
+    """A second network a task trains alongside its model (a GAN's discriminator,
+    :class:`~binsr.training.adversary.Adversary`). The task's loss uses it; after each step of the model the
+    engine calls :meth:`update`, which trains it on that step's batch; its state rides in every checkpoint."""
+
+    def to(self, device: torch.device) -> Critic: ...
+
+    def distribute(self) -> None:
+        """Average its gradients over the processes of a torchrun group."""
+        ...
+
+    def update(self) -> float: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 class Task(Protocol):
-    """What the engine needs of a task (``recipe``: its recipe class; ``pipeline``: the type it trains)."""
+    """What the engine needs of a task (``recipe``: its recipe class; ``pipeline``: the type it trains).
+    A task that trains a second network names it as ``critic`` (:class:`Critic`; absent or None: none)."""
 
     recipe: ClassVar[type[Recipe]]
     pipeline: ClassVar[type[DiffusionUpscaler]]
