@@ -109,8 +109,11 @@ def evaluate(
             if sr.shape != hr.shape:
                 raise ValueError(f"{sample['name']}: the model returned {tuple(sr.shape)} for HR {tuple(hr.shape)}")
             score.channels = "gray" if channels == "y" and sample.get("gray") else channels
-            score.psnr = float(psnr(sr, hr, crop_border=scale, channels=score.channels))
-            score.ssim = float(ssim(sr, hr, crop_border=scale, channels=score.channels))
+            try:
+                score.psnr = float(psnr(sr, hr, crop_border=scale, channels=score.channels))
+                score.ssim = float(ssim(sr, hr, crop_border=scale, channels=score.channels))
+            except ValueError as err:  # too small for the border or SSIM's window: say which image
+                raise DataError(f"{sample['name']}: too small to score ({err})") from None
             if lpips_model is not None:
                 score.lpips = float(lpips_distance(lpips_model, quantize(sr), hr))  # of the saved 8-bit image
         if with_niqe or hr is None:

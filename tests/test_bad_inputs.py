@@ -118,6 +118,13 @@ def _train_zero_lr(tmp: Path) -> list[object]:
     return ["train", "bidiffsr-small-x4", "--set", "optim.lr=0", "--set", f"out_dir={tmp / 'runs'}"]
 
 
+def _eval_too_small(tmp: Path) -> list[object]:
+    _rgb(tmp / "hr" / "ok.png", 32, 32)
+    _rgb(tmp / "hr" / "small.png", 8, 8)
+    return ["eval", "--model", "bicubic", "--data", tmp / "hr", "--scale", 4, "--no-lpips", "--no-complexity",
+            "--quiet"]
+
+
 def _option(*extra: object) -> object:
     def setup(tmp: Path) -> list[object]:
         return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out", *extra]
@@ -148,6 +155,10 @@ REFUSED = [
     ("--threads 0", _option("--threads", 0), 2, r"--threads: must be a positive integer"),
     ("--ext gif", _option("--ext", "gif"), 2, r"--ext: invalid choice"),
     ("--scale disagrees", _option("--scale", 2), 1, r"is a x4 model; x2 was requested"),
+    ("--scale 1000", _option("--model", "bicubic", "--scale", 1000), 2, r"--scale: must be an integer from 2 to 16"),
+    ("--seed beyond 64 bits", _option("--seed", 2**70), 2, r"--seed: must be an integer from 0 to 9223372036854775807"),
+    ("eval of an image too small to score", _eval_too_small, 1, r"small\.png: too small to score \(crop_border 4"),
+    ("--model a missing file", _option("--model", "missing.safetensors"), 1, r"no such model file: missing\.safetensors"),
 ]
 
 
@@ -172,6 +183,20 @@ def test_unwritable_output_folder_is_named(tmp_path, capsys, monkeypatch):
     code, _, err = _run(["upscale", _rgb(tmp_path / "a.png"), "-o", locked / "out"], capsys)
     assert code == 1 and _errors(err) == [f"binsr: error: -o {locked / 'out'}: cannot write into {locked} "
                                           f"(permission denied)"]
+
+
+def test_read_only_output_folder_is_named_as_read_only(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "mounted"
+    locked.mkdir()
+    real = os.statvfs
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", lambda path: ReadOnly() if Path(path) == locked else real(path))
+    code, _, err = _run(["upscale", _rgb(tmp_path / "a.png"), "-o", locked / "out"], capsys)
+    assert code == 1 and _errors(err) == [f"binsr: error: -o {locked / 'out'}: cannot write into {locked} "
+                                          f"(read-only file system)"]
 
 
 def test_every_problem_is_reported_at_once(tmp_path, capsys):
@@ -300,3 +325,95 @@ def test_a_folder_gives_the_same_files_as_single_runs(tmp_path, capsys):
     for name in names:
         assert _run(["upscale", tmp_path / "in" / name, "-o", tmp_path / "single", "--quiet"], capsys)[0] == 0
     assert _files(tmp_path / "folder") == _files(tmp_path / "single")
+
+
+# --- two runs into one folder: each file written once, nothing replaced, the counts true ------------------------
+
+def test_two_runs_into_one_folder_write_each_file_once_and_count_what_they_wrote(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    for index in range(30):
+        _rgb(tmp_path / "in" / f"{index:02d}.png", 16, 16)
+    common = [sys.executable, "-m", "binsr", "upscale", str(tmp_path / "in"), "--model", "bicubic", "--suffix", "up",
+              "-o", str(tmp_path / "out"), "--quiet", "--threads", "1"]
+    runs = [subprocess.Popen(common + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for extra in (["--scale", "4"], ["--scale", "2", "--outscale", "2"])]  # x4: 64 px wide; x2: 32 px
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    wrote = [int(re.search(r"wrote (\d+) image", out).group(1)) for out, _ in results]
+    widths = [Image.open(path).size[0] for path in sorted((tmp_path / "out").glob("*_up.png"))]
+    assert len(widths) == 30 and sum(wrote) == 30  # every output exactly once, by one run or the other
+    assert (widths.count(64), widths.count(32)) == tuple(wrote)  # each run's count is the files it made
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_an_output_that_appears_while_the_run_writes_is_left_alone(tmp_path: Path, capsys, monkeypatch) -> None:
+    from binsr.pipelines import picture
+
+    _rgb(tmp_path / "in" / "a.png")
+    _rgb(tmp_path / "in" / "b.png")
+    write_upscaled = picture.write_upscaled
+
+    def another_process_first(path, *args, **kwargs):  # someone writes b's output after the run was planned
+        if Path(path).name == "b_x4.png":
+            Path(path).write_bytes(b"theirs")
+        return write_upscaled(path, *args, **kwargs)
+
+    monkeypatch.setattr(picture, "write_upscaled", another_process_first)
+    code, out, err = _run(["upscale", tmp_path / "in", "-o", tmp_path / "out", "--model", "bicubic", "--scale", "4"],
+                          capsys)
+    assert code == 0 and "wrote 1 image(s)" in out and "skipped 1 file(s) that appeared" in out
+    assert (tmp_path / "out" / "b_x4.png").read_bytes() == b"theirs"
+    assert read_picture(tmp_path / "out" / "a_x4.png").rgb.shape == (3, 80, 96)
+
+
+def test_more_threads_than_cores_are_capped_with_a_warning_and_a_dotted_suffix_is_a_name(tmp_path, capsys):
+    from binsr.utils.threads import allowed_cores
+
+    cores = len(allowed_cores())
+    code, out, err = _run(["upscale", _rgb(tmp_path / "a.png"), "-o", tmp_path / "out", "--model", "bicubic",
+                           "--scale", 4, "--threads", 999, "--suffix", "..", "--quiet"], capsys)
+    assert code == 0, err
+    assert f"binsr: warning: --threads 999: this process may use {cores} core(s); using {cores}" in err
+    assert sorted(_files(tmp_path / "out")) == ["a_...png"]
+
+
+def test_an_icon_smaller_than_the_networks_multiple_is_upscaled(tmp_path, capsys):
+    for side in (16, 1):
+        code, out, err = _run(["upscale", _rgb(tmp_path / f"icon{side}.png", side, side), "-o", tmp_path / "out",
+                               "--quiet"], capsys)  # the default model works on multiples of 128 output pixels
+        assert code == 0, err
+        assert read_picture(tmp_path / "out" / f"icon{side}_x4.png").rgb.shape == (3, 4 * side, 4 * side)
+
+
+def test_sigterm_cleans_up_like_ctrl_c_and_stale_temporaries_are_removed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    # SIGTERM while an output is being written: its temporary is removed, nothing half-written is left
+    script = (
+        "import os, signal, sys\n"
+        "from binsr import cli\n"
+        "from binsr.utils.fs import atomic_write\n"
+        "signal.signal(signal.SIGTERM, cli._terminate)\n"
+        "try:\n"
+        f"    with atomic_write({str(tmp_path / 'out.png')!r}) as handle:\n"
+        "        handle.write(b'half')\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "except cli.Terminated:\n"
+        "    sys.exit(143)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert list(tmp_path.iterdir()) == []
+    # a temporary that a killed binsr process (a PID no process has) left behind goes with the next write
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, foreign = out / ".a_x4.png.4194999.k2j.tmp", out / ".a_x4.png.notes.tmp"
+    stale.write_bytes(b"half")
+    foreign.write_bytes(b"not binsr's")
+    code = subprocess.run([sys.executable, "-m", "binsr", "upscale", str(_rgb(tmp_path / "a.png")), "-o", str(out),
+                           "--model", "bicubic", "--scale", "4", "--quiet"], capture_output=True).returncode
+    assert code == 0 and not stale.exists() and foreign.exists() and (out / "a_x4.png").is_file()

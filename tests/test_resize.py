@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from binsr.image.resize import cubic, imresize, output_length
+from binsr.image.resize import cubic, imresize, imresize_window, output_length
 
 
 # --- Independent reference: a direct transcription of the definition, one output pixel at a time ---
@@ -141,3 +141,20 @@ def test_dense_and_gather_paths_agree(rng, monkeypatch):
     gathered = imresize(img, 1 / 3)
     for out in (dense, gathered):
         np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [4, 3, 2, 0.5, 1.5])
+def test_a_window_is_the_crop_of_the_whole_result_from_the_pixels_it_needs(scale, rng):
+    image = torch.from_numpy(rng.random((2, 3, 23, 31)))
+    whole = imresize(image, scale)
+    height, width = whole.shape[-2:]
+    for rows, cols in (((0, height), (0, width)), ((3, 11), (5, width)), ((height - 1, height), (0, 1)),
+                       ((height // 2, height // 2 + 5), (width // 3, width // 2))):
+        window = imresize_window(image, scale, rows, cols)
+        assert torch.allclose(window, whole[..., rows[0]:rows[1], cols[0]:cols[1]], atol=1e-12, rtol=0)
+    # it reads only the input pixels the window needs: NaNs far from them do not reach it
+    poisoned = image.clone()
+    poisoned[..., 18:, :] = float("nan")
+    assert torch.isfinite(imresize_window(poisoned, scale, (0, max(1, int(6 * scale))), (0, width))).all()
+    with pytest.raises(ValueError, match="outside"):
+        imresize_window(image, scale, (0, height + 1), (0, width))

@@ -78,14 +78,20 @@ def test_upscale_command_writes_pngs_and_refuses_bad_requests(overfit, tmp_path,
     assert code == 0  # bicubic has no size limit
 
 
-def test_images_smaller_than_the_networks_multiple_are_refused(overfit):
+def test_images_smaller_than_the_networks_multiple_are_padded_by_repeated_reflection(overfit):
     from binsr.pipelines import SR3Upscaler
+    from binsr.pipelines.diffusion import _reflect_pad
 
     loaded = load(str(overfit[1]))
-    upscaler = SR3Upscaler(loaded.model, loaded.diffusion, scale=2, multiple=8)  # a 1 px LR gives 2 px < 8/2 + 1
-    with pytest.raises(BinsrError, match=r"a 1x1 image is too small for this model: its x2 output 2x2 must be at least 5"):
-        upscaler.upscale(torch.rand(1, 3, 1, 1))
-    upscaler.check_size(3, 3)  # 6 px: padded to 8 by reflection, fine
+    upscaler = SR3Upscaler(loaded.model, loaded.diffusion, scale=2, multiple=8, auto_tile=None)
+    for side in (1, 2, 3):  # outputs of 2, 4 and 6 pixels padded to 8
+        assert upscaler.upscale(torch.rand(1, 3, side, side + 1)).shape == (1, 3, 2 * side, 2 * side + 2)
+    with pytest.raises(BinsrError, match=r"a 0x1 image has no pixels"):
+        upscaler.check_size(1, 0)
+    # repeated reflection: the symmetric extension a b c b a b c … (each step one reflection of what is there)
+    row = torch.tensor([[[[1.0, 2.0, 3.0]]]])
+    assert _reflect_pad(row, 0, 7).flatten().tolist() == [1, 2, 3, 2, 1, 2, 3, 2, 1, 2]
+    assert _reflect_pad(torch.tensor([[[[5.0]]]]), 2, 3).flatten().tolist() == [5.0] * 12  # 1 px: repeated
 
 
 def test_python_api_and_eval_command_with_a_model_file(overfit, tmp_path):

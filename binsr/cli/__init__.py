@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -49,6 +50,14 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
     print(f"{PROG}: warning: {message}", file=file or sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so partial outputs are cleaned up as for Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``binsr`` command line in this process; returns the exit code."""
     parser = build_parser()
@@ -59,6 +68,7 @@ def run() -> None:
     """The ``binsr`` console script. Commands that only read and write files (upscale, eval) end with
     ``os._exit`` once their outputs are written and the streams flushed: the interpreter's teardown of
     PyTorch's modules takes about 0.4 s, a fifth of a small ``binsr upscale``, and has nothing to save."""
+    signal.signal(signal.SIGTERM, _terminate)  # this process's policy: a kill cleans up like Ctrl-C
     parser = build_parser()
     args = parser.parse_args()
     code = _dispatch(parser, args)
@@ -85,9 +95,11 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for line in str(err).splitlines() or [""]:  # several problems found at once: one line each
             print(f"{PROG}: error: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}; outputs finished before it are kept",
+              file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except Exception as err:
         if debug:
             raise

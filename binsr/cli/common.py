@@ -34,8 +34,8 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool, default: str
                    help="model name (bicubic, or a shipped model: see 'binsr models') or a .safetensors model file"
                         + ("" if required else shown))
     add_sampling_arguments(p, quiet=False)
-    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads [default: the cores this process may use "
-                   "that other processes are not keeping busy]")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads, at most the cores this process may "
+                   "use [default: those of them that other processes are not keeping busy]")
     p.set_defaults(fast_exit=True)
 
 
@@ -44,7 +44,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser, quiet: bool = True) -> No
     p.add_argument("--steps", type=positive_int, help="DDIM steps for SR3-style models [default: the model file's own, "
                    "else 50]; ResShift "
                    "teachers run their own T steps and one-step students one network call")
-    p.add_argument("--seed", type=int, default=0, help="seed of the start noise [default: 0]")
+    p.add_argument("--seed", type=bounded_int(0, SEED_MAX), default=0,
+                   help=f"seed of the start noise, 0 to {SEED_MAX} [default: 0]")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto [default: auto]")
     if quiet:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -77,6 +78,29 @@ def eval_dataset(args: argparse.Namespace) -> tuple[Any, Path | None]:
     if args.data is None:
         return LRPhotoDataset(lr_dir), lr_dir
     return SREvalDataset(resolve_data_dir(args.data, args.data_root), args.scale, lr_dir=lr_dir), lr_dir
+
+
+SEED_MAX = 2**63 - 1  # what every generator binsr seeds accepts
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        return _bounded(text, int, low, high, f"an integer from {low} to {high}")
+    return parse
+
+
+def capped_threads(threads: int | None) -> int | None:
+    """--threads, at most the cores this process may use (with a warning): more threads than cores only make
+    them wait for each other."""
+    from binsr.utils.threads import allowed_cores
+
+    cores = len(allowed_cores())
+    if threads is not None and threads > cores:
+        warnings.warn(f"--threads {threads}: this process may use {cores} core(s); using {cores}", BinsrWarning,
+                      stacklevel=2)
+        return cores
+    return threads
 
 
 def positive_int(text: str) -> int:
@@ -114,7 +138,7 @@ def load_upscaler(args: argparse.Namespace, device: torch.device, **sampling: ob
     from binsr.cli.process import configure_process
 
     if device.type == "cpu" or args.model == "bicubic":
-        configure_process(args.threads)  # this command's policy: threads on the free cores, freed maps kept
+        configure_process(capped_threads(args.threads))  # this command's policy: threads on the free cores, freed maps kept
     if args.model == "bicubic":
         upscaler = pipelines.load("bicubic", args.scale)
     else:

@@ -15,6 +15,7 @@ from binsr.cli.common import (
     add_data_arguments,
     add_model_arguments,
     bounded_float,
+    bounded_int,
     eval_dataset,
     load_upscaler,
     non_negative_int,
@@ -25,7 +26,9 @@ from binsr.errors import BinsrError
 from binsr.pipelines.diffusion import AUTO_TILE
 
 if TYPE_CHECKING:
+    from binsr.cli.plan import Job
     from binsr.image import Picture
+    from binsr.pipelines.base import Upscaler
 
 
 
@@ -128,7 +131,7 @@ def add_upscale(commands: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default=".", metavar="OUTDIR", help="folder for the results [default: .]")
     add_model_arguments(p, required=False, default=None)
     p.add_argument("--compare", action="store_true", help="also write NAME_SUFFIX_compare.png: bicubic | model")
-    p.add_argument("--scale", type=positive_int, help="upscaling factor of the model (model files know theirs; "
+    p.add_argument("--scale", type=bounded_int(2, 16), help="upscaling factor of the model (model files know theirs; "
                    "must agree); see --outscale for other output sizes")
     p.add_argument("--outscale", type=bounded_float(0.0, 16.0), metavar="F", help="final scale of the output "
                    "against the input: the model's output resized with MATLAB bicubic [default: the model's scale]")
@@ -158,10 +161,10 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
     from binsr.cli.plan import plan_outputs
     from binsr.data import bicubic_downscale, mod_crop, sample_image_path
-    from binsr.image import read_picture, side_by_side, write_image
-    from binsr.metrics.psnr_ssim import psnr
+    from binsr.image import read_picture
     from binsr.pipelines import DEFAULT_MODEL, available, load, model_scale
-    from binsr.pipelines.picture import check_picture_size, resize_to_scale, upscale_picture, write_result
+    from binsr.pipelines.picture import check_picture_size, write_upscaled
+    from binsr.utils.fs import OutputExists
 
     if not args.inputs and not args.sample:
         raise BinsrError("give images or folders to upscale, or --sample")
@@ -195,24 +198,53 @@ def _run_upscale(args: argparse.Namespace) -> int:
     for job in plan.jobs:
         check_picture_size(upscaler, pictures[job.source], job.source)
     bicubic = load("bicubic", scale)
+    exclusive = not args.overwrite  # a file another process made since planning is never replaced
+    written: list[Path] = []
+    appeared: list[Path] = []
     for job in tqdm(plan.jobs, desc=f"upscale x{outscale:g}", unit="img", disable=args.quiet):
         picture = pictures[job.source]
-        sr, alpha = upscale_picture(upscaler, picture, args.alpha, outscale, device)
-        write_result(job.target, picture, sr, alpha, job.file_format)
-        original = originals.get(job.source)
-        if job.compare is not None:
-            panels, labels = [resize_to_scale(bicubic.upscale(picture.rgb[None])[0], picture, outscale), sr], \
-                ["bicubic", upscaler.name]
-            if original is not None:
-                scores = [f"{psnr(p, original, crop_border=scale):.2f} dB" for p in panels]
-                labels = [f"{label} {score}" for label, score in zip(labels, scores)] + ["original"]
-                panels.append(original)
-                print(f"{job.source.stem}: PSNR (Y) against the original: bicubic {scores[0]}, "
-                      f"{upscaler.name} {scores[1]}")
-            write_image(job.compare, side_by_side(panels, labels))
-    print(f"wrote {len(plan.jobs)} image(s){' and comparisons' if args.compare or args.sample else ''} to "
+        try:
+            if job.compare is None:  # band by band: memory bounded by the tile and the 8-bit output
+                write_upscaled(job.target, upscaler, picture, args.alpha, outscale, device, job.file_format,
+                               exclusive)
+            else:
+                _write_with_comparison(job, picture, upscaler, bicubic, originals.get(job.source), args.alpha,
+                                       outscale, scale, device, exclusive)
+        except OutputExists:
+            appeared.append(job.target)
+            continue
+        written.append(job.target)
+    if appeared:
+        print(f"skipped {len(appeared)} file(s) that appeared while this run was writing (another run?), left as "
+              f"they are: {', '.join(map(str, appeared[:3]))}{' …' if len(appeared) > 3 else ''}")
+    print(f"wrote {len(written)} image(s){' and comparisons' if args.compare or args.sample else ''} to "
           f"{args.output} (model: {upscaler.name})")
     return 0
+
+
+def _write_with_comparison(job: Job, picture: Picture, upscaler: Upscaler, bicubic: Upscaler,
+                           original: torch.Tensor | None, alpha_mode: str, outscale: float, scale: int,
+                           device: torch.device, exclusive: bool) -> None:
+    """The upscaled picture and its side-by-side comparison (bicubic | model | original, where known)."""
+    from binsr.image import side_by_side, write_image
+    from binsr.metrics.psnr_ssim import psnr
+    from binsr.pipelines.picture import resize_to_scale, upscale_picture, write_result
+    from binsr.utils.fs import OutputExists
+
+    sr, alpha = upscale_picture(upscaler, picture, alpha_mode, outscale, device)
+    write_result(job.target, picture, sr, alpha, job.file_format, exclusive)
+    panels, labels = [resize_to_scale(bicubic.upscale(picture.rgb[None])[0], picture, outscale), sr], \
+        ["bicubic", upscaler.name]
+    if original is not None:
+        scores = [f"{psnr(p, original, crop_border=scale):.2f} dB" for p in panels]
+        labels = [f"{label} {score}" for label, score in zip(labels, scores)] + ["original"]
+        panels.append(original)
+        print(f"{job.source.stem}: PSNR (Y) against the original: bicubic {scores[0]}, "
+              f"{upscaler.name} {scores[1]}")
+    try:
+        write_image(job.compare, side_by_side(panels, labels), exclusive=exclusive)
+    except OutputExists as err:  # the result itself was written: say so, and keep its count
+        print(f"{err} (its comparison)")
 
 
 def _suffix(template: str, outscale: float) -> str:
@@ -220,7 +252,7 @@ def _suffix(template: str, outscale: float) -> str:
         suffix = template.format(scale=f"{outscale:g}")
     except (KeyError, IndexError, ValueError):
         raise BinsrError(f"--suffix {template!r}: only {{scale}} may appear in braces") from None
-    if "/" in suffix or "\\" in suffix or suffix in (".", ".."):
+    if "/" in suffix or "\\" in suffix or "\0" in suffix:
         raise BinsrError(f"--suffix {template!r}: must not contain path separators")
     return suffix
 

@@ -65,9 +65,19 @@ def _creatable(path: Path) -> str | None:
         parent = parent.parent
     if not parent.is_dir():
         return f"cannot be created, {parent} is a file"
+    if _read_only(parent):
+        return f"cannot write into {parent} (read-only file system)"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot write into {parent} (permission denied)"
     return None
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only (where statvfs can tell)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):  # no statvfs (Windows) or unreadable: let the write say
+        return False
 
 
 def plan_outputs(inputs: list[str], out_dir: Path, suffix: str, ext: str, overwrite: bool,

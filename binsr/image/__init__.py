@@ -11,16 +11,18 @@ from binsr.image.io import (
     read_image,
     read_image_array,
     read_picture,
+    OutputImage,
     write_image,
     write_png,
 )
-from binsr.image.resize import imresize
+from binsr.image.resize import imresize, imresize_window
 
 __all__ = [
     "WRITE_FORMATS",
     "Picture",
     "image_extensions",
     "imresize",
+    "imresize_window",
     "is_grayscale_file",
     "list_images",
     "quantize",
@@ -31,6 +33,7 @@ __all__ = [
     "rgb_to_y",
     "rgb_to_ycbcr",
     "side_by_side",
+    "OutputImage",
     "write_image",
     "write_png",
 ]

@@ -35,6 +35,7 @@ _EXIF_ORIENTATION = 0x0112
 _VECTOR_OR_EXTERNAL = frozenset({"EPS", "WMF", "MPEG"})  # need Ghostscript, Windows or a video decoder
 WRITE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # --ext name → Pillow format
 JPEG_QUALITY = 95
+_CONVERT_ROWS = 256  # image rows converted to float at a time
 PNG_COMPRESSION = 1  # zlib level, as OpenCV's imwrite (Real-ESRGAN's CLI): much faster than Pillow's default 6
 #                     for files a few percent larger
 
@@ -198,8 +199,11 @@ def read_image(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32)
 def array_to_tensor(array: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(H, W, C) uint8/uint16 array → (C, H, W) float tensor in [0, 1]."""
     peak = float(np.iinfo(array.dtype).max)
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)).astype(np.float64))
-    return (tensor / peak).to(dtype)
+    out = torch.empty(array.shape[2], *array.shape[:2], dtype=dtype)
+    for top in range(0, array.shape[0], _CONVERT_ROWS):  # in float64 a band at a time: bounded memory
+        band = torch.from_numpy(array[top:top + _CONVERT_ROWS].transpose(2, 0, 1).astype(np.float64))
+        out[:, top:top + _CONVERT_ROWS] = band / peak
+    return out
 
 
 def write_png(path: str | os.PathLike[str], image: torch.Tensor, bits: int = 8) -> None:
@@ -211,39 +215,97 @@ def write_png(path: str | os.PathLike[str], image: torch.Tensor, bits: int = 8) 
 
 
 def write_image(path: str | os.PathLike[str], image: torch.Tensor, alpha: torch.Tensor | None = None,
-                bits: int = 8, icc: bytes | None = None, file_format: str = "png") -> None:
+                bits: int = 8, icc: bytes | None = None, file_format: str = "png", exclusive: bool = False) -> None:
     """Write ``image`` (3, H, W), (1, H, W) or (H, W) in [0, 1], with optional ``alpha`` (1, H, W), as
-    ``file_format`` (png, jpg, webp; 16 ``bits`` and alpha need png), with the ICC profile ``icc``, atomically.
+    ``file_format`` (png, jpg, webp; 16 ``bits`` and alpha need png), with the ICC profile ``icc``, atomically
+    (``exclusive``: never replacing a file; :class:`~binsr.utils.fs.OutputExists` if ``path`` exists by then).
 
     Values are clipped to [0, 1] and rounded to the nearest level.
     """
-    if bits not in (8, 16):
-        raise ValueError(f"bits must be 8 or 16, got {bits}")
-    if file_format not in WRITE_FORMATS:
-        raise ValueError(f"file_format must be one of {', '.join(WRITE_FORMATS)}, got {file_format!r}")
-    if file_format != "png" and (bits == 16 or alpha is not None):
-        raise ValueError(f"{file_format} cannot hold {'16-bit samples' if bits == 16 else 'alpha'}; use png")
-    levels = _levels(image, bits, path)
+    if image.dim() == 2:
+        image = image.unsqueeze(0)
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"expected an image of shape (3, H, W), (1, H, W) or (H, W), got {tuple(image.shape)}")
+    if alpha is not None and (alpha.dim() != 3 or tuple(alpha.shape) != (1, *image.shape[-2:])):
+        raise ValueError(f"alpha of shape {tuple(alpha.shape)} does not match the image {tuple(image.shape)}")
+    output = OutputImage(path, *image.shape[-2:], channels=image.shape[0], bits=bits, alpha=alpha is not None,
+                         file_format=file_format)
+    output.put(0, image)
     if alpha is not None:
-        alpha_levels = _levels(alpha, bits, path)
-        if alpha_levels.shape[:2] != levels.shape[:2] or alpha_levels.shape[2] != 1:
-            raise ValueError(f"alpha of shape {tuple(alpha.shape)} does not match the image {tuple(image.shape)}")
-        levels = np.concatenate([levels, alpha_levels], axis=-1)
-    height, width, channels = levels.shape
-    with atomic_write(path, "wb") as handle:
+        output.put_alpha(0, alpha)
+    output.save(icc, exclusive)
+
+
+class OutputImage:
+    """An image file filled in row bands, then written atomically: the one full-size buffer of an upscaled
+    output. 8-bit samples live in a Pillow image (what Pillow encodes from, so it is not copied again), 16-bit
+    ones in a uint16 array that pypng writes row by row.
+
+    ``put(top, rows)`` places ``rows`` (channels, r, W) in [0, 1] at row ``top``; ``put_alpha`` the alpha
+    channel's (1, r, W); values are clipped and rounded to the nearest level as they arrive, and a NaN is
+    refused naming ``path``. ``save(icc, exclusive)`` writes ``file_format`` (png, jpg, webp; 16 bits and alpha
+    need png) atomically, with ``exclusive`` never over an existing file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], height: int, width: int, channels: int = 3, bits: int = 8,
+                 alpha: bool = False, file_format: str = "png") -> None:
+        if bits not in (8, 16):
+            raise ValueError(f"bits must be 8 or 16, got {bits}")
+        if file_format not in WRITE_FORMATS:
+            raise ValueError(f"file_format must be one of {', '.join(WRITE_FORMATS)}, got {file_format!r}")
+        if file_format != "png" and (bits == 16 or alpha):
+            raise ValueError(f"{file_format} cannot hold {'16-bit samples' if bits == 16 else 'alpha'}; use png")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.path, self.height, self.width, self.channels = path, height, width, channels
+        self.bits, self.has_alpha, self.file_format = bits, alpha, file_format
         if bits == 8:
-            picture = Image.fromarray(levels[..., 0] if channels == 1 else levels)
-            options: dict[str, object] = {"icc_profile": icc} if icc else {}
-            if file_format == "png":
-                options["compress_level"] = PNG_COMPRESSION
-            else:
-                options["quality"] = JPEG_QUALITY
-            picture.save(handle, format=WRITE_FORMATS[file_format], **options)
+            self.colour = Image.new("L" if channels == 1 else "RGB", (width, height))
+            self.alpha = Image.new("L", (width, height)) if alpha else None
         else:
-            buffer = io.BytesIO()
-            writer = png.Writer(width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16)
-            writer.write(buffer, levels.reshape(height, width * channels))
-            handle.write(_with_icc(buffer.getvalue(), icc) if icc else buffer.getvalue())
+            self.samples = np.zeros((height, width, channels + alpha), np.uint16)
+
+    def put(self, top: int, rows: torch.Tensor) -> None:
+        self._place(top, rows, alpha=False)
+
+    def put_alpha(self, top: int, rows: torch.Tensor) -> None:
+        if not self.has_alpha:
+            raise ValueError("this output has no alpha channel")
+        self._place(top, rows, alpha=True)
+
+    def _place(self, top: int, rows: torch.Tensor, alpha: bool) -> None:
+        channels = 1 if alpha else self.channels
+        if rows.dim() != 3 or rows.shape[0] != channels or rows.shape[-1] != self.width \
+                or not 0 <= top <= self.height - rows.shape[-2]:
+            raise ValueError(f"rows of shape {tuple(rows.shape)} at row {top} do not fit a "
+                             f"{channels}x{self.height}x{self.width} image")
+        levels = _levels(rows, self.bits, self.path)
+        if self.bits == 8:
+            band = Image.fromarray(levels[..., 0] if channels == 1 else levels)
+            (self.alpha if alpha else self.colour).paste(band, (0, top))
+        else:
+            first = self.channels if alpha else 0
+            self.samples[top:top + levels.shape[0], :, first:first + channels] = levels
+
+    def save(self, icc: bytes | None = None, exclusive: bool = False) -> None:
+        with atomic_write(self.path, "wb", exclusive=exclusive) as handle:
+            if self.bits == 8:
+                picture = self.colour
+                if self.alpha is not None:
+                    picture.putalpha(self.alpha)  # RGB → RGBA, L → LA
+                options: dict[str, object] = {"icc_profile": icc} if icc else {}
+                if self.file_format == "png":
+                    options["compress_level"] = PNG_COMPRESSION
+                else:
+                    options["quality"] = JPEG_QUALITY
+                picture.save(handle, format=WRITE_FORMATS[self.file_format], **options)
+            else:
+                height, width, channels = self.samples.shape
+                buffer = io.BytesIO()
+                writer = png.Writer(width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4),
+                                    bitdepth=16)
+                writer.write(buffer, self.samples.reshape(height, width * channels))
+                handle.write(_with_icc(buffer.getvalue(), icc) if icc else buffer.getvalue())
 
 
 def _levels(image: torch.Tensor, bits: int, path: str | os.PathLike[str]) -> np.ndarray:

@@ -112,10 +112,42 @@ def imresize(
     return out.to(image.dtype)
 
 
+def imresize_window(image: torch.Tensor, scale: float, rows: tuple[int, int], cols: tuple[int, int],
+                    antialiasing: bool = True) -> torch.Tensor:
+    """Rows [r0, r1) × columns [c0, c1) of ``imresize(image, scale)``, computed from only the input pixels
+    they need: the crop of the whole result (up to float rounding), in time and memory proportional to the
+    window. Tiled upscaling computes each tile's bicubic condition this way, so no whole-size image exists.
+    """
+    if not torch.is_floating_point(image):
+        raise TypeError(f"imresize_window needs a floating-point tensor, got {image.dtype}")
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    windows = []
+    for (start, stop), in_len in zip((rows, cols), image.shape[-2:]):
+        out_len = output_length(in_len, scale)
+        if not 0 <= start < stop <= out_len:
+            raise ValueError(f"window [{start}, {stop}) is outside the {out_len} pixels of the result")
+        indices, weights = resize_weights(in_len, out_len, scale, antialiasing, device=image.device)
+        indices, weights = indices[start:stop], weights[start:stop]
+        low = int(indices.min())
+        windows.append((low, int(indices.max()) + 1, indices - low, weights))
+    (row_low, row_high, row_taps, row_weights), (col_low, col_high, col_taps, col_weights) = windows
+    compute_dtype = image.dtype if image.dtype in (torch.float32, torch.float64) else torch.float32
+    out = image[..., row_low:row_high, col_low:col_high].to(compute_dtype)
+    # one scale for both dimensions: MATLAB's order on a tie, height first
+    out = _resample(out.transpose(-1, -2), row_taps, row_weights).transpose(-1, -2)
+    return _resample(out, col_taps, col_weights).to(image.dtype)
+
+
 def _resize_last_dim(x: torch.Tensor, out_len: int, scale: float, antialiasing: bool) -> torch.Tensor:
     """Apply the 1-D bicubic resampling along the last dimension of x (..., L) → (..., out_len)."""
-    in_len = x.shape[-1]
-    indices, weights = resize_weights(in_len, out_len, scale, antialiasing, device=x.device)
+    indices, weights = resize_weights(x.shape[-1], out_len, scale, antialiasing, device=x.device)
+    return _resample(x, indices, weights)
+
+
+def _resample(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """x (..., L) → (..., O): output o = Σ_p weights[o, p] · x[..., indices[o, p]] (indices into [0, L))."""
+    out_len, in_len = indices.shape[0], x.shape[-1]
     if out_len * in_len <= DENSE_MAX_ENTRIES:
         matrix = torch.zeros(out_len, in_len, dtype=torch.float64, device=x.device)
         matrix.scatter_add_(1, indices, weights)  # reflected taps of one pixel add up

@@ -30,6 +30,8 @@ def available() -> list[str]:
 def resolve(name_or_path: str) -> Path:
     """The file of a shipped model name or a model file path (one error listing the names otherwise)."""
     path = shipped_path(name_or_path) or Path(name_or_path)
+    if not path.exists() and (path.suffix or len(path.parts) > 1):  # meant as a file, not a name
+        raise BinsrError(f"no such model file: {name_or_path}")
     if not path.exists():
         raise BinsrError(f"unknown model {name_or_path!r} (available: {', '.join(available())}, or a .safetensors "
                          f"model file)")

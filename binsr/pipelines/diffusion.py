@@ -5,14 +5,16 @@ T-step chain; ``onestep``: one network call) and how it is made from a model fil
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from binsr.errors import BinsrError
-from binsr.image.resize import imresize
+from binsr.image.resize import imresize_window
 
 if TYPE_CHECKING:
     from binsr.pipelines.model_file import LoadedModel, ModelSpec
@@ -25,9 +27,10 @@ class DiffusionUpscaler:
     """``upscale(lr)``: LR (B, 3, h, w) in [0, 1] → SR (B, 3, h·s, w·s) by :meth:`generate`.
 
     Inputs are reflect-padded to the network's multiple and cropped back. With ``tile`` (HR pixels),
-    the image is processed in overlapping tiles blended with linear ramps, so any size runs in
-    bounded memory; each tile starts from its crop of the whole image's start noise, so a tiled result
-    matches the untiled one up to the blending near tile borders. ``auto_tile`` (default
+    the image is processed in overlapping tiles blended with linear ramps; each tile computes its own
+    bicubic condition and starts from its crop of the whole image's start noise (:func:`noise_window`), so a
+    tiled result matches the untiled one up to the blending near tile borders, and :meth:`upscale_rows`
+    hands the output over in row bands, so any size runs in memory bounded by the tile and the width. ``auto_tile`` (default
     :data:`AUTO_TILE`, rounded down to the multiple; None: never): without ``tile``, outputs of more than
     auto_tile² pixels are tiled with that size, which bounds the memory of every caller (``binsr upscale``,
     ``binsr eval``, the analyses, training validation, the Python API) by one rule; latent models multiply
@@ -86,52 +89,105 @@ class DiffusionUpscaler:
         raise NotImplementedError
 
     def check_size(self, height: int, width: int) -> None:
-        """Raise if an LR image of height × width is too small: its output is reflect-padded up to the
-        network's multiple, and reflection needs the padding to be smaller than the image."""
-        out_h, out_w = height * self.scale, width * self.scale
-        if -out_h % self.multiple >= out_h or -out_w % self.multiple >= out_w:
-            raise BinsrError(f"a {width}x{height} image is too small for this model: its x{self.scale} output "
-                             f"{out_w}x{out_h} must be at least {self.multiple // 2 + 1} pixels a side "
-                             f"(the network works on multiples of {self.multiple})")
+        """Raise if an LR image of height × width cannot be upscaled: any image of at least one pixel can (its
+        output is padded by reflection, repeated where the image is smaller than the padding)."""
+        if height < 1 or width < 1:
+            raise BinsrError(f"a {width}x{height} image has no pixels to upscale")
 
     @torch.no_grad()
     def upscale(self, lr: torch.Tensor, progress: bool = False) -> torch.Tensor:
-        """(B, 3, h, w) or one (3, h, w) image in [0, 1] → the same rank at ×scale."""
+        """(B, 3, h, w) or one (3, h, w) image in [0, 1] → the same rank at ×scale (one float tensor: for
+        outputs too large for that, take :meth:`upscale_rows`)."""
         if lr.dim() == 3:
             return self.upscale(lr[None], progress)[0]
+        out = lr.new_empty(*lr.shape[:-2], lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+        for top, rows in self.upscale_rows(lr, progress):
+            out[..., top:top + rows.shape[-2], :] = rows.to(out)
+        return out
+
+    @torch.no_grad()
+    def upscale_rows(self, lr: torch.Tensor, progress: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+        """The ×scale output of LR (B, 3, h, w) in [0, 1] in finished row bands, top to bottom:
+        (first row, (B, 3, rows, w·s)). Every tile computes its own bicubic condition from the LR pixels it
+        needs (:func:`~binsr.image.resize.imresize_window`) and its own crop of the start noise, and a band
+        is handed over as soon as no later tile touches it, so memory is bounded by the tile size and the
+        output's width, not its height: the caller writes each band out (``binsr upscale``) or keeps it."""
         self.check_size(*lr.shape[-2:])
         device = next(self.model.parameters()).device
-        condition = imresize(lr.to(device), float(self.scale)).clamp(0, 1)
-        height, width = condition.shape[-2:]
-        noise = (torch.randn(condition.shape, generator=torch.Generator().manual_seed(self.seed))
-                 if self.pixel_noise else None)  # latent models draw theirs at latent size
+        lr = lr.to(device)
+        height, width = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
         tile = self.tile
         if tile is None and self.auto_tile is not None and height * width > self.auto_tile ** 2:
             tile = self.auto_tile
-        if tile is None or (height <= tile and width <= tile):
-            return self._padded(condition, noise, progress)
-        return self._tiled(condition, noise, progress, tile)
+        tile_h, tile_w = (height, width) if tile is None else (min(tile, height), min(tile, width))
+        tops, lefts = _starts(height, tile_h, self.tile_overlap), _starts(width, tile_w, self.tile_overlap)
+        total = weight = None  # Σ ramp · tile and Σ ramp of the rows [first, first + total's height)
+        first = 0
+        for index, top in enumerate(tops):
+            rows = min(tile_h, height - top)
+            end = top + rows
+            if total is None:
+                total = lr.new_zeros(lr.shape[0], 3, end - first, width)
+                weight = lr.new_zeros(1, 1, end - first, width)
+            elif first + total.shape[-2] < end:
+                grow = end - first - total.shape[-2]
+                total = torch.cat([total, total.new_zeros(*total.shape[:-2], grow, width)], dim=-2)
+                weight = torch.cat([weight, weight.new_zeros(1, 1, grow, width)], dim=-2)
+            for left in lefts:
+                columns = min(tile_w, width - left)
+                condition = imresize_window(lr, float(self.scale), (top, end), (left, left + columns)).clamp(0, 1)
+                noise = (noise_window(self.seed, lr.shape[0], (top, end), (left, left + columns)).to(condition)
+                         if self.pixel_noise else None)  # latent models draw theirs at latent size
+                result = self._padded(condition, noise, progress)
+                ramp = _ramp(rows, columns, self.tile_overlap, top, left, height, width).to(result)
+                total[..., top - first:end - first, left:left + columns] += result * ramp
+                weight[..., top - first:end - first, left:left + columns] += ramp
+            done = (tops[index + 1] if index + 1 < len(tops) else height) - first  # no later tile reaches above
+            yield first, total[..., :done, :] / weight[..., :done, :]
+            total, weight, first = total[..., done:, :], weight[..., done:, :], first + done
 
-    def _padded(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool) -> torch.Tensor:
+    def _padded(self, condition: torch.Tensor, noise: torch.Tensor | None, progress: bool) -> torch.Tensor:
         height, width = condition.shape[-2:]
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
-        if pad_h or pad_w:
-            condition = F.pad(condition, (0, pad_w, 0, pad_h), mode="reflect")
-            noise = F.pad(noise, (0, pad_w, 0, pad_h), mode="reflect") if noise is not None else None
+        condition = _reflect_pad(condition, pad_h, pad_w)
+        noise = _reflect_pad(noise, pad_h, pad_w) if noise is not None else None
         return self.generate(condition, noise, progress)[..., :height, :width]
 
-    def _tiled(self, condition: torch.Tensor, noise: torch.Tensor, progress: bool, tile: int) -> torch.Tensor:
-        height, width = condition.shape[-2:]
-        out = torch.zeros_like(condition)
-        weight = torch.zeros_like(condition[:, :1])
-        for top in _starts(height, tile, self.tile_overlap):
-            for left in _starts(width, tile, self.tile_overlap):
-                window = (..., slice(top, top + tile), slice(left, left + tile))
-                result = self._padded(condition[window], noise[window] if noise is not None else None, progress)
-                ramp = _ramp(result.shape[-2], result.shape[-1], self.tile_overlap, top, left, height, width)
-                out[window] += result * ramp.to(result)
-                weight[window] += ramp.to(result)
-        return out / weight
+
+NOISE_BLOCK = 64  # the start noise is drawn in blocks of this many output pixels a side, one generator each
+
+
+def noise_window(seed: int, batch: int, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    """Rows × columns of an unbounded N(0, 1) field (batch, 3, ·, ·): block (i, j) of NOISE_BLOCK² pixels comes
+    from its own generator, seeded by (seed, i, j), so any window is the same wherever it is cut — a tile's
+    noise is the crop of the whole image's, without the whole image's noise in memory."""
+    (top, bottom), (left, right) = rows, cols
+    first_row, first_col = top // NOISE_BLOCK, left // NOISE_BLOCK
+    block_rows = range(first_row, (bottom - 1) // NOISE_BLOCK + 1)
+    block_cols = range(first_col, (right - 1) // NOISE_BLOCK + 1)
+    field = torch.empty(batch, 3, len(block_rows) * NOISE_BLOCK, len(block_cols) * NOISE_BLOCK)
+    for i, block_row in enumerate(block_rows):
+        for j, block_col in enumerate(block_cols):
+            state = np.random.SeedSequence([seed, block_row, block_col]).generate_state(2, np.uint64)[0]
+            generator = torch.Generator().manual_seed(int(state))
+            field[..., i * NOISE_BLOCK:(i + 1) * NOISE_BLOCK, j * NOISE_BLOCK:(j + 1) * NOISE_BLOCK] = torch.randn(
+                batch, 3, NOISE_BLOCK, NOISE_BLOCK, generator=generator)
+    top, left = top - first_row * NOISE_BLOCK, left - first_col * NOISE_BLOCK
+    return field[..., top:top + rows[1] - rows[0], left:left + cols[1] - cols[0]]
+
+
+def _reflect_pad(image: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """``image`` (…, H, W) padded at the bottom and right by reflection: repeated where the padding exceeds
+    what one reflection gives (an icon padded to a network's multiple of 128), the edge repeated for 1-pixel
+    sides."""
+    while pad_h or pad_w:
+        height, width = image.shape[-2:]
+        step_h, step_w = min(pad_h, height - 1), min(pad_w, width - 1)
+        if (pad_h and not step_h) or (pad_w and not step_w):  # a 1-pixel side: nothing to reflect
+            return F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        image = F.pad(image, (0, step_w, 0, step_h), mode="reflect")
+        pad_h, pad_w = pad_h - step_h, pad_w - step_w
+    return image
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -148,9 +204,9 @@ def _ramp(h: int, w: int, overlap: int, top: int, left: int, height: int, width:
     def axis(n: int, start: int, total: int) -> torch.Tensor:
         ramp = torch.ones(n)
         edge = torch.linspace(0, 1, overlap + 2)[1:-1]  # strictly positive
-        if start > 0:
+        if start > 0 and overlap:
             ramp[:overlap] = edge
-        if start + n < total:
+        if start + n < total and overlap:
             ramp[-overlap:] = torch.minimum(ramp[-overlap:], edge.flip(0))
         return ramp
     return (axis(h, top, height)[:, None] * axis(w, left, width)[None, :])[None, None]

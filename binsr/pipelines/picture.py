@@ -1,6 +1,8 @@
 """An upscaler applied to a whole image file's :class:`~binsr.image.Picture`: RGB through the model, alpha by
 MATLAB bicubic or the model, any final scale, gray kept gray. ``binsr upscale`` and ``binsr demo`` share it,
-so a file comes out the same from either."""
+so a file comes out the same from either. :func:`write_upscaled` streams the model's row bands into the
+output file's one buffer, so the memory of an upscaled file is bounded by the model's tile plus its 8-bit
+output, whatever its size."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import os
 import torch
 
 from binsr.errors import BinsrError
-from binsr.image import Picture, imresize, rgb_to_gray, write_image
-from binsr.pipelines.base import Upscaler
+from binsr.image import OutputImage, Picture, imresize, imresize_window, rgb_to_gray, write_image
+from binsr.pipelines.base import Upscaler, upscale_rows
 
 ALPHA_MODES = ("bicubic", "model")
 
@@ -56,7 +58,45 @@ def resize_to_scale(image: torch.Tensor, picture: Picture, outscale: float | Non
 
 
 def write_result(path: str | os.PathLike[str], picture: Picture, sr: torch.Tensor, alpha: torch.Tensor | None,
-                 file_format: str = "png") -> None:
-    """Write an upscaled picture as its source was: gray if it was gray, its bit depth and ICC profile, alpha."""
+                 file_format: str = "png", exclusive: bool = False) -> None:
+    """Write an upscaled picture as its source was: gray if it was gray, its bit depth and ICC profile, alpha
+    (``exclusive``: never over an existing file, see :func:`~binsr.image.write_image`)."""
     image = rgb_to_gray(sr[None])[0] / 255 if picture.gray else sr
-    write_image(path, image, alpha, bits=picture.bits, icc=picture.icc, file_format=file_format)
+    write_image(path, image, alpha, bits=picture.bits, icc=picture.icc, file_format=file_format, exclusive=exclusive)
+
+
+ALPHA_BAND_ROWS = 64  # output rows per band of a bicubic-upscaled alpha channel
+
+
+def write_upscaled(path: str | os.PathLike[str], upscaler: Upscaler, picture: Picture, alpha_mode: str = "bicubic",
+                   outscale: float | None = None, device: torch.device | str = "cpu", file_format: str = "png",
+                   exclusive: bool = False) -> None:
+    """Upscale ``picture`` and write it to ``path`` as :func:`upscale_picture` and :func:`write_result` would, but
+    band by band: the model's output rows (:func:`~binsr.pipelines.base.upscale_rows`) go straight into the
+    output file's buffer (:class:`~binsr.image.OutputImage`), so no full-size float image exists. A final size
+    other than the model's scale (``outscale``) resamples the whole output, so it takes that path instead.
+    ``exclusive``: never over an existing file (:class:`~binsr.utils.fs.OutputExists` if ``path`` exists by then)."""
+    if alpha_mode not in ALPHA_MODES:
+        raise ValueError(f"alpha_mode must be one of {', '.join(ALPHA_MODES)}, got {alpha_mode!r}")
+    height, width = picture.rgb.shape[-2:]
+    out_h, out_w = height * upscaler.scale, width * upscaler.scale
+    if outscale is not None and (max(1, round(height * outscale)), max(1, round(width * outscale))) != (out_h, out_w):
+        write_result(path, picture, *upscale_picture(upscaler, picture, alpha_mode, outscale, device), file_format,
+                     exclusive)
+        return
+    output = OutputImage(path, out_h, out_w, channels=1 if picture.gray else 3, bits=picture.bits,
+                         alpha=picture.alpha is not None, file_format=file_format)
+    with torch.no_grad():
+        for top, rows in upscale_rows(upscaler, picture.rgb[None].to(device)):
+            rows = rows[0].cpu()
+            output.put(top, rgb_to_gray(rows[None])[0] / 255 if picture.gray else rows)
+        alpha = picture.alpha
+        if alpha is not None and alpha_mode == "model":
+            for top, rows in upscale_rows(upscaler, alpha.expand(3, -1, -1)[None].to(device)):
+                output.put_alpha(top, rows[0].cpu().mean(0, keepdim=True).clamp(0, 1))
+        elif alpha is not None:
+            for top in range(0, out_h, ALPHA_BAND_ROWS):
+                band = imresize_window(alpha.double(), float(upscaler.scale), (top, min(top + ALPHA_BAND_ROWS, out_h)),
+                                       (0, out_w))
+                output.put_alpha(top, band.float().clamp(0, 1))
+    output.save(picture.icc, exclusive)
