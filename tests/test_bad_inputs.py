@@ -89,12 +89,6 @@ def _missing(tmp: Path) -> list[object]:
     return ["upscale", tmp / "nothere.png", "-o", tmp / "out"]
 
 
-def _corrupt(tmp: Path) -> list[object]:
-    good = _rgb(tmp / "in" / "good.png")
-    (tmp / "in" / "bad.png").write_bytes(good.read_bytes()[:60])
-    return ["upscale", tmp / "in", "-o", tmp / "out"]
-
-
 def _bad_suffix(tmp: Path) -> list[object]:
     return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out", "--suffix", "{name}"]
 
@@ -125,6 +119,50 @@ def _eval_too_small(tmp: Path) -> list[object]:
             "--quiet"]
 
 
+def _deep_header(tmp: Path) -> list[object]:
+    from safetensors.torch import save_file
+
+    from binsr.models.files import METADATA_KEY
+
+    depth = 100_000
+    save_file({"w": torch.zeros(1)}, tmp / "deep.safetensors",
+              metadata={METADATA_KEY: '{"format": 2, "x": ' + "[" * depth + "]" * depth + "}"})
+    return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out", "--model", tmp / "deep.safetensors"]
+
+
+def _damaged_default_model(tmp: Path, damage) -> Path:
+    """A copy of the shipped default model file with ``damage(tensors)`` applied, header kept."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from binsr.pipelines import DEFAULT_MODEL, resolve
+
+    source = resolve(DEFAULT_MODEL)
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(source))
+    damage(tensors)
+    save_file(tensors, tmp / "damaged.safetensors", metadata=metadata)
+    return tmp / "damaged.safetensors"
+
+
+def _nan_weights(tmp: Path) -> list[object]:
+    def damage(tensors: dict) -> None:
+        tensors["head.weight"][0, 0, 0, 0] = float("nan")
+    return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out", "--model", _damaged_default_model(tmp, damage)]
+
+
+def _sparse_out_of_range(tmp: Path) -> list[object]:
+    def damage(tensors: dict) -> None:
+        tensors["down.0.block.conv1.smb.index"][3] = 10**6
+    return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out", "--model", _damaged_default_model(tmp, damage)]
+
+
+def _train_without_teacher(tmp: Path) -> list[object]:
+    teacher = tmp / "runs" / "resshift-small-x4" / "model.safetensors"  # where its recipe would write it
+    return ["train", "bimacosr-small-x4", "--set", f"teacher={teacher}", "--set", f"out_dir={tmp / 'runs'}"]
+
+
 def _option(*extra: object) -> object:
     def setup(tmp: Path) -> list[object]:
         return ["upscale", _rgb(tmp / "a.png"), "-o", tmp / "out", *extra]
@@ -140,7 +178,6 @@ REFUSED = [
     ("animated GIF", _animated, 1, r"anim\.gif: animated image with 3 frames"),
     ("float TIFF out of range", _bad_float_tiff, 1, r"hdr\.tif: float TIFF with values in \[4, 4\]"),
     ("missing input", _missing, 1, r"no such file or folder: .*nothere\.png"),
-    ("truncated file in a folder", _corrupt, 1, r"bad\.png: truncated or corrupt"),
     ("--suffix with unknown field", _bad_suffix, 1, r"--suffix '\{name\}'"),
     ("eval --json unwritable", _json_unwritable, 1, r"--json .*r\.json: cannot be created, .*blocker is a file"),
     ("train steps=-5", _train_negative_steps, 1, r"steps = -5 is outside"),
@@ -158,6 +195,14 @@ REFUSED = [
     ("--scale 1000", _option("--model", "bicubic", "--scale", 1000), 2, r"--scale: must be an integer from 2 to 16"),
     ("--seed beyond 64 bits", _option("--seed", 2**70), 2, r"--seed: must be an integer from 0 to 9223372036854775807"),
     ("eval of an image too small to score", _eval_too_small, 1, r"small\.png: too small to score \(crop_border 4"),
+    ("model header nested 100,000 deep", _deep_header, 1, r"deep\.safetensors: the binsr header is nested too deeply"),
+    ("model file with a NaN weight", _nan_weights, 1, r"damaged\.safetensors: tensor 'head\.weight' holds NaN"),
+    ("sparse index out of range", _sparse_out_of_range, 1,
+     r"damaged\.safetensors: layer 'down\.0\.block\.conv1\.smb': sparse index 1000000 is outside its 64x64 weight"),
+    ("--steps beyond the model's T", _option("--model", "bidiffsr-x4", "--steps", 2001), 1,
+     r"--steps 2001: bidiffsr-x4 was trained with 2000 diffusion steps, so DDIM takes at most 2000"),
+    ("train a student without its teacher", _train_without_teacher, 1,
+     r"teacher .*model\.safetensors: no such model file; it is what 'binsr train resshift-small-x4' writes"),
     ("--model a missing file", _option("--model", "missing.safetensors"), 1, r"no such model file: missing\.safetensors"),
 ]
 
@@ -417,3 +462,40 @@ def test_sigterm_cleans_up_like_ctrl_c_and_stale_temporaries_are_removed(tmp_pat
     code = subprocess.run([sys.executable, "-m", "binsr", "upscale", str(_rgb(tmp_path / "a.png")), "-o", str(out),
                            "--model", "bicubic", "--scale", "4", "--quiet"], capture_output=True).returncode
     assert code == 0 and not stale.exists() and foreign.exists() and (out / "a_x4.png").is_file()
+
+
+def test_one_bad_file_among_many_is_reported_after_the_good_ones_are_written(tmp_path, capsys):
+    for index in range(5):
+        _rgb(tmp_path / "in" / f"good{index}.png")
+    (tmp_path / "in" / "bad.png").write_bytes((tmp_path / "in" / "good0.png").read_bytes()[:60])
+    code, out, err = _run(["upscale", tmp_path / "in", "-o", tmp_path / "out", "--model", "bicubic", "--scale", 4,
+                           "--quiet"], capsys)
+    assert code == 1 and "wrote 5 image(s)" in out
+    assert len(_files(tmp_path / "out")) == 5
+    errors = _errors(err)
+    assert errors[0].startswith("binsr: error: ") and "bad.png: truncated or corrupt" in errors[0]
+    assert errors[1] == "binsr: error: 1 input(s) could not be read and were not upscaled"
+
+
+def test_a_full_disk_names_the_file_and_what_was_written(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from binsr.pipelines import picture
+
+    for name in ("a", "b", "c"):
+        _rgb(tmp_path / "in" / f"{name}.png")
+    write_upscaled = picture.write_upscaled
+
+    def disk_fills_at_b(path, *args, **kwargs):
+        if Path(path).name == "b_x4.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_upscaled(path, *args, **kwargs)
+
+    monkeypatch.setattr(picture, "write_upscaled", disk_fills_at_b)
+    code, out, err = _run(["upscale", tmp_path / "in", "-o", tmp_path / "out", "--model", "bicubic", "--scale", 4,
+                           "--quiet"], capsys)
+    out_dir = tmp_path / "out"
+    assert code == 1 and _errors(err) == [f"binsr: error: {out_dir / 'b_x4.png'}: no space left on the device, so it "
+                                          f"was not written; the 1 before it were written (the last: "
+                                          f"{out_dir / 'a_x4.png'})"]
+    assert sorted(_files(out_dir)) == ["a_x4.png"]

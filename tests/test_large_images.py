@@ -24,7 +24,7 @@ from conftest import smooth_image
 
 
 def bands_of(upscaler, lr: torch.Tensor) -> tuple[list[int], torch.Tensor]:
-    tops, rows = zip(*[(top, band) for top, band in upscale_rows(upscaler, lr)])
+    tops, rows = zip(*[(top, band.clone()) for top, band in upscale_rows(upscaler, lr)])  # (views of one buffer)
     return list(tops), torch.cat(rows, dim=-2)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -70,6 +71,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from binsr.errors import MetricUnavailable
     from binsr.evaluation import describe_model, evaluate
     from binsr.metrics.lpips import load_lpips
+    from binsr.pipelines import check_steps
     from binsr.utils import format_table, write_json
 
     from binsr.cli.plan import writable_problem
@@ -77,6 +79,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     problem = writable_problem(Path(args.json)) if args.json else None
     if problem is not None:  # found before any image is upscaled
         raise BinsrError(f"--json {problem}")
+    check_steps(args.model, args.steps)
     dataset, lr_dir = eval_dataset(args)
     dataset_name = dataset.name if lr_dir is None or args.data is None else paired_name(dataset.name, lr_dir)
     device = pick_device(args.device)
@@ -162,7 +165,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
     from binsr.cli.plan import plan_outputs
     from binsr.data import bicubic_downscale, mod_crop, sample_image_path
     from binsr.image import read_picture
-    from binsr.pipelines import DEFAULT_MODEL, available, load, model_scale
+    from binsr.pipelines import DEFAULT_MODEL, available, check_steps, load, model_scale
     from binsr.pipelines.picture import check_picture_size, write_upscaled
     from binsr.utils.fs import OutputExists
 
@@ -174,6 +177,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
             raise BinsrError(f"this install ships no default model ({DEFAULT_MODEL}); pass --model NAME|FILE")
         args.model = DEFAULT_MODEL
     scale = model_scale(args.model, args.scale)  # from the file's header: nothing is loaded yet
+    check_steps(args.model, args.steps)
     outscale = args.outscale or scale
     suffix = _suffix(args.suffix, outscale)
     pictures: dict[Path, Picture] = {}
@@ -193,7 +197,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
     if plan.skipped:
         print(f"skipped {len(plan.skipped)} existing file(s); --overwrite replaces them")
     if not plan.jobs:
-        return 0
+        return _report_unreadable(plan.unreadable)
     upscaler = load_upscaler(args, device, tile=args.tile, tile_overlap=args.tile_overlap)
     for job in plan.jobs:
         check_picture_size(upscaler, pictures[job.source], job.source)
@@ -213,13 +217,35 @@ def _run_upscale(args: argparse.Namespace) -> int:
         except OutputExists:
             appeared.append(job.target)
             continue
+        except OSError as err:
+            reason = _WRITE_FAILURES.get(err.errno)
+            if reason is None:
+                raise
+            done = f"; the {len(written)} before it were written (the last: {written[-1]})" if written else \
+                "; nothing was written"
+            raise BinsrError(f"{job.target}: {reason}, so it was not written{done}") from None
         written.append(job.target)
     if appeared:
         print(f"skipped {len(appeared)} file(s) that appeared while this run was writing (another run?), left as "
               f"they are: {', '.join(map(str, appeared[:3]))}{' …' if len(appeared) > 3 else ''}")
     print(f"wrote {len(written)} image(s){' and comparisons' if args.compare or args.sample else ''} to "
           f"{args.output} (model: {upscaler.name})")
-    return 0
+    return _report_unreadable(plan.unreadable)
+
+
+_WRITE_FAILURES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                   errno.EPERM: "permission denied"}
+
+
+def _report_unreadable(problems: list[str]) -> int:
+    """The inputs that could not be read, one ``binsr: error:`` line each, after the good ones were written:
+    exit status 1 if there were any, else 0."""
+    for problem in problems:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{PROG}: error: {len(problems)} input(s) could not be read and were not upscaled", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _write_with_comparison(job: Job, picture: Picture, upscaler: Upscaler, bicubic: Upscaler,

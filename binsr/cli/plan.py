@@ -4,7 +4,8 @@ Inputs given as folders keep their subfolders under ``-o`` (``in/a/x.png`` → `
 names from different folders never collide; files given one by one go to ``OUT`` directly. Problems
 (an output folder that is a file or cannot be written, two inputs that would write the same file, an
 output name taken by a folder, an output that would replace its own input) are all reported, one line
-each, in one :class:`~binsr.errors.BinsrError`. Existing outputs are skipped unless ``overwrite``.
+each, in one :class:`~binsr.errors.BinsrError`. Existing outputs are skipped unless ``overwrite``; inputs that
+do not decode are listed in :attr:`Plan.unreadable` and left out, so one bad file among many stops nothing.
 Files under ``-o`` are never inputs; where ``-o`` is an input folder itself, files named like binsr's
 outputs (``*_SUFFIX.*``) are left out instead.
 """
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from binsr.errors import BinsrError
+from binsr.errors import BinsrError, ImageReadError
 
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 _KEPT_FORMATS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}  # --ext auto keeps these
@@ -36,6 +37,7 @@ class Job:
 class Plan:
     jobs: list[Job] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # existing outputs left alone (no --overwrite)
+    unreadable: list[str] = field(default_factory=list)  # inputs that do not decode, one line each
 
 
 def output_format(source: Path, ext: str, needs_png: bool) -> str:
@@ -115,6 +117,9 @@ def plan_outputs(inputs: list[str], out_dir: Path, suffix: str, ext: str, overwr
     for source, folder in sources:
         try:
             file_format = output_format(source, ext, needs_png(source))
+        except ImageReadError as err:  # the others still run; the command reports it and exits non-zero
+            plan.unreadable.append(str(err))
+            continue
         except BinsrError as err:
             problems.append(str(err))
             continue

@@ -23,7 +23,7 @@ from torch import nn
 from binsr.deploy.convert import PackReport, pack_model, packed_layers
 from binsr.errors import BinsrError
 from binsr.models.description import NetworkSpec
-from binsr.models.files import load_into_skeleton, read_header, save_model_file
+from binsr.models.files import check_values, load_into_skeleton, read_header, save_model_file
 
 PACKED_FORMAT = 1
 FLOAT_TYPES = ("float32", "float16")
@@ -84,6 +84,7 @@ def load_packed_network(path: str | os.PathLike[str], network: NetworkSpec, devi
     """The packed inference network of file ``path`` (whose description is ``network``), checked first:
     tensor shapes and dtypes against the structure, then the bits against each layer's channels."""
     model = load_into_skeleton(packed_skeleton(network), path, device)
+    check_values(model, path)
     for name, layer in packed_layers(model).items():
         try:
             layer.check()

@@ -35,7 +35,7 @@ _EXIF_ORIENTATION = 0x0112
 _VECTOR_OR_EXTERNAL = frozenset({"EPS", "WMF", "MPEG"})  # need Ghostscript, Windows or a video decoder
 WRITE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # --ext name → Pillow format
 JPEG_QUALITY = 95
-_CONVERT_ROWS = 256  # image rows converted to float at a time
+_CONVERT_ROWS = 64  # image rows converted between integer levels and float at a time
 PNG_COMPRESSION = 1  # zlib level, as OpenCV's imwrite (Real-ESRGAN's CLI): much faster than Pillow's default 6
 #                     for files a few percent larger
 
@@ -279,13 +279,14 @@ class OutputImage:
                 or not 0 <= top <= self.height - rows.shape[-2]:
             raise ValueError(f"rows of shape {tuple(rows.shape)} at row {top} do not fit a "
                              f"{channels}x{self.height}x{self.width} image")
-        levels = _levels(rows, self.bits, self.path)
-        if self.bits == 8:
-            band = Image.fromarray(levels[..., 0] if channels == 1 else levels)
-            (self.alpha if alpha else self.colour).paste(band, (0, top))
-        else:
-            first = self.channels if alpha else 0
-            self.samples[top:top + levels.shape[0], :, first:first + channels] = levels
+        for start in range(0, rows.shape[-2], _CONVERT_ROWS):  # (levels in float64 a few rows at a time)
+            levels = _levels(rows[:, start:start + _CONVERT_ROWS], self.bits, self.path)
+            if self.bits == 8:
+                band = Image.fromarray(levels[..., 0] if channels == 1 else levels)
+                (self.alpha if alpha else self.colour).paste(band, (0, top + start))
+            else:
+                first = self.channels if alpha else 0
+                self.samples[top + start:top + start + levels.shape[0], :, first:first + channels] = levels
 
     def save(self, icc: bytes | None = None, exclusive: bool = False) -> None:
         with atomic_write(self.path, "wb", exclusive=exclusive) as handle:

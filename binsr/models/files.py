@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save
 from torch import nn
 
+from binsr.binary.branches import SparseBranch
 from binsr.errors import BinsrError
 from binsr.models.legacy import upgrade_v1
 from binsr.utils.fs import atomic_write
@@ -40,6 +41,22 @@ def save_model_file(path: str | os.PathLike[str], model: nn.Module, header: dict
         handle.write(save(state, metadata=metadata))
 
 
+MAX_HEADER_DEPTH = 32  # a model's description nests a few levels (network → config → lists)
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` (parsed JSON) nests dicts and lists, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                deepest = max(deepest, level + 1)
+                stack.append((child, level + 1))
+    return deepest
+
+
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The description stored in a model file as a format-2 dict (format 1 is upgraded), or one clear
     error if the file is not a binsr model. Only the header is read."""
@@ -57,8 +74,13 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         header = json.loads(metadata[METADATA_KEY])
     except json.JSONDecodeError as err:
         raise BinsrError(f"{path}: the binsr header is not valid JSON ({err})") from None
+    except RecursionError:
+        raise BinsrError(f"{path}: the binsr header is nested too deeply to be a model's description") from None
     if not isinstance(header, dict):
         raise BinsrError(f"{path}: the binsr header must be a JSON object")
+    if _depth(header) > MAX_HEADER_DEPTH:
+        raise BinsrError(f"{path}: the binsr header is nested more than {MAX_HEADER_DEPTH} levels deep; a model's "
+                         f"description is not")
     version = header.get("format")
     try:
         if version == 1:
@@ -133,3 +155,19 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
         what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise BinsrError(f"{path} does not fit this architecture: {what} "
                          f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+    check_values(model, path)
+
+
+def check_values(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Raise, naming ``path`` and the tensor or layer, where loaded values cannot be a working model: a NaN or
+    infinite weight (a damaged file would make every output NaN), a sparse branch's index outside its weight."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise BinsrError(f"{path}: tensor {name!r} holds NaN or infinite values (a damaged model file)")
+    for name, module in model.named_modules():
+        if isinstance(module, SparseBranch) and module.index.numel():
+            size = module.shape[0] * module.shape[1]
+            low, high = int(module.index.min()), int(module.index.max())
+            if low < 0 or high >= size:
+                raise BinsrError(f"{path}: layer {name!r}: sparse index {low if low < 0 else high} is outside its "
+                                 f"{module.shape[0]}x{module.shape[1]} weight")

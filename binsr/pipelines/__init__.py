@@ -53,6 +53,18 @@ def model_scale(name_or_path: str, scale: int | None = None) -> int:
     return _checked_spec(resolve(name_or_path), scale).scale
 
 
+def check_steps(name_or_path: str, steps: int | None) -> None:
+    """Raise (naming --steps) if a model cannot sample with ``steps`` DDIM steps, from its header alone: more
+    steps than the diffusion steps it was trained with."""
+    if steps is None or name_or_path == "bicubic" or is_peer(name_or_path):
+        return
+    spec = read_model_spec(resolve(name_or_path))
+    most = getattr(spec.process.config, "num_train_timesteps", None)
+    if pipeline_type(spec.kind).takes_steps and most is not None and steps > most:
+        raise BinsrError(f"--steps {steps}: {name_or_path} was trained with {most} diffusion steps, so DDIM takes "
+                         f"at most {most}")
+
+
 def _checked_spec(path: Path, scale: int | None) -> ModelSpec:
     """The spec of model file ``path``, which must be a x``scale`` model when ``scale`` is given."""
     spec = read_model_spec(path)
@@ -88,6 +100,6 @@ def upscaler_for(model: LoadedModel, name: str, **options: Any) -> DiffusionUpsc
 
 __all__ = ["DEFAULT_MODEL", "PEERS", "PIPELINES", "BicubicUpscaler", "DiffusionUpscaler", "LoadedModel", "ModelSpec",
            "OneStepUpscaler", "ResShiftFamily", "ResShiftUpscaler", "SR3Upscaler", "ShippedModel", "Upscaler",
-           "available", "is_peer", "load", "load_model", "load_network", "model_scale", "peers_installed", "pipeline_type",
+           "available", "check_steps", "is_peer", "load", "load_model", "load_network", "model_scale", "peers_installed", "pipeline_type",
            "read_model_spec",
            "register_pipeline", "resolve", "shipped_models", "upscaler_for"]

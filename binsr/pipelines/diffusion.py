@@ -111,7 +111,8 @@ class DiffusionUpscaler:
         (first row, (B, 3, rows, w·s)). Every tile computes its own bicubic condition from the LR pixels it
         needs (:func:`~binsr.image.resize.imresize_window`) and its own crop of the start noise, and a band
         is handed over as soon as no later tile touches it, so memory is bounded by the tile size and the
-        output's width, not its height: the caller writes each band out (``binsr upscale``) or keeps it."""
+        output's width, not its height: the caller writes each band out (``binsr upscale``) or copies it.
+        A band is a view of one reused buffer, valid until the next band is asked for."""
         self.check_size(*lr.shape[-2:])
         device = next(self.model.parameters()).device
         lr = lr.to(device)
@@ -121,30 +122,42 @@ class DiffusionUpscaler:
             tile = self.auto_tile
         tile_h, tile_w = (height, width) if tile is None else (min(tile, height), min(tile, width))
         tops, lefts = _starts(height, tile_h, self.tile_overlap), _starts(width, tile_w, self.tile_overlap)
-        total = weight = None  # Σ ramp · tile and Σ ramp of the rows [first, first + total's height)
-        first = 0
+        # every tile's blending weight is a row ramp times a column ramp and the tiles form a grid, so the
+        # summed weight is (Σ row ramps) ⊗ (Σ column ramps): two vectors instead of a weight plane
+        column_weight = torch.zeros(width, device=device)
+        for left in lefts:
+            columns = min(tile_w, width - left)
+            column_weight[left:left + columns] += _ramp_1d(columns, self.tile_overlap, left, width).to(device)
+        # Σ ramp · tile of the rows still open, [first, first + open_rows): one buffer of a band's height, reused
+        # (the rows a band leaves open are those the next band starts with, so no band spans more than tile_h)
+        total = lr.new_empty(lr.shape[0], 3, tile_h, width)
+        row_weight = lr.new_empty(tile_h)
+        first = open_rows = 0
         for index, top in enumerate(tops):
             rows = min(tile_h, height - top)
             end = top + rows
-            if total is None:
-                total = lr.new_zeros(lr.shape[0], 3, end - first, width)
-                weight = lr.new_zeros(1, 1, end - first, width)
-            elif first + total.shape[-2] < end:
-                grow = end - first - total.shape[-2]
-                total = torch.cat([total, total.new_zeros(*total.shape[:-2], grow, width)], dim=-2)
-                weight = torch.cat([weight, weight.new_zeros(1, 1, grow, width)], dim=-2)
+            span = end - first
+            total[..., open_rows:span, :] = 0
+            row_weight[open_rows:span] = 0
+            ramp_rows = _ramp_1d(rows, self.tile_overlap, top, height).to(device)
+            row_weight[top - first:span] += ramp_rows
             for left in lefts:
                 columns = min(tile_w, width - left)
                 condition = imresize_window(lr, float(self.scale), (top, end), (left, left + columns)).clamp(0, 1)
                 noise = (noise_window(self.seed, lr.shape[0], (top, end), (left, left + columns)).to(condition)
                          if self.pixel_noise else None)  # latent models draw theirs at latent size
                 result = self._padded(condition, noise, progress)
-                ramp = _ramp(rows, columns, self.tile_overlap, top, left, height, width).to(result)
-                total[..., top - first:end - first, left:left + columns] += result * ramp
-                weight[..., top - first:end - first, left:left + columns] += ramp
+                ramp = ramp_rows[:, None] * _ramp_1d(columns, self.tile_overlap, left, width).to(result)[None, :]
+                total[..., top - first:span, left:left + columns] += result * ramp
             done = (tops[index + 1] if index + 1 < len(tops) else height) - first  # no later tile reaches above
-            yield first, total[..., :done, :] / weight[..., :done, :]
-            total, weight, first = total[..., done:, :], weight[..., done:, :], first + done
+            band = total[..., :done, :]
+            band.div_(row_weight[:done, None]).div_(column_weight)
+            yield first, band  # (a view of the buffer: valid until the next band is asked for)
+            open_rows = span - done
+            if open_rows:
+                total[..., :open_rows, :] = total[..., done:span, :].clone()
+                row_weight[:open_rows] = row_weight[done:span].clone()
+            first += done
 
     def _padded(self, condition: torch.Tensor, noise: torch.Tensor | None, progress: bool) -> torch.Tensor:
         height, width = condition.shape[-2:]
@@ -199,14 +212,13 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def _ramp(h: int, w: int, overlap: int, top: int, left: int, height: int, width: int) -> torch.Tensor:
-    """(1, 1, h, w) blending weights: linear ramps over ``overlap`` pixels on sides that touch a neighbour."""
-    def axis(n: int, start: int, total: int) -> torch.Tensor:
-        ramp = torch.ones(n)
-        edge = torch.linspace(0, 1, overlap + 2)[1:-1]  # strictly positive
-        if start > 0 and overlap:
-            ramp[:overlap] = edge
-        if start + n < total and overlap:
-            ramp[-overlap:] = torch.minimum(ramp[-overlap:], edge.flip(0))
-        return ramp
-    return (axis(h, top, height)[:, None] * axis(w, left, width)[None, :])[None, None]
+def _ramp_1d(n: int, overlap: int, start: int, total: int) -> torch.Tensor:
+    """(n,) blending weights of a tile [start, start + n) of an axis of ``total`` pixels: linear ramps over
+    ``overlap`` pixels on the sides that touch a neighbour, strictly positive."""
+    ramp = torch.ones(n)
+    edge = torch.linspace(0, 1, overlap + 2)[1:-1]
+    if start > 0 and overlap:
+        ramp[:overlap] = edge
+    if start + n < total and overlap:
+        ramp[-overlap:] = torch.minimum(ramp[-overlap:], edge.flip(0))
+    return ramp

@@ -21,7 +21,7 @@ from binsr.config import ConfigError, from_dict, to_dict
 from binsr.diffusion.distill import DistillConfig, SinSRDistillation
 from binsr.errors import BinsrError
 from binsr.models.description import apply_binarization
-from binsr.pipelines import is_peer, load, load_model, load_network, model_scale, pipeline_type, read_model_spec, resolve
+from binsr.pipelines import available, is_peer, load, load_model, load_network, model_scale, pipeline_type, read_model_spec, resolve
 from binsr.pipelines.model_file import ModelSpec
 from binsr.pipelines.resshift import OneStepUpscaler, ResShiftFamily, ResShiftUpscaler
 from binsr.training.imitation import ImitationConfig, UpscalerImitation, teacher_fingerprint
@@ -80,6 +80,21 @@ def _student_spec(init: str, spec: ModelSpec | None, scale: int) -> ModelSpec:
     return spec
 
 
+def _required_file(option: str, value: str) -> None:
+    """Raise if recipe key ``option`` names a model file that does not exist, saying which preset recipe writes
+    it where its path is a run's (``runs/NAME/model.safetensors``)."""
+    if value == "bicubic" or is_peer(value) or value in available():
+        return
+    path = Path(value)
+    if path.exists():
+        return
+    from binsr.training.config import preset_names
+
+    made_by = path.parent.name if path.name == "model.safetensors" and path.parent.name in preset_names() else None
+    hint = f"; it is what 'binsr train {made_by}' writes: train that recipe first" if made_by else ""
+    raise BinsrError(f"{option} {value}: no such model file{hint}")
+
+
 @register_task(OneStepUpscaler, OneStepRecipe)
 class DistillTask(LatentStates):
     """Student = ``init``'s network (or the ResShift teacher's), binarized if asked; its loss is SinSR's for a
@@ -88,6 +103,9 @@ class DistillTask(LatentStates):
     def __init__(self, config: OneStepRecipe) -> None:
         self.config = config
         scale = config.data.scale
+        for option, value in (("teacher", config.teacher), ("init", config.init)):
+            if value:
+                _required_file(option, value)
         self.teacher_spec = resshift_teacher(config.teacher)
         self.teacher: nn.Module | None = None  # a ResShift teacher's network (another teacher: in imitation)
         if self.teacher_spec is not None:
