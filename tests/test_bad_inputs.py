@@ -387,7 +387,9 @@ def test_two_runs_into_one_folder_write_each_file_once_and_count_what_they_wrote
             for extra in (["--scale", "4"], ["--scale", "2", "--outscale", "2"])]  # x4: 64 px wide; x2: 32 px
     results = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], results
-    wrote = [int(re.search(r"wrote (\d+) image", out).group(1)) for out, _ in results]
+    # (a run that finds every output there when it plans says so, and writes nothing)
+    wrote = [int(found.group(1)) if (found := re.search(r"wrote (\d+) image", out)) else 0 for out, _ in results]
+    assert all("wrote" in out or "skipped 30 existing file(s)" in out for out, _ in results), results
     widths = [Image.open(path).size[0] for path in sorted((tmp_path / "out").glob("*_up.png"))]
     assert len(widths) == 30 and sum(wrote) == 30  # every output exactly once, by one run or the other
     assert (widths.count(64), widths.count(32)) == tuple(wrote)  # each run's count is the files it made
@@ -499,3 +501,23 @@ def test_a_full_disk_names_the_file_and_what_was_written(tmp_path, capsys, monke
                                           f"was not written; the 1 before it were written (the last: "
                                           f"{out_dir / 'a_x4.png'})"]
     assert sorted(_files(out_dir)) == ["a_x4.png"]
+
+
+def test_links_are_followed_once_and_hidden_entries_follow_one_rule(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    for path in ("a.png", "sub/b.png", ".hidden/c.png", ".d.png"):
+        _rgb(inputs / path)
+    _rgb(tmp_path / "elsewhere" / "e.png")
+    (inputs / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # a folder link: read
+    (inputs / "broken.png").symlink_to(tmp_path / "nothere.png")                     # a broken link: said
+    (inputs / "sub" / "loop").symlink_to(inputs, target_is_directory=True)           # a loop: read once
+    code, out, err = _run(["upscale", inputs, "-o", tmp_path / "out", "--model", "bicubic", "--scale", 4, "--quiet"],
+                          capsys)
+    assert code == 0, err
+    assert sorted(_files(tmp_path / "out")) == ["a_x4.png", "linked/e_x4.png", "sub/b_x4.png"]
+    assert "left out 4 item(s) of the input folders" in out
+    from binsr.image import scan_images
+
+    assert sorted(scan_images(inputs).skipped) == sorted([
+        f"{inputs / '.d.png'} (hidden)", f"{inputs / '.hidden'} (hidden)", f"{inputs / 'broken.png'} (broken link)",
+        f"{inputs / 'sub' / 'loop'} (a link to a folder read already)"])

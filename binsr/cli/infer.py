@@ -194,6 +194,9 @@ def _run_upscale(args: argparse.Namespace) -> int:
 
     plan = plan_outputs(args.inputs, Path(args.output), suffix, args.ext, args.overwrite, needs_png,
                         compare=args.compare or args.sample, extra=(sample,) if sample else ())
+    if plan.left_out:
+        print(f"left out {len(plan.left_out)} item(s) of the input folders: {', '.join(plan.left_out[:3])}"
+              f"{' …' if len(plan.left_out) > 3 else ''}")
     if plan.skipped:
         print(f"skipped {len(plan.skipped)} existing file(s); --overwrite replaces them")
     if not plan.jobs:

@@ -38,6 +38,7 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # existing outputs left alone (no --overwrite)
     unreadable: list[str] = field(default_factory=list)  # inputs that do not decode, one line each
+    left_out: list[str] = field(default_factory=list)  # hidden entries, broken links, folders met twice
 
 
 def output_format(source: Path, ext: str, needs_png: bool) -> str:
@@ -89,7 +90,7 @@ def plan_outputs(inputs: list[str], out_dir: Path, suffix: str, ext: str, overwr
 
     ``needs_png(source)`` says whether a source keeps alpha or 16 bits (its output must be PNG); it may
     raise a BinsrError (an unreadable file), which is reported with the other problems."""
-    from binsr.image import list_images
+    from binsr.image import scan_images
 
     problems: list[str] = []
     if out_dir.exists() and not out_dir.is_dir():
@@ -98,13 +99,16 @@ def plan_outputs(inputs: list[str], out_dir: Path, suffix: str, ext: str, overwr
     if reason is not None:
         raise BinsrError(f"-o {out_dir}: {reason}")
     out_real = out_dir.resolve()
+    plan, claimed = Plan(), {}
     sources: list[tuple[Path, Path]] = []  # (file, its folder under -o)
     for item in map(Path, inputs):
         if item.is_dir():
-            found = [p for p in list_images(item) if not _is_output(p, item.resolve(), out_real, suffix)]
+            scan = scan_images(item)
+            plan.left_out += scan.skipped
+            found = [p for p in scan.files if not _is_output(p, item.resolve(), out_real, suffix)]
             if not found:
                 raise BinsrError(f"no images found in {item}" + (" (outputs under -o are not inputs)"
-                                                                  if list_images(item) else ""))
+                                                                  if scan.files else ""))
             sources += [(p, out_dir / p.parent.relative_to(item)) for p in found]
         elif item.is_file():
             sources.append((item, out_dir))
@@ -113,7 +117,6 @@ def plan_outputs(inputs: list[str], out_dir: Path, suffix: str, ext: str, overwr
         else:
             raise BinsrError(f"no such file or folder: {item}")
     sources += [(path, out_dir) for path in extra]
-    plan, claimed = Plan(), {}
     for source, folder in sources:
         try:
             file_format = output_format(source, ext, needs_png(source))

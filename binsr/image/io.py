@@ -57,15 +57,57 @@ def image_extensions() -> frozenset[str]:
     return frozenset(readable | {".tif", ".tiff"})
 
 
-def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
-    """Image files (by extension, any format Pillow reads) under ``folder``, sorted by their path relative
-    to it; hidden files (``.name``, such as binsr's own temporary files) are left out."""
+@dataclass
+class ImageScan:
+    """What :func:`scan_images` found: ``files``, sorted by path relative to the folder, and ``skipped``, one
+    ``PATH (reason)`` each for what was left out on purpose (hidden, a broken link, a folder read already)."""
+
+    files: list[Path]
+    skipped: list[str]
+
+
+def scan_images(folder: str | os.PathLike[str], recursive: bool = True) -> ImageScan:
+    """Image files (by extension, any format Pillow reads) under ``folder``. One rule for hidden entries:
+    files and folders named ``.name`` (binsr's own temporaries among them) are left out. Links to folders
+    are followed, each real folder read once; broken links are left out. Both are listed in ``skipped``."""
     folder = Path(folder)
-    pattern = "**/*" if recursive else "*"
     extensions = image_extensions()
-    files = [p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in extensions
-             and not p.name.startswith(".")]
-    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+    files: list[Path] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        real = os.path.realpath(current)
+        if real in seen:
+            skipped.append(f"{current} (a link to a folder read already)")
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as err:
+            skipped.append(f"{current} (unreadable folder: {err.strerror})")
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                if entry.is_dir() or path.suffix.lower() in extensions:
+                    skipped.append(f"{path} (hidden)")
+                continue
+            if entry.is_symlink() and not path.exists():
+                skipped.append(f"{path} (broken link)")
+            elif entry.is_dir():
+                if recursive:
+                    pending.append(path)
+            elif entry.is_file() and path.suffix.lower() in extensions:
+                files.append(path)
+    files.sort(key=lambda p: p.relative_to(folder).as_posix())
+    return ImageScan(files, sorted(skipped))
+
+
+def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """The image files of :func:`scan_images` (what it skipped is not reported)."""
+    return scan_images(folder, recursive).files
 
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
