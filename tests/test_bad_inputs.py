@@ -521,3 +521,38 @@ def test_links_are_followed_once_and_hidden_entries_follow_one_rule(tmp_path, ca
     assert sorted(scan_images(inputs).skipped) == sorted([
         f"{inputs / '.d.png'} (hidden)", f"{inputs / '.hidden'} (hidden)", f"{inputs / 'broken.png'} (broken link)",
         f"{inputs / 'sub' / 'loop'} (a link to a folder read already)"])
+
+
+def test_demo_on_a_taken_port_says_so_before_announcing_anything() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "binsr", "demo", "--host", "127.0.0.1", "--port", str(port)],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""  # no URL announced
+    assert done.stderr == (f"binsr: error: --port {port}: 127.0.0.1:{port} is already in use (another server?); "
+                           f"choose another with --port\n")
+
+
+def test_demo_errors_name_the_upload_never_the_servers_folders(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    from binsr.demo import DemoRunner
+    from binsr.demo.page import public_message
+    from binsr.errors import BinsrError
+
+    uploads = tmp_path / "binsr-demo-k3j" / "uploads" / "5f2e9a0c"
+    good = _rgb(uploads / "photo.png")
+    bad = uploads / "broken.png"
+    bad.write_bytes(good.read_bytes()[:60])
+    runner = DemoRunner(tmp_path / "binsr-demo-k3j" / "results", threads=1)
+    for image, model_file, expected in ((bad, None, "broken.png: truncated or corrupt image"),
+                                        (good, bad, "broken.png: not a safetensors model file")):
+        with pytest.raises(BinsrError) as raised:
+            runner.upscale(str(image), model_file=str(model_file) if model_file else None)
+        shown = public_message(str(raised.value), str(image), str(model_file) if model_file else None, None)
+        assert shown.startswith(expected) and "binsr-demo" not in shown and str(tmp_path) not in shown, shown

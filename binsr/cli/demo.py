@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
@@ -37,7 +39,24 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on host:port (another server holds it, no such address), or None:
+    found before any model is loaded or any address is announced."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: only listeners block it
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use (another server?); choose another with --port"
+            return f"cannot listen on {host}:{port} ({err.strerror})"
+    return None
+
+
 def _run_demo(args: argparse.Namespace) -> int:
+    problem = _port_problem(args.host, args.port)
+    if problem is not None:
+        raise BinsrError(f"--port {args.port}: {problem}")
     workdir = Path(tempfile.mkdtemp(prefix="binsr-demo-"))
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # Gradio's own copies of uploads stay in it too
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

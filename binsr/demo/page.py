@@ -4,7 +4,9 @@ on the right. Uploads are ``gr.File`` so the model reads the file's own bytes (E
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -57,10 +59,11 @@ def build_app(runner: DemoRunner) -> gr.Blocks:
                 result = runner.upscale(image_path, name, file, _integer(steps_) or None, _integer(tile_) or None,
                                         _integer(seed_) or 0, float(outscale_) if outscale_ else None, hr_path)
             except BinsrError as err:
-                raise gr.Error(str(err), print_exception=False) from None
+                raise gr.Error(public_message(str(err), image_path, file, hr_path), print_exception=False) from None
             except Exception as err:  # noqa: BLE001 - one line in the page, never a traceback
                 detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                raise gr.Error(f"{type(err).__name__}: {detail}", print_exception=False) from None
+                raise gr.Error(public_message(f"{type(err).__name__}: {detail}", image_path, file, hr_path),
+                               print_exception=False) from None
             print(f"binsr demo: {result.result.name} in {time.perf_counter() - start:.2f} s (model {result.seconds:.2f} s)",
                   flush=True)  # the server's log: what a request cost before Gradio and the browser
             return (str(result.bicubic), str(result.result)), result.facts, str(result.result)
@@ -69,6 +72,18 @@ def build_app(runner: DemoRunner) -> gr.Blocks:
                      outputs=[compare, facts, download], concurrency_limit=1,
                      show_progress="minimal", show_progress_on=[facts])  # see PROGRESS below
     return app
+
+
+_SERVER_FOLDER = re.compile(r"(?:[A-Za-z]:)?[/\\]\S*?binsr-demo-[^/\\\s]*[/\\](?:[^/\\\s:]+[/\\])*")
+
+
+def public_message(message: str, *uploads: Any) -> str:
+    """``message`` as the browser may see it: each uploaded file by the name it was uploaded under, never
+    the server's folders (``…/binsr-demo-*/uploads/<sha256>/``)."""
+    for upload in uploads:
+        if isinstance(upload, (str, Path)) and str(upload):
+            message = message.replace(str(upload), Path(upload).name)
+    return _SERVER_FOLDER.sub("", message)
 
 
 def _integer(value: Any) -> int | None:
