@@ -69,6 +69,8 @@ def server():
     process.send_signal(signal.SIGINT)
     process.wait(timeout=30)
     assert not workdir.exists(), f"binsr demo left {workdir} behind"  # every file it wrote was in there
+    log = process.stdout.read()
+    assert "Traceback" not in log, log  # every error, crafted requests' included, was one line
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +179,22 @@ def test_runner_refuses_like_the_command_line(tmp_path):
         runner.upscale(big, outscale=-1)
     assert all(p.is_relative_to(tmp_path / "work") for p in tmp_path.rglob("*") if p.suffix == ".png"
                and p.name != "big.png")
+
+
+def test_crafted_api_calls_are_refused_with_one_line(server):
+    import json
+
+    url = server[0]
+
+    def call(data: list) -> str:
+        request = urllib.request.Request(f"{url}gradio_api/call/run", data=json.dumps({"data": data}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        event = json.load(urllib.request.urlopen(request, timeout=30))["event_id"]
+        return urllib.request.urlopen(f"{url}gradio_api/call/run/{event}", timeout=60).read().decode()
+
+    for data, kind in (([123, "bimacosr-x4", None, None, None, None, None, None], "ValidationError"),
+                       ([{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "bimacosr-x4", None, None,
+                         None, None, None, None], "InvalidPathError"),
+                       (["x"], "ValueError")):
+        answer = call(data)
+        assert answer.startswith("event: error") and f"malformed request: {kind}" in answer, answer

@@ -20,9 +20,24 @@ TITLE = "binsr: 1-bit diffusion super-resolution on your CPU"
 # the model beside it (256x256 at x4: 2.0-2.6 s with it, 1.1-1.7 s without, on 2 cores).
 
 
+class QuietBlocks(gr.Blocks):
+    """gr.Blocks whose malformed requests (a crafted API call: wrong types, too few inputs, a path never
+    uploaded) are refused with one line in the server's log and in the answer, instead of a traceback."""
+
+    async def preprocess_data(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().preprocess_data(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as err:  # noqa: BLE001 - Gradio's own validation of a request's inputs
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            print(f"binsr demo: refused a malformed request ({type(err).__name__}: {detail})", flush=True)
+            raise gr.Error(f"malformed request: {type(err).__name__}: {detail}", print_exception=False) from None
+
+
 def build_app(runner: DemoRunner) -> gr.Blocks:
     names = runner.model_names()
-    with gr.Blocks(title="binsr demo") as app:
+    with QuietBlocks(title="binsr demo") as app:
         gr.Markdown(f"# {TITLE}\nUpload a low-resolution image (up to {MAX_INPUT_PIXELS} pixels). Models are "
                     "binsr's shipped 1-bit models, or a `.safetensors` model file of your own.")
         with gr.Row():
