@@ -50,6 +50,10 @@ def test_the_ncnn_path_equals_a_float64_recomputation(tmp_path: Path) -> None:
     for tile in (8, 12):  # 4 and 6 LR pixels a call, margins included: a 3x3 net sees no seams
         tiled = NcnnUpscaler(*tiny_ncnn_net(tmp_path, weight, bias, 2), scale=2, name="tiny", tile=tile)
         assert torch.allclose(tiled.upscale(x), expected.clamp(0, 1).float(), atol=1e-5)
+        # streamed: one band per row of tiles, top to bottom, together the whole output
+        tops, bands = zip(*tiled.upscale_rows(x))
+        assert len(tops) > 1 and tops[0] == 0 and list(tops) == sorted(tops)
+        assert torch.equal(torch.cat(bands, dim=-2), tiled.upscale(x))
 
 
 def test_realesrgan_x4plus_is_deterministic_and_sharper_than_bicubic(shared_data: Path) -> None:

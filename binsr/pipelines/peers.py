@@ -12,6 +12,8 @@ context that is cropped away, as Real-ESRGAN's own inference does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,34 +111,51 @@ class NcnnUpscaler:
             raise BinsrError(f"{self.name}: the network gave {result.shape}, not {expected}")
         return result
 
-    def _image(self, image: np.ndarray) -> np.ndarray:
-        """One (3, h, w) image, whole or in tiles: each network call sees at most ``tile // scale`` LR pixels
-        a side, context margin included (a tile's memory is the network's working set at that size)."""
+    def _bands(self, image: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """One (3, h, w) image, whole or in tiles, as (first output row, (3, rows, w·s)) bands of one tile row
+        each: each network call sees at most ``tile // scale`` LR pixels a side, context margin included (a
+        tile's memory is the network's working set at that size)."""
         _, height, width = image.shape
         budget = None if self.tile is None else max(1, self.tile // self.scale)
         if budget is None or (height <= budget and width <= budget):
-            return self._run(image)
+            yield 0, self._run(image)
+            return
         s, m = self.scale, min(self.margin, budget // 4)
         side = budget - 2 * m
-        out = np.empty((3, height * s, width * s), dtype=np.float32)
         for top in range(0, height, side):
+            bottom = min(top + side, height)
+            t0 = max(0, top - m)
+            band = np.empty((3, (bottom - top) * s, width * s), dtype=np.float32)
             for left in range(0, width, side):
-                bottom, right = min(top + side, height), min(left + side, width)
-                t0, l0 = max(0, top - m), max(0, left - m)
+                right = min(left + side, width)
+                l0 = max(0, left - m)
                 piece = self._run(image[:, t0:min(height, bottom + m), l0:min(width, right + m)])
-                out[:, top * s:bottom * s, left * s:right * s] = piece[
-                    :, (top - t0) * s:(bottom - t0) * s, (left - l0) * s:(right - l0) * s]
-        return out
+                band[:, :, left * s:right * s] = piece[:, (top - t0) * s:(bottom - t0) * s,
+                                                       (left - l0) * s:(right - l0) * s]
+            yield top * s, band
+
+    def _checked(self, lr: torch.Tensor) -> np.ndarray:
+        if lr.dim() != 4 or lr.shape[1] != 3:
+            raise BinsrError(f"{self.name} takes RGB images (B, 3, H, W), got {tuple(lr.shape)}")
+        return lr.detach().float().cpu().numpy()
 
     def upscale(self, lr: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) or one (3, h, w) image in [0, 1] → the same rank at ×scale, clipped to [0, 1]."""
         if lr.dim() == 3:
             return self.upscale(lr[None])[0]
-        if lr.dim() != 4 or lr.shape[1] != 3:
-            raise BinsrError(f"{self.name} takes RGB images (B, 3, H, W), got {tuple(lr.shape)}")
-        images = lr.detach().float().cpu().numpy()
-        out = np.stack([self._image(image) for image in images])
+        images = self._checked(lr)
+        out = np.empty((*images.shape[:2], images.shape[2] * self.scale, images.shape[3] * self.scale), np.float32)
+        for index, image in enumerate(images):
+            for top, band in self._bands(image):
+                out[index, :, top:top + band.shape[1]] = band
         return torch.from_numpy(out).clamp_(0, 1).to(lr.device)
+
+    def upscale_rows(self, lr: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """(B, 3, h, w) → (first row, (B, 3, rows, w·s)) bands of :meth:`upscale`'s output, one tile row at a
+        time: memory bounded by the tile and the width."""
+        images = self._checked(lr)
+        for bands in zip(*(self._bands(image) for image in images)):
+            yield bands[0][0], torch.from_numpy(np.stack([band for _, band in bands])).clamp_(0, 1).to(lr.device)
 
 
 def load_peer(name: str, scale: int | None = None, tile: int | None = AUTO_TILE, **ignored: object) -> NcnnUpscaler:
