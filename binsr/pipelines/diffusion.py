@@ -124,10 +124,11 @@ class DiffusionUpscaler:
         tops, lefts = _starts(height, tile_h, self.tile_overlap), _starts(width, tile_w, self.tile_overlap)
         # every tile's blending weight is a row ramp times a column ramp and the tiles form a grid, so the
         # summed weight is (Σ row ramps) ⊗ (Σ column ramps): two vectors instead of a weight plane
+        column_ramps = [_ramp_1d(min(tile_w, width - left), self.tile_overlap, left, width).to(device)
+                        for left in lefts]
         column_weight = torch.zeros(width, device=device)
-        for left in lefts:
-            columns = min(tile_w, width - left)
-            column_weight[left:left + columns] += _ramp_1d(columns, self.tile_overlap, left, width).to(device)
+        for left, ramp_columns in zip(lefts, column_ramps):
+            column_weight[left:left + len(ramp_columns)] += ramp_columns
         # Σ ramp · tile of the rows still open, [first, first + open_rows): one buffer of a band's height, reused
         # (the rows a band leaves open are those the next band starts with, so no band spans more than tile_h)
         total = lr.new_empty(lr.shape[0], 3, tile_h, width)
@@ -141,13 +142,13 @@ class DiffusionUpscaler:
             row_weight[open_rows:span] = 0
             ramp_rows = _ramp_1d(rows, self.tile_overlap, top, height).to(device)
             row_weight[top - first:span] += ramp_rows
-            for left in lefts:
-                columns = min(tile_w, width - left)
+            for left, ramp_columns in zip(lefts, column_ramps):
+                columns = len(ramp_columns)
                 condition = imresize_window(lr, float(self.scale), (top, end), (left, left + columns)).clamp(0, 1)
                 noise = (noise_window(self.seed, lr.shape[0], (top, end), (left, left + columns)).to(condition)
                          if self.pixel_noise else None)  # latent models draw theirs at latent size
                 result = self._padded(condition, noise, progress)
-                ramp = ramp_rows[:, None] * _ramp_1d(columns, self.tile_overlap, left, width).to(result)[None, :]
+                ramp = ramp_rows[:, None] * ramp_columns[None, :]
                 total[..., top - first:span, left:left + columns] += result * ramp
             done = (tops[index + 1] if index + 1 < len(tops) else height) - first  # no later tile reaches above
             band = total[..., :done, :]

@@ -7,6 +7,7 @@ output, whatever its size."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -32,18 +33,38 @@ def upscale_picture(upscaler: Upscaler, picture: Picture, alpha_mode: str = "bic
                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
     """The model's (3, H·s, W·s) output and the alpha channel upscaled (``alpha_mode``: MATLAB bicubic, or the
     model run on it as a gray image), both resized to round(``outscale`` × the input's size) when given."""
+    height, width = picture.rgb.shape[-2:]
+    sr = torch.empty(3, height * upscaler.scale, width * upscaler.scale)
+    alpha = torch.empty(1, *sr.shape[-2:]) if picture.alpha is not None else None
+    for part, top, rows in picture_bands(upscaler, picture, alpha_mode, device):
+        (sr if part == "rgb" else alpha)[:, top:top + rows.shape[-2]] = rows
+    if alpha is not None:
+        alpha = resize_to_scale(alpha, picture, outscale).clamp(0, 1)
+    return resize_to_scale(sr, picture, outscale), alpha
+
+
+ALPHA_BAND_ROWS = 64  # output rows per band of a bicubic-upscaled alpha channel
+
+
+def picture_bands(upscaler: Upscaler, picture: Picture, alpha_mode: str = "bicubic",
+                  device: torch.device | str = "cpu") -> Iterator[tuple[str, int, torch.Tensor]]:
+    """The picture upscaled in row bands, top to bottom: ("rgb", first row, (3, rows, W·s)) of the model's
+    output, then ("alpha", first row, (1, rows, W·s)) of the alpha channel (MATLAB bicubic, or the model run on
+    it as a gray image; not clipped). Each band is valid until the next is asked for."""
     if alpha_mode not in ALPHA_MODES:
         raise ValueError(f"alpha_mode must be one of {', '.join(ALPHA_MODES)}, got {alpha_mode!r}")
     with torch.no_grad():
-        sr = upscaler.upscale(picture.rgb[None].to(device))[0].cpu()
+        for top, rows in upscale_rows(upscaler, picture.rgb[None].to(device)):
+            yield "rgb", top, rows[0].cpu()
         alpha = picture.alpha
-        if alpha is not None:
-            if alpha_mode == "model":
-                alpha = upscaler.upscale(alpha.expand(3, -1, -1)[None].to(device))[0].cpu().mean(0, keepdim=True)
-            else:
-                alpha = imresize(alpha.double(), size=tuple(sr.shape[-2:])).float()
-            alpha = resize_to_scale(alpha, picture, outscale).clamp(0, 1)
-    return resize_to_scale(sr, picture, outscale), alpha
+        if alpha is not None and alpha_mode == "model":
+            for top, rows in upscale_rows(upscaler, alpha.expand(3, -1, -1)[None].to(device)):
+                yield "alpha", top, rows[0].cpu().mean(0, keepdim=True)
+        elif alpha is not None:
+            height, width = alpha.shape[-2] * upscaler.scale, alpha.shape[-1] * upscaler.scale
+            for top in range(0, height, ALPHA_BAND_ROWS):
+                rows = (top, min(top + ALPHA_BAND_ROWS, height))
+                yield "alpha", top, imresize_window(alpha.double(), float(upscaler.scale), rows, (0, width)).float()
 
 
 def resize_to_scale(image: torch.Tensor, picture: Picture, outscale: float | None) -> torch.Tensor:
@@ -65,19 +86,14 @@ def write_result(path: str | os.PathLike[str], picture: Picture, sr: torch.Tenso
     write_image(path, image, alpha, bits=picture.bits, icc=picture.icc, file_format=file_format, exclusive=exclusive)
 
 
-ALPHA_BAND_ROWS = 64  # output rows per band of a bicubic-upscaled alpha channel
-
-
 def write_upscaled(path: str | os.PathLike[str], upscaler: Upscaler, picture: Picture, alpha_mode: str = "bicubic",
                    outscale: float | None = None, device: torch.device | str = "cpu", file_format: str = "png",
                    exclusive: bool = False) -> None:
     """Upscale ``picture`` and write it to ``path`` as :func:`upscale_picture` and :func:`write_result` would, but
-    band by band: the model's output rows (:func:`~binsr.pipelines.base.upscale_rows`) go straight into the
-    output file's buffer (:class:`~binsr.image.OutputImage`), so no full-size float image exists. A final size
-    other than the model's scale (``outscale``) resamples the whole output, so it takes that path instead.
+    band by band: the bands of :func:`picture_bands` go straight into the output file's buffer
+    (:class:`~binsr.image.OutputImage`), so no full-size float image exists. A final size other than the model's
+    scale (``outscale``) resamples the whole output, so it takes that path instead.
     ``exclusive``: never over an existing file (:class:`~binsr.utils.fs.OutputExists` if ``path`` exists by then)."""
-    if alpha_mode not in ALPHA_MODES:
-        raise ValueError(f"alpha_mode must be one of {', '.join(ALPHA_MODES)}, got {alpha_mode!r}")
     height, width = picture.rgb.shape[-2:]
     out_h, out_w = height * upscaler.scale, width * upscaler.scale
     if outscale is not None and (max(1, round(height * outscale)), max(1, round(width * outscale))) != (out_h, out_w):
@@ -86,17 +102,9 @@ def write_upscaled(path: str | os.PathLike[str], upscaler: Upscaler, picture: Pi
         return
     output = OutputImage(path, out_h, out_w, channels=1 if picture.gray else 3, bits=picture.bits,
                          alpha=picture.alpha is not None, file_format=file_format)
-    with torch.no_grad():
-        for top, rows in upscale_rows(upscaler, picture.rgb[None].to(device)):
-            rows = rows[0].cpu()
+    for part, top, rows in picture_bands(upscaler, picture, alpha_mode, device):
+        if part == "alpha":
+            output.put_alpha(top, rows.clamp(0, 1))
+        else:
             output.put(top, rgb_to_gray(rows[None])[0] / 255 if picture.gray else rows)
-        alpha = picture.alpha
-        if alpha is not None and alpha_mode == "model":
-            for top, rows in upscale_rows(upscaler, alpha.expand(3, -1, -1)[None].to(device)):
-                output.put_alpha(top, rows[0].cpu().mean(0, keepdim=True).clamp(0, 1))
-        elif alpha is not None:
-            for top in range(0, out_h, ALPHA_BAND_ROWS):
-                band = imresize_window(alpha.double(), float(upscaler.scale), (top, min(top + ALPHA_BAND_ROWS, out_h)),
-                                       (0, out_w))
-                output.put_alpha(top, band.float().clamp(0, 1))
     output.save(picture.icc, exclusive)
