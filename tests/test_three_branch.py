@@ -155,3 +155,16 @@ def test_sparse_branch_equals_its_dense_matrix(layer, x):
     grads = torch.autograd.grad(out.sum(), (x, smb.values))
     reference_grads = torch.autograd.grad(reference.sum(), (x, smb.values))
     assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, reference_grads))
+
+
+@pytest.mark.parametrize("layer,x", [(nn.Conv2d(32, 24, 3, stride=2, padding=1), torch.randn(2, 32, 9, 7)),
+                                     (nn.Linear(40, 30), torch.randn(2, 5, 40))])
+def test_sparse_branch_under_autocast_multiplies_in_its_values_precision(layer, x):
+    """Under autocast (fp16 on CUDA, which has no fp16 sparse matmul; bf16 here) the product runs in fp32 and
+    only the result is rounded: it equals the fp32 product of the low-precision input, rounded once."""
+    smb = _fp_three_branch(layer, rank=1, k=17).smb
+    low = x.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = smb(low)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, smb(low.float()).bfloat16())

@@ -286,3 +286,25 @@ def test_a_model_trained_on_real_degradations_is_validated_on_them(tmp_path, tra
     with torch.no_grad():
         sr = trainer.task.upscaler(trainer.ema if trainer.ema is not None else trainer.model).upscale(sample["lr"][None])
     assert trainer.validate() == pytest.approx(float(psnr(sr[0], sample["hr"], crop_border=4)), abs=1e-9)
+
+
+def test_data_workers_live_across_epochs_and_draw_the_patches_of_the_inline_loader(tmp_path, train_folder, monkeypatch):
+    """One DataLoader serves every epoch (its workers are not restarted each epoch, which starved a GPU on
+    small datasets); each index carries its epoch, so 2 workers give the batches that no worker gives, from
+    any step on, across epoch boundaries (5 images, batch 2: 2 steps an epoch)."""
+    sets = recipe(tmp_path, train_folder, "loader", "data.batch_size=2")[1::2]  # the KEY=VALUE of each --set
+
+    def first_batches(workers: int, step: int, count: int = 5) -> list[torch.Tensor]:
+        trainer = Trainer(load_train_config("bidiffsr-small-x4", [*sets, f"data.num_workers={workers}"]), progress=False)
+        trainer.step = step
+        return [torch.cat([lr.flatten(), hr.flatten()]) for (lr, hr), _ in zip(trainer.batches(), range(count))]
+
+    from binsr.training import engine
+
+    loaders = []
+    monkeypatch.setattr(engine, "DataLoader", lambda *a, **k: loaders.append(1) or torch.utils.data.DataLoader(*a, **k))
+    inline = first_batches(0, 0, 7)
+    assert len(loaders) == 1  # 7 batches, 4 epochs, one loader
+    assert not torch.equal(inline[0], inline[2])  # epoch 1 draws new patches
+    assert all(torch.equal(a, b) for a, b in zip(first_batches(2, 0, 7), inline))
+    assert all(torch.equal(a, b) for a, b in zip(first_batches(2, 3), inline[3:]))  # resumed mid-epoch

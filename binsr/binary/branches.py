@@ -147,17 +147,21 @@ class SparseBranch(nn.Module):
         return dense.index_put((self.index.long(),), self.values).view(self.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., C_in) or (B, C_in, H, W) → (..., C_out) or (B, C_out, H', W') in x's dtype; the product runs in
+        the values' dtype even under autocast (CUDA has no fp16 sparse matmul; k terms gain nothing from it)."""
         index = self.index.long()
         coordinates = torch.stack([index // self.shape[1], index % self.shape[1]])
         matrix = torch.sparse_coo_tensor(coordinates, self.values, self.shape, is_coalesced=True,
                                          check_invariants=False)  # sorted and in range since __init__
-        if self.stride is None:  # (..., C_in) → (..., C_out)
-            flat = x.reshape(-1, self.shape[1]).T
-            return torch.sparse.mm(matrix, flat).T.reshape(*x.shape[:-1], self.shape[0])
-        x = x[..., :: self.stride[0], :: self.stride[1]]
-        batch, _, height, width = x.shape
-        flat = x.transpose(0, 1).reshape(self.shape[1], -1)
-        return torch.sparse.mm(matrix, flat).reshape(self.shape[0], batch, height, width).transpose(0, 1)
+        with torch.autocast(x.device.type, enabled=False):
+            if self.stride is None:  # (..., C_in) → (..., C_out)
+                flat = x.reshape(-1, self.shape[1]).T.to(self.values.dtype)
+                return torch.sparse.mm(matrix, flat).T.reshape(*x.shape[:-1], self.shape[0]).to(x.dtype)
+            x = x[..., :: self.stride[0], :: self.stride[1]]
+            batch, _, height, width = x.shape
+            flat = x.transpose(0, 1).reshape(self.shape[1], -1).to(self.values.dtype)
+            out = torch.sparse.mm(matrix, flat).reshape(self.shape[0], batch, height, width).transpose(0, 1)
+            return out.to(x.dtype)
 
     def complexity_ops(self, args: tuple, kwargs: dict, output: torch.Tensor) -> tuple[int, int]:
         """k multiply-adds per output position (a sparse kernel skips the zeros)."""

@@ -204,9 +204,12 @@ class SRTrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs) * self.repeat
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
+        """Sample ``index`` of the current epoch, or of the epoch given as ``(epoch, index)`` (a data loader
+        whose workers outlive an epoch passes it so)."""
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         image_index = index % len(self.pairs)
-        generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, index))
+        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
         lr_array, hr_array = self.pairs.arrays(image_index)
         lr, hr = paired_random_crop(
             torch.from_numpy(lr_array.transpose(2, 0, 1)),  # views, (3, h, w) integer tensors

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from binsr.errors import BinsrError
 from binsr.pipelines.base import Upscaler
@@ -84,9 +83,7 @@ def load(name_or_path: str, scale: int | None = None, device: str = "cpu", **opt
     if name_or_path == "bicubic":
         return BicubicUpscaler(model_scale(name_or_path, scale))
     if is_peer(name_or_path):
-        if device != "cpu" and torch.device(device).type != "cpu":
-            raise BinsrError(f"{name_or_path} runs on the CPU (ncnn), not on {device}")
-        return load_peer(name_or_path, scale, **options)
+        return load_peer(name_or_path, scale, device=device, **options)
     path = resolve(name_or_path)
     spec = _checked_spec(path, scale)  # the header, read once
     name = name_or_path if shipped_path(name_or_path) else spec.name or path.stem

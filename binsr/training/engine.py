@@ -144,20 +144,12 @@ class Trainer:
         return ModelSpec.parse(header).to_dict()
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(lr, hr) batches of this process from ``self.step`` on, forever (epoch after epoch)."""
-        batch, count = self.config.data.batch_size, len(self.dataset)
-        per_epoch = count // self.global_batch
-        while True:
-            epoch, position = divmod(self.step, per_epoch)
-            seed = int(np.random.SeedSequence([self.config.seed, epoch, 7]).generate_state(1)[0])
-            order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
-            self.dataset.set_epoch(epoch)
-            start = self.rank * batch
-            index_batches = [order[k * self.global_batch + start: k * self.global_batch + start + batch]
-                             for k in range(position, per_epoch)]
-            loader = DataLoader(self.dataset, batch_sampler=index_batches, num_workers=self.config.data.num_workers)
-            for sample in loader:
-                yield sample["lr"].to(self.device), sample["hr"].to(self.device)
+        """(lr, hr) batches of this process from ``self.step`` on, forever (epoch after epoch), from one
+        DataLoader whose workers live across epochs: each index carries its epoch, which seeds its patch."""
+        loader = DataLoader(self.dataset, batch_sampler=_EpochBatches(self, self.step),
+                            num_workers=self.config.data.num_workers)
+        for sample in loader:
+            yield sample["lr"].to(self.device), sample["hr"].to(self.device)
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> float:
         self.net.train()
@@ -273,6 +265,27 @@ def _central_crop(sample: dict[str, Any], crop: int | None, scale: int) -> tuple
     top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
     lr = lr[..., top:top + size, left:left + size]
     return lr, hr[..., top * scale:(top + size) * scale, left * scale:(left + size) * scale]
+
+
+class _EpochBatches:
+    """The batch sampler of :meth:`Trainer.batches`: lists of (epoch, index) from ``step`` on, each epoch a
+    fresh permutation seeded by (seed, epoch), this rank's share of each global batch."""
+
+    def __init__(self, trainer: Trainer, step: int) -> None:
+        self.seed, self.step = trainer.config.seed, step
+        self.batch, self.global_batch = trainer.config.data.batch_size, trainer.global_batch
+        self.count, self.start = len(trainer.dataset), trainer.rank * trainer.config.data.batch_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per_epoch = self.count // self.global_batch
+        epoch, position = divmod(self.step, per_epoch)
+        while True:
+            seed = int(np.random.SeedSequence([self.seed, epoch, 7]).generate_state(1)[0])
+            order = torch.randperm(self.count, generator=torch.Generator().manual_seed(seed)).tolist()
+            for k in range(position, per_epoch):
+                first = k * self.global_batch + self.start
+                yield [(epoch, index) for index in order[first:first + self.batch]]
+            epoch, position = epoch + 1, 0
 
 
 def _init_distributed(device: str) -> tuple[int, int, int]:

@@ -102,7 +102,7 @@ class UpscalerImitation:
         """T(lr) per sample (B, 3, h·s, w·s) in [0, 1], from the cache where the same patch was seen before."""
         found, computed = self.cache.get_or_compute(
             lr.shape[0], lambda i: content_key(lr[i], prefix=self.fingerprint),
-            lambda rows: self.teacher.upscale(lr[rows].cpu()))
+            lambda rows: self.teacher.upscale(lr[rows].to(getattr(self.teacher, "device", "cpu"))))
         self.teacher_calls += computed
         return torch.stack(found).to(lr)
 

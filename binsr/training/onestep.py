@@ -150,6 +150,8 @@ class DistillTask(LatentStates):
         for part in (self.model, self.teacher, self.autoencoder):
             if part is not None:
                 part.to(device)
+        if self.teacher_spec is None and hasattr(self.imitation.teacher, "to"):
+            self.imitation.teacher.to(device)  # a peer teacher runs where the student trains (PyTorch off the CPU)
         return self  # the critic is moved by the engine
 
     def loss(self, net: nn.Module, lr: torch.Tensor, hr: torch.Tensor,
