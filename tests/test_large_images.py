@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from binsr.image import Picture, imresize_window, read_picture
+from binsr.image import Picture, imresize, imresize_window, read_picture
 from binsr.pipelines import load
 from binsr.pipelines.base import upscale_rows
 from binsr.pipelines.diffusion import NOISE_BLOCK, noise_window
@@ -74,19 +74,50 @@ def test_a_streamed_file_is_the_file_the_whole_image_path_writes(name, tmp_path:
         assert transparency is None or torch.equal(a.alpha, b.alpha)
 
 
+@pytest.mark.parametrize("name,outscale", [("bicubic", 2.5), ("bimacosr-x4", 5.3), ("bicubic", 0.7)])
+def test_outscale_resamples_band_by_band_as_matlab_resizes_the_whole_output(name, outscale, tmp_path: Path) -> None:
+    """--outscale streams too: the file equals MATLAB bicubic of the whole model-scale output (the old path),
+    resized in float64, for RGB + alpha and gray 16-bit pictures (to the last level: float rounding only)."""
+    upscaler = load(name, scale=4) if name == "bicubic" else load(name, tile=128, tile_overlap=32)
+    generator = torch.Generator().manual_seed(4)
+    rgb, alpha = torch.rand(3, 33, 41, generator=generator), torch.rand(1, 33, 41, generator=generator)
+    size = (round(33 * outscale), round(41 * outscale))
+    for index, (gray, bits) in enumerate([(False, 8), (True, 16)]):
+        picture = Picture(rgb=rgb.mean(0, keepdim=True).expand(3, -1, -1) if gray else rgb, alpha=alpha, bits=bits,
+                          icc=None, gray=gray)
+        write_upscaled(tmp_path / f"s{index}.png", upscaler, picture, "bicubic", outscale)
+        sr = upscale_picture(upscaler, picture, "bicubic")[0]
+        sr_alpha = imresize(alpha.double(), 4.0)  # the alpha band's values before clipping
+        whole = [imresize(image.double(), size=size).float() for image in (sr, sr_alpha)]
+        write_result(tmp_path / f"w{index}.png", picture, whole[0], whole[1].clamp(0, 1))
+        a, b = read_picture(tmp_path / f"s{index}.png"), read_picture(tmp_path / f"w{index}.png")
+        assert a.rgb.shape[-2:] == size and (a.bits, a.gray) == (bits, gray)
+        level = 1 / (2**bits - 1)
+        assert float((a.rgb - b.rgb).abs().max()) <= level + 1e-7 and float((a.alpha - b.alpha).abs().max()) <= level + 1e-7
+        assert float((a.rgb != b.rgb).float().mean()) < 1e-3  # a rounding flip here and there, no more
+
+
 def _limit_address_space(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS as Linux counts it")
 def test_a_2000_pixel_image_upscales_in_1_5_gb_plus_its_output(tmp_path: Path) -> None:
-    """ulimit -v of 1.5 GB + the 8-bit output (8000² RGB: 192 MB): the whole-image path needed about 7 GB."""
+    """ulimit -v of 1.5 GB + the 8-bit output (8000² RGB: 192 MB): the whole-image path needed about 7 GB.
+    With --outscale 3 the resampled output streams too (6000²: the whole-image resize needed about 3 GB)."""
     rng = np.random.default_rng(3)
     Image.fromarray(smooth_image(rng, 2000, 2000)).save(tmp_path / "big.png")
-    limit = int(1.5 * 2**30) + 8000 * 8000 * 3
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    done = subprocess.run([sys.executable, "-m", "binsr", "upscale", str(tmp_path / "big.png"), "--model", "bicubic",
-                           "--scale", "4", "-o", str(tmp_path / "out"), "--quiet", "--threads", "2"],
+    command = [sys.executable, "-m", "binsr", "upscale", str(tmp_path / "big.png"), "--model", "bicubic", "--scale", "4",
+               "--quiet", "--threads", "2"]
+    limit = int(1.5 * 2**30) + 6000 * 6000 * 3
+    done = subprocess.run([*command, "--outscale", "3", "-o", str(tmp_path / "three")], capture_output=True, text=True,
+                          env=env, preexec_fn=lambda: _limit_address_space(limit))
+    assert done.returncode == 0, done.stderr[-2000:]
+    with Image.open(tmp_path / "three" / "big_x3.png") as image:
+        assert image.size == (6000, 6000)
+    limit = int(1.5 * 2**30) + 8000 * 8000 * 3
+    done = subprocess.run([*command, "-o", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, preexec_fn=lambda: _limit_address_space(limit))
     assert done.returncode == 0, done.stderr[-2000:]
     with Image.open(tmp_path / "out" / "big_x4.png") as image:

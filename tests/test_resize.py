@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from binsr.image.resize import cubic, imresize, imresize_window, output_length
+from binsr.image.resize import BandResize, cubic, imresize, imresize_window, output_length
 
 
 # --- Independent reference: a direct transcription of the definition, one output pixel at a time ---
@@ -158,3 +158,35 @@ def test_a_window_is_the_crop_of_the_whole_result_from_the_pixels_it_needs(scale
     assert torch.isfinite(imresize_window(poisoned, scale, (0, max(1, int(6 * scale))), (0, width))).all()
     with pytest.raises(ValueError, match="outside"):
         imresize_window(image, scale, (0, height + 1), (0, width))
+
+
+@pytest.mark.parametrize("in_size,out_size,band", [((37, 29), (20, 15), 5), ((40, 31), (100, 77), 7),
+                                                   ((64, 64), (48, 48), 64), ((13, 17), (52, 68), 1),
+                                                   ((50, 40), (7, 9), 3), ((9, 9), (200, 3), 2)])
+def test_band_resize_equals_the_numpy_reference_and_holds_only_the_rows_it_needs(in_size, out_size, band, rng):
+    """Bands in, bands out: the whole image resized as MATLAB does (float64 NumPy reference), each output row
+    once, top to bottom, with at most the kernel's reach of input rows held beyond the newest band."""
+    image = rng.random((2, *in_size))
+    (in_h, in_w), (out_h, out_w) = in_size, out_size
+    expected = np.stack([ref_imresize(channel, out_h / in_h, out_w / in_w, out_h, out_w) for channel in image])
+    resizer = BandResize(in_size, out_size)
+    out, next_row, held = np.full((2, out_h, out_w), np.nan), 0, []
+    for top in range(0, in_h, band):
+        for first, rows in resizer.push(torch.from_numpy(image[:, top:top + band])):
+            assert first == next_row
+            out[:, first:first + rows.shape[-2]] = rows.numpy()
+            next_row += rows.shape[-2]
+        held.append(0 if resizer.buffer is None else resizer.buffer.shape[-2])
+    assert next_row == out_h and resizer.buffer is None  # everything out, nothing kept
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
+    reach = math.ceil(4 * max(1.0, in_h / out_h)) + 2  # taps of one output row
+    assert max(held) <= band + 2 * reach
+
+
+def test_band_resize_refuses_a_band_that_does_not_continue_the_image():
+    resizer = BandResize((10, 8), (20, 16))
+    list(resizer.push(torch.zeros(1, 6, 8)))
+    with pytest.raises(ValueError, match="does not continue a 10x8 image at row 6"):
+        list(resizer.push(torch.zeros(1, 5, 8)))
+    with pytest.raises(ValueError, match="does not continue"):
+        list(resizer.push(torch.zeros(1, 2, 9)))

@@ -257,12 +257,12 @@ def _write_with_comparison(job: Job, picture: Picture, upscaler: Upscaler, bicub
     """The upscaled picture and its side-by-side comparison (bicubic | model | original, where known)."""
     from binsr.image import side_by_side, write_image
     from binsr.metrics.psnr_ssim import psnr
-    from binsr.pipelines.picture import resize_to_scale, upscale_picture, write_result
+    from binsr.pipelines.picture import upscale_picture, write_result
     from binsr.utils.fs import OutputExists
 
     sr, alpha = upscale_picture(upscaler, picture, alpha_mode, outscale, device)
     write_result(job.target, picture, sr, alpha, job.file_format, exclusive)
-    panels, labels = [resize_to_scale(bicubic.upscale(picture.rgb[None])[0], picture, outscale), sr], \
+    panels, labels = [upscale_picture(bicubic, replace(picture, alpha=None), outscale=outscale)[0], sr], \
         ["bicubic", upscaler.name]
     if original is not None:
         scores = [f"{psnr(p, original, crop_border=scale):.2f} dB" for p in panels]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from binsr.pipelines import (
 from binsr.pipelines.peers import peer_files
 from binsr.pipelines.base import Upscaler
 from binsr.pipelines.bicubic import BicubicUpscaler
-from binsr.pipelines.picture import check_picture_size, resize_to_scale, upscale_picture, write_result
+from binsr.pipelines.picture import check_picture_size, upscale_picture, write_result
 from binsr.utils import human_count
 from binsr.utils.threads import configure_threads
 
@@ -172,7 +172,7 @@ class DemoRunner:
 
 def _write_bicubic(path: Path, scale: int, picture: Picture, outscale: float) -> torch.Tensor:
     """The bicubic comparison of ``picture`` at ``outscale``, written to ``path`` as PNG; returns it."""
-    rgb = resize_to_scale(BicubicUpscaler(scale).upscale(picture.rgb[None])[0], picture, outscale)
+    rgb = upscale_picture(BicubicUpscaler(scale), replace(picture, alpha=None), outscale=outscale)[0]
     write_image(path, rgb)
     return rgb
 

@@ -16,9 +16,10 @@ from binsr.image.io import (
     write_image,
     write_png,
 )
-from binsr.image.resize import imresize, imresize_window
+from binsr.image.resize import BandResize, imresize, imresize_window
 
 __all__ = [
+    "BandResize",
     "WRITE_FORMATS",
     "Picture",
     "image_extensions",

@@ -14,6 +14,8 @@ constant or other border rules), which moves PSNR by tenths of a dB, so this is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import math
 
 import torch
@@ -137,6 +139,50 @@ def imresize_window(image: torch.Tensor, scale: float, rows: tuple[int, int], co
     # one scale for both dimensions: MATLAB's order on a tie, height first
     out = _resample(out.transpose(-1, -2), row_taps, row_weights).transpose(-1, -2)
     return _resample(out, col_taps, col_weights).to(image.dtype)
+
+
+class BandResize:
+    """``imresize(image, size=out_size)`` of an image that arrives in row bands, top to bottom: :meth:`push`
+    takes the next (..., rows, W) band and yields (first output row, (..., rows', out_w)) bands as soon as the
+    input rows they need have arrived, holding only the input rows still needed (the kernel's reach), so the
+    whole image never exists. Columns are resampled per band, then rows: the order differs from MATLAB's
+    (smaller scale first), which changes results by float rounding only (1e-12 in float64)."""
+
+    def __init__(self, in_size: tuple[int, int], out_size: tuple[int, int], antialiasing: bool = True,
+                 dtype: torch.dtype = torch.float64) -> None:
+        (in_h, in_w), (out_h, out_w) = in_size, out_size
+        if min(in_h, in_w, out_h, out_w) < 1:
+            raise ValueError(f"cannot resize {in_h}x{in_w} to {out_h}x{out_w}")
+        self.in_h, self.in_w, self.out_h, self.dtype = in_h, in_w, out_h, dtype
+        self.rows = resize_weights(in_h, out_h, out_h / in_h, antialiasing)
+        self.cols = resize_weights(in_w, out_w, out_w / in_w, antialiasing)
+        indices = self.rows[0]
+        self.ready_after = indices.max(dim=1).values  # output row o needs input rows up to this one
+        self.keep_from = indices.min(dim=1).values.flip(0).cummin(0).values.flip(0)  # smallest row still needed
+        self.buffer: torch.Tensor | None = None
+        self.buffer_top = self.received = self.next_out = 0
+
+    def push(self, band: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        if band.shape[-1] != self.in_w or self.received + band.shape[-2] > self.in_h:
+            raise ValueError(f"band {tuple(band.shape)} does not continue a {self.in_h}x{self.in_w} image at row "
+                             f"{self.received}")
+        resized = _resample(band.to(self.dtype), *self.cols)
+        self.buffer = resized if self.buffer is None else torch.cat([self.buffer, resized], dim=-2)
+        self.received += band.shape[-2]
+        ready = self.next_out
+        while ready < self.out_h and int(self.ready_after[ready]) < self.received:
+            ready += 1
+        if ready > self.next_out:
+            indices = self.rows[0][self.next_out:ready] - self.buffer_top
+            out = _resample(self.buffer.transpose(-1, -2), indices, self.rows[1][self.next_out:ready])
+            yield self.next_out, out.transpose(-1, -2)
+            self.next_out = ready
+        if self.next_out < self.out_h:  # drop the rows no later output reaches
+            drop = int(self.keep_from[self.next_out]) - self.buffer_top
+            if drop > 0:
+                self.buffer, self.buffer_top = self.buffer[..., drop:, :], self.buffer_top + drop
+        else:
+            self.buffer = None
 
 
 def _resize_last_dim(x: torch.Tensor, out_len: int, scale: float, antialiasing: bool) -> torch.Tensor:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 
 from binsr.errors import BinsrError
-from binsr.image import OutputImage, Picture, imresize, imresize_window, rgb_to_gray, write_image
+from binsr.image import BandResize, OutputImage, Picture, imresize_window, rgb_to_gray, write_image
 from binsr.pipelines.base import Upscaler, upscale_rows
 
 ALPHA_MODES = ("bicubic", "model")
@@ -33,14 +33,39 @@ def upscale_picture(upscaler: Upscaler, picture: Picture, alpha_mode: str = "bic
                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
     """The model's (3, H·s, W·s) output and the alpha channel upscaled (``alpha_mode``: MATLAB bicubic, or the
     model run on it as a gray image), both resized to round(``outscale`` × the input's size) when given."""
-    height, width = picture.rgb.shape[-2:]
-    sr = torch.empty(3, height * upscaler.scale, width * upscaler.scale)
-    alpha = torch.empty(1, *sr.shape[-2:]) if picture.alpha is not None else None
-    for part, top, rows in picture_bands(upscaler, picture, alpha_mode, device):
+    out_h, out_w = final_size(upscaler, picture, outscale)
+    sr = torch.empty(3, out_h, out_w)
+    alpha = torch.empty(1, out_h, out_w) if picture.alpha is not None else None
+    for part, top, rows in final_bands(upscaler, picture, alpha_mode, outscale, device):
         (sr if part == "rgb" else alpha)[:, top:top + rows.shape[-2]] = rows
-    if alpha is not None:
-        alpha = resize_to_scale(alpha, picture, outscale).clamp(0, 1)
-    return resize_to_scale(sr, picture, outscale), alpha
+    return sr, alpha
+
+
+def final_size(upscaler: Upscaler, picture: Picture, outscale: float | None) -> tuple[int, int]:
+    """(rows, columns) of the result: round(``outscale`` × the input's size), or the model's scale's."""
+    height, width = picture.rgb.shape[-2:]
+    if outscale is None:
+        return height * upscaler.scale, width * upscaler.scale
+    return _outscale_size(picture, outscale)
+
+
+def _outscale_size(picture: Picture, outscale: float) -> tuple[int, int]:
+    height, width = picture.rgb.shape[-2:]
+    return max(1, round(height * outscale)), max(1, round(width * outscale))
+
+
+def final_bands(upscaler: Upscaler, picture: Picture, alpha_mode: str = "bicubic", outscale: float | None = None,
+                device: torch.device | str = "cpu") -> Iterator[tuple[str, int, torch.Tensor]]:
+    """The bands of :func:`picture_bands` at the final size: resampled band by band with MATLAB bicubic
+    (:class:`~binsr.image.BandResize`) where ``outscale`` asks for another size than the model's; the alpha
+    channel clipped to [0, 1]."""
+    height, width = picture.rgb.shape[-2:]
+    size, native = final_size(upscaler, picture, outscale), (height * upscaler.scale, width * upscaler.scale)
+    resizers = {part: BandResize(native, size) for part in ("rgb", "alpha")} if size != native else None
+    for part, top, rows in picture_bands(upscaler, picture, alpha_mode, device):
+        for first, band in resizers[part].push(rows) if resizers else ((top, rows),):
+            band = band.float()
+            yield part, first, band.clamp(0, 1) if part == "alpha" else band
 
 
 ALPHA_BAND_ROWS = 64  # output rows per band of a bicubic-upscaled alpha channel
@@ -67,17 +92,6 @@ def picture_bands(upscaler: Upscaler, picture: Picture, alpha_mode: str = "bicub
                 yield "alpha", top, imresize_window(alpha.double(), float(upscaler.scale), rows, (0, width)).float()
 
 
-def resize_to_scale(image: torch.Tensor, picture: Picture, outscale: float | None) -> torch.Tensor:
-    """``image`` resized to round(outscale × the input's size) with MATLAB bicubic, if it is not that size."""
-    if outscale is None:
-        return image
-    height, width = picture.rgb.shape[-2:]
-    size = (max(1, round(height * outscale)), max(1, round(width * outscale)))
-    if tuple(image.shape[-2:]) == size:
-        return image
-    return imresize(image.double(), size=size).float()
-
-
 def write_result(path: str | os.PathLike[str], picture: Picture, sr: torch.Tensor, alpha: torch.Tensor | None,
                  file_format: str = "png", exclusive: bool = False) -> None:
     """Write an upscaled picture as its source was: gray if it was gray, its bit depth and ICC profile, alpha
@@ -91,20 +105,15 @@ def write_upscaled(path: str | os.PathLike[str], upscaler: Upscaler, picture: Pi
                    exclusive: bool = False) -> None:
     """Upscale ``picture`` and write it to ``path`` as :func:`upscale_picture` and :func:`write_result` would, but
     band by band: the bands of :func:`picture_bands` go straight into the output file's buffer
-    (:class:`~binsr.image.OutputImage`), so no full-size float image exists. A final size other than the model's
-    scale (``outscale``) resamples the whole output, so it takes that path instead.
+    (:class:`~binsr.image.OutputImage`), so no full-size float image exists, also where ``outscale`` resamples
+    them (:func:`final_bands`).
     ``exclusive``: never over an existing file (:class:`~binsr.utils.fs.OutputExists` if ``path`` exists by then)."""
-    height, width = picture.rgb.shape[-2:]
-    out_h, out_w = height * upscaler.scale, width * upscaler.scale
-    if outscale is not None and (max(1, round(height * outscale)), max(1, round(width * outscale))) != (out_h, out_w):
-        write_result(path, picture, *upscale_picture(upscaler, picture, alpha_mode, outscale, device), file_format,
-                     exclusive)
-        return
+    out_h, out_w = final_size(upscaler, picture, outscale)
     output = OutputImage(path, out_h, out_w, channels=1 if picture.gray else 3, bits=picture.bits,
                          alpha=picture.alpha is not None, file_format=file_format)
-    for part, top, rows in picture_bands(upscaler, picture, alpha_mode, device):
+    for part, top, rows in final_bands(upscaler, picture, alpha_mode, outscale, device):
         if part == "alpha":
-            output.put_alpha(top, rows.clamp(0, 1))
+            output.put_alpha(top, rows)
         else:
             output.put(top, rgb_to_gray(rows[None])[0] / 255 if picture.gray else rows)
     output.save(picture.icc, exclusive)
