@@ -24,6 +24,7 @@ _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input pixels, at scale 1
 # Up to this many (out × in) entries a dimension is resampled as one dense matmul (BLAS, faster
 # than gathering taps at benchmark sizes); beyond it, by gathering the few taps of each output pixel.
 DENSE_MAX_ENTRIES = 1 << 22
+BAND_CHUNK = 64  # rows BandResize resamples at a time (its temporaries: this many rows of the image's width)
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:
@@ -163,20 +164,30 @@ class BandResize:
         self.buffer_top = self.received = self.next_out = 0
 
     def push(self, band: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """The output rows that ``band`` (..., rows, W), the next input rows, completes, in bands of at most
+        :data:`BAND_CHUNK` rows; each yielded band is computed from at most ``BAND_CHUNK`` input rows plus the
+        kernel's reach, so no temporary grows with the band."""
         if band.shape[-1] != self.in_w or self.received + band.shape[-2] > self.in_h:
             raise ValueError(f"band {tuple(band.shape)} does not continue a {self.in_h}x{self.in_w} image at row "
                              f"{self.received}")
-        resized = _resample(band.to(self.dtype), *self.cols)
+        for start in range(0, band.shape[-2], BAND_CHUNK):
+            yield from self._push_rows(band[..., start:start + BAND_CHUNK, :])
+
+    def _push_rows(self, rows: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        resized = _resample(rows.to(self.dtype), *self.cols)
         self.buffer = resized if self.buffer is None else torch.cat([self.buffer, resized], dim=-2)
-        self.received += band.shape[-2]
+        self.received += rows.shape[-2]
         ready = self.next_out
         while ready < self.out_h and int(self.ready_after[ready]) < self.received:
             ready += 1
-        if ready > self.next_out:
-            indices = self.rows[0][self.next_out:ready] - self.buffer_top
-            out = _resample(self.buffer.transpose(-1, -2), indices, self.rows[1][self.next_out:ready])
+        while self.next_out < ready:
+            stop = min(ready, self.next_out + BAND_CHUNK)
+            indices = self.rows[0][self.next_out:stop]
+            low, high = int(indices.min()) - self.buffer_top, int(indices.max()) + 1 - self.buffer_top
+            window = self.buffer[..., low:high, :].transpose(-1, -2)
+            out = _resample(window, indices - self.buffer_top - low, self.rows[1][self.next_out:stop])
             yield self.next_out, out.transpose(-1, -2)
-            self.next_out = ready
+            self.next_out = stop
         if self.next_out < self.out_h:  # drop the rows no later output reaches
             drop = int(self.keep_from[self.next_out]) - self.buffer_top
             if drop > 0:
