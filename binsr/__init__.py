@@ -14,7 +14,7 @@ Layers, lowest first (a module imports only from lower layers; ``tests/test_proj
 6. ``pipelines`` (the model-file description ``ModelSpec``, loading, upscalers, shipped models)
 7. ``evaluation``, ``bench`` (the ``binsr bench`` harness)
 8. ``training``, ``analysis``
-9. ``model_card``
+9. ``model_card``, ``ablation`` (the papers' ablation tables, run with seeds)
 10. ``demo`` (the web demo: its work without Gradio, and the Gradio page)
 11. ``cli``; 12. ``__main__`` and this package's ``load``
 

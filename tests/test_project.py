@@ -29,6 +29,7 @@ LAYERS = {
     "analysis": 8,
     "training": 8,
     "model_card": 9,
+    "ablation": 9,
     "demo": 10,
     "cli": 11,
     "__main__": 12,

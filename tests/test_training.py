@@ -308,3 +308,13 @@ def test_data_workers_live_across_epochs_and_draw_the_patches_of_the_inline_load
     assert not torch.equal(inline[0], inline[2])  # epoch 1 draws new patches
     assert all(torch.equal(a, b) for a, b in zip(first_batches(2, 0, 7), inline))
     assert all(torch.equal(a, b) for a, b in zip(first_batches(2, 3), inline[3:]))  # resumed mid-epoch
+
+
+def test_a_binarize_option_refines_the_presets_binarization_and_keeps_its_method():
+    """--set binarize.options.X=… on a BI-DiffSR recipe changes that option only: it once swapped the method for
+    the dataclass default (bimacosr), which has no such option."""
+    recipe = load_train_config("bidiffsr-x2-cpu", ["binarize.options.timestep_groups=1",
+                                                   "binarize.options.residual=false"])
+    assert (recipe.binarize.method, recipe.binarize.options) == ("bidiffsr", {"timestep_groups": 1, "residual": False})
+    assert load_train_config("bidiffsr-x2-cpu", ["binarize.method=xnor", "binarize.options={}"]).binarize.method == "xnor"
+    assert load_train_config("bidiffsr-x2-cpu").binarize.options == {"timestep_groups": 5}

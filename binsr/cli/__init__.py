@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 from binsr import __version__
+from binsr.cli.ablate import add_ablate
 from binsr.cli.analyze import add_analyze, add_report
 from binsr.cli.common import PROG, Parser
 from binsr.cli.degrade import add_degrade
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_upscale(commands)
     add_models(commands)
     add_train(commands)
+    add_ablate(commands)
     add_complexity(commands)
     add_export(commands)
     add_bench(commands)

@@ -43,6 +43,11 @@ class SR3Recipe(Recipe):
     def from_dict(cls, data: dict[str, Any]) -> SR3Recipe:
         rest, (model, diffusion) = split_sections(data, "model", "diffusion")
         preset, model_config = network_from_preset(model, UNetConfig, DEFAULT_PRESET)
+        given = rest.get("binarize")
+        if isinstance(given, dict) and "method" not in given and preset.binarize:
+            # keys without a method (binarize.options.X=…) refine the preset's binarization, never swap its method
+            rest["binarize"] = {**preset.binarize, **given,
+                                "options": {**preset.binarize.get("options", {}), **given.get("options", {})}}
         recipe = from_dict(cls, rest)
         recipe.model, recipe.diffusion = model_config, from_dict(SR3Schedule, diffusion, "diffusion.")
         if "binarize" not in data:  # the preset's own binarization (BI-DiffSR's BI-Conv)

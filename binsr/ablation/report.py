@@ -1,0 +1,131 @@
+"""An ablation table's report, from its results file alone: mean ± standard deviation per variant and dataset,
+the paper's value, and a verdict on the paper's direction; and a figure of the same.
+
+Verdict of a row compared with row R (its ``versus``) on the table's metric of its first dataset: our difference
+d = mean(row) − mean(R), its standard error se = √(s²_row/n_row + s²_R/n_R) (sample standard deviations over
+seeds). With |d| ≤ 2·se (or fewer than two seeds either side) the row is "not resolved" at this budget; else
+"reproduced" where d has the sign of the paper's difference, "contradicted" where it has the other.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from binsr.ablation.tables import AblationTable
+from binsr.utils import format_table
+from binsr.utils.fs import atomic_write
+
+
+@dataclass
+class RowSummary:
+    """One variant: its seeds' count, and (mean, standard deviation) per (dataset, metric)."""
+
+    variant: str
+    count: int
+    stats: dict[tuple[str, str], tuple[float, float]]
+    paper: float | None
+    versus: str | None
+    difference: float | None = None
+    error: float | None = None
+    verdict: str = ""
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def summarize(table: AblationTable, results: dict[str, Any]) -> list[RowSummary]:
+    """One :class:`RowSummary` per variant with results, in the table's order, verdicts included."""
+    rows: dict[str, RowSummary] = {}
+    for variant in table.variants:
+        runs = [run for run in results["runs"] if run["variant"] == variant.name]
+        if not runs:
+            continue
+        stats = {(name, metric): _mean_std([run["scores"][name][metric] for run in runs])
+                 for name in table.datasets for metric in ("psnr", "ssim")}
+        rows[variant.name] = RowSummary(variant.name, len(runs), stats, variant.paper, variant.versus)
+    key = (table.datasets[0], table.metric)
+    for row in rows.values():
+        reference = rows.get(row.versus) if row.versus else None
+        if reference is None:
+            row.verdict = "reference" if row.versus is None else "its reference has no results"
+            continue
+        (mean, std), (ref_mean, ref_std) = row.stats[key], reference.stats[key]
+        row.difference = mean - ref_mean
+        if row.count < 2 or reference.count < 2:
+            row.verdict = "not resolved (fewer than 2 seeds)"
+            continue
+        row.error = math.sqrt(std**2 / row.count + ref_std**2 / reference.count)
+        paper = None if row.paper is None or reference.paper is None else row.paper - reference.paper
+        if abs(row.difference) <= 2 * row.error:
+            row.verdict = "not resolved"
+        elif paper is None or paper == 0:
+            row.verdict = "resolved; the paper gives no direction"
+        else:
+            row.verdict = "reproduced" if (row.difference > 0) == (paper > 0) else "contradicted"
+    return list(rows.values())
+
+
+def markdown(table: AblationTable, results: dict[str, Any]) -> str:
+    """The report as a Markdown table (one line per variant)."""
+    rows = summarize(table, results)
+    unit = " dB" if table.metric == "psnr" else ""
+    headers = ["variant", "seeds"] + [f"{name} {metric.upper()}" for name in table.datasets for metric in ("psnr", "ssim")]
+    headers += [f"paper {table.metric.upper()}", f"Δ vs row (±2 se){unit}", "verdict"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = [row.variant, str(row.count)]
+        for name in table.datasets:
+            for metric in ("psnr", "ssim"):
+                mean, std = row.stats[(name, metric)]
+                digits = 2 if metric == "psnr" else 4
+                cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if not math.isnan(std) else f"{mean:.{digits}f}")
+        cells.append("—" if row.paper is None else f"{row.paper:g}")
+        if row.difference is None:
+            cells.append("—")
+        else:
+            spread = "" if row.error is None else f" (±{2 * row.error:.2f})"
+            cells.append(f"{row.difference:+.2f}{spread} vs {row.versus}")
+        cells.append(row.verdict)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def text_table(table: AblationTable, results: dict[str, Any]) -> str:
+    """The report for a terminal (the Markdown table's cells, aligned)."""
+    rows = [line.strip("|").split(" | ") for line in markdown(table, results).splitlines()]
+    return format_table([cell.strip() for cell in rows[0]], [[cell.strip() for cell in row] for row in rows[2:]])
+
+
+def figure(table: AblationTable, results: dict[str, Any], path: str | Path) -> Path:
+    """Mean ± standard deviation per variant on the first dataset, with the paper's value on a second axis
+    (the budgets differ, so the two share a direction, not a scale); written as PNG to ``path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = summarize(table, results)
+    key = (table.datasets[0], table.metric)
+    fig = Figure(figsize=(1.4 * len(rows) + 2.5, 3.6))
+    FigureCanvasAgg(fig)
+    axis = fig.add_subplot()
+    x = list(range(len(rows)))
+    means = [row.stats[key][0] for row in rows]
+    stds = [0.0 if math.isnan(row.stats[key][1]) else row.stats[key][1] for row in rows]
+    axis.errorbar(x, means, yerr=stds, fmt="o", capsize=4, color="tab:blue", label="binsr (mean ± std, seeds)")
+    axis.set_ylabel(f"binsr {table.datasets[0]} {table.metric.upper()}", color="tab:blue")
+    axis.set_xticks(x, [row.variant for row in rows], rotation=20, ha="right")
+    papers = [(i, row.paper) for i, row in zip(x, rows) if row.paper is not None]
+    if papers:
+        paper_axis = axis.twinx()
+        paper_axis.plot([i for i, _ in papers], [v for _, v in papers], "s", color="tab:orange", label="paper")
+        paper_axis.set_ylabel(f"paper {table.metric.upper()}", color="tab:orange")
+    axis.set_title(f"{table.name}: {table.summary}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    return path

@@ -1,0 +1,94 @@
+"""Running an ablation table: every (variant, seed) trained with ``binsr train``'s engine and scored, one results
+file per table, resumable.
+
+The results file (JSON, small, meant to be committed) holds one entry per finished run: variant, seed, steps,
+hours and the scores per dataset. A run with an entry is never run again; a run without one resumes from its
+checkpoints (``Trainer(resume="auto")``), so after a kill the table continues where it stopped, also from the
+committed results in a fresh clone. Seeds are the outer loop: every variant gets seed 0 before any gets seed 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from binsr.ablation.tables import AblationTable, Variant
+from binsr.data import SREvalDataset
+from binsr.data.paths import resolve_data_dir
+from binsr.errors import BinsrError
+from binsr.evaluation import evaluate
+from binsr.pipelines import load
+from binsr.training import Trainer, load_train_config
+from binsr.utils.fs import atomic_write
+
+RESULTS_FORMAT = 1
+
+
+def results_file(table: AblationTable, folder: str | Path) -> Path:
+    return Path(folder) / f"{table.name}.json"
+
+
+def read_results(table: AblationTable, path: str | Path) -> dict[str, Any]:
+    """The table's results so far (none: an empty list of runs). A file of another table or budget is an error:
+    its runs do not answer this table's question."""
+    path = Path(path)
+    fresh = {"format": RESULTS_FORMAT, "table": table.name, "recipe": table.recipe, "budget": list(table.budget),
+             "runs": []}
+    if not path.exists():
+        return fresh
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise BinsrError(f"{path}: cannot read these ablation results ({err})") from None
+    for key in ("table", "recipe", "budget"):
+        if data.get(key) != fresh[key]:
+            raise BinsrError(f"{path}: results of {key} {data.get(key)!r}, not this table's {fresh[key]!r}; move the "
+                             f"file away to start over")
+    return data
+
+
+def run_name(table: AblationTable, variant: Variant, seed: int) -> str:
+    """The training run's folder name: the table, the variant (letters, digits, '.', '_', '-') and the seed."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{table.name}-{variant.name}-s{seed}").strip("-")
+
+
+def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: str | Path,
+                    data_root: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train one (variant, seed) (resuming its checkpoints if any) and score its model file on the datasets."""
+    overrides = [*table.budget, *variant.overrides, f"seed={seed}", f"name={run_name(table, variant, seed)}",
+                 f"out_dir={out_dir}"]
+    config = load_train_config(table.recipe, overrides)
+    result = Trainer(config, resume="auto", data_root=data_root, progress=progress).train()
+    options = {"steps": table.eval_steps} if table.eval_steps else {}  # pipelines without a step count drop it
+    upscaler = load(str(result.model_file), seed=0, **options)
+    scores = {}
+    for name in table.datasets:
+        dataset = SREvalDataset(resolve_data_dir(name, data_root), config.data.scale)
+        mean = evaluate(upscaler, dataset, name, progress=False).mean()
+        scores[name] = {metric: round(float(mean[metric]), 4) for metric in ("psnr", "ssim")}
+    return {"variant": variant.name, "seed": seed, "steps": result.steps, "hours": round(result.seconds / 3600, 4),
+            "scores": scores}
+
+
+def run_table(table: AblationTable, results_dir: str | Path, out_dir: str | Path, seeds: int | None = None,
+              data_root: str | None = None, progress: bool = True,
+              report: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every (variant, seed) of ``table`` without a result yet, seeds 0 … ``seeds``−1 (default: the table's),
+    each result written to the results file as soon as it exists (atomically). Returns the results."""
+    path = results_file(table, results_dir)
+    results = read_results(table, path)
+    done = {(run["variant"], run["seed"]) for run in results["runs"]}
+    for seed in range(table.seeds if seeds is None else seeds):
+        for variant in table.variants:
+            if (variant.name, seed) in done:
+                continue
+            run = train_and_score(table, variant, seed, out_dir, data_root, progress)
+            results["runs"].append(run)
+            with atomic_write(path, "w") as handle:
+                handle.write(json.dumps(results, indent=1) + "\n")
+            scores = ", ".join(f"{name} {s['psnr']:.2f} dB" for name, s in run["scores"].items())
+            report(f"{table.name}: {variant.name}, seed {seed}: {scores} ({run['hours']:.2f} h)")
+    return results

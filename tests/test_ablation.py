@@ -1,0 +1,87 @@
+"""binsr ablate: a toy two-variant table resumes after SIGKILL without rerunning a finished run, and the report's
+verdicts follow their written rule on hand-made results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from binsr.ablation import AblationTable, Variant, load_table, markdown, summarize
+from binsr.cli import main
+from binsr.config import ConfigError
+
+
+def toy_table(folder: Path, train_folder: Path) -> Path:
+    path = folder / "toy.yaml"
+    path.write_text(
+        "name: toy\nsummary: concat against CS-Fusion, 3 steps\nrecipe: bidiffsr-small-x4\n"
+        f"budget: [steps=3, data.train={train_folder}, data.val=null, data.patch_size=32, data.batch_size=2, "
+        "optim.warmup_steps=1, ckpt_every=1, log_every=1]\n"
+        f"datasets: [{train_folder}]\neval_steps: 2\nseeds: 2\nsource: a test\n"
+        "variants:\n  - {name: concat, overrides: [model.fusion=concat], paper: 1.0}\n"
+        "  - {name: cs, overrides: [model.fusion=cs], paper: 2.0, versus: concat}\n")
+    return path
+
+
+def test_a_killed_table_resumes_without_rerunning_finished_runs(tmp_path: Path, train_folder: Path) -> None:
+    table = toy_table(tmp_path, train_folder)
+    command = [sys.executable, "-m", "binsr", "ablate", str(table), "--results", str(tmp_path / "results"),
+               "--out-dir", str(tmp_path / "runs"), "--quiet"]
+    results = tmp_path / "results" / "toy.json"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (results.exists() and json.loads(results.read_text())["runs"]):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    first = json.loads(results.read_text())["runs"]
+    assert 1 <= len(first) < 4, "the table finished before the kill"
+    finished = tmp_path / "runs" / f"toy-{first[0]['variant']}-s0" / "model.safetensors"
+    stamp = finished.stat().st_mtime_ns
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = json.loads(results.read_text())["runs"]
+    assert runs[:len(first)] == first  # kept as they were
+    assert sorted((run["variant"], run["seed"]) for run in runs) == [("concat", 0), ("concat", 1), ("cs", 0), ("cs", 1)]
+    assert finished.stat().st_mtime_ns == stamp  # its training was not run again
+    assert all(run["steps"] == 3 for run in runs)
+    assert "verdict" in done.stdout and (tmp_path / "results" / "toy.png").stat().st_size > 1000
+    report = subprocess.run([*command, "--report"], capture_output=True, text=True)
+    assert report.returncode == 0 and done.stdout.endswith(report.stdout)  # from the results file alone, the same
+
+
+def _results(values: dict[str, list[float]]) -> dict:
+    return {"runs": [{"variant": name, "seed": seed, "scores": {"Set5": {"psnr": v, "ssim": v / 100}}}
+                     for name, vs in values.items() for seed, v in enumerate(vs)]}
+
+
+def test_verdicts_follow_the_paper_direction_and_the_spread() -> None:
+    table = AblationTable("t", "s", "bidiffsr-small-x4", datasets=("Set5",), variants=(
+        Variant("base", paper=27.66), Variant("up", paper=29.29, versus="base"),
+        Variant("down", paper=31.0, versus="base"), Variant("noise", paper=30.0, versus="base")))
+    rows = {row.variant: row for row in summarize(table, _results(
+        {"base": [20.0, 20.2, 20.1], "up": [21.0, 21.1, 20.9], "down": [19.0, 19.1, 18.9], "noise": [19.0, 21.3, 20.1]}))}
+    assert rows["base"].verdict == "reference"
+    assert rows["up"].verdict == "reproduced" and rows["up"].difference == pytest.approx(0.9)
+    assert rows["up"].error == pytest.approx((0.1**2 / 3 + 0.1**2 / 3) ** 0.5)
+    assert rows["down"].verdict == "contradicted"
+    assert rows["noise"].verdict == "not resolved"  # +0.03 dB with a spread of a dB
+    text = markdown(table, _results({"base": [20.0, 20.2, 20.1], "up": [21.0, 21.1, 20.9]}))
+    assert "| up | 3 | 21.00 ± 0.10 |" in text and "+0.90 (±0.16) vs base | reproduced |" in text
+
+
+def test_bad_tables_are_one_line_errors(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ConfigError, match="compared with unknown row 'nope'"):
+        AblationTable("t", "s", "r", variants=(Variant("a"), Variant("b", versus="nope")))
+    (tmp_path / "bad.yaml").write_text("name: t\nsummary: s\nrecipe: r\nvariants: [{name: a}, {name: a}]\n")
+    with pytest.raises(ConfigError, match="distinct names"):
+        load_table(str(tmp_path / "bad.yaml"))
+    assert main(["ablate", "nosuchtable"]) == 1
+    assert "nosuchtable" in capsys.readouterr().err
