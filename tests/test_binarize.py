@@ -161,3 +161,22 @@ def test_binarized_cnn_trains_on_a_toy_regression(method):
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, f"{method}: {losses[0]:.4f} -> {losses[-1]:.4f}"
     assert (latent.detach() - before).abs().max() > 1e-3  # the binary layer's latent weights learned too
+
+
+@pytest.mark.parametrize("tar,taa", [(True, True), (True, False), (False, True), (False, False)])
+def test_bidiffsr_tar_and_taa_switch_to_one_group_each(tar, taa):
+    """BI-DiffSR's TaR/TaA ablation: an ablated part keeps one group, the other K; both on is the default."""
+    layer = binarize(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1)), "bidiffsr", timestep_groups=5, tar=tar,
+                     taa=taa)[0][0]
+    assert layer.pre_bias.bias.shape[0] == (5 if tar else 1)
+    assert all(p.shape[0] == (5 if taa else 1) for p in layer.activation.parameters())
+
+
+def test_a_file_written_before_an_option_existed_means_its_default():
+    from binsr.config import ConfigError
+    from binsr.models.description import BinarizationSpec
+
+    old = {"method": "bidiffsr", "options": {"timestep_groups": 5, "residual": True}, "keep_fp": [], "layer_options": {}}
+    assert BinarizationSpec.parse(old).options == {"timestep_groups": 5, "residual": True, "tar": True, "taa": True}
+    with pytest.raises(ConfigError, match="residual"):  # an option that files always stated is still required
+        BinarizationSpec.parse({**old, "options": {"timestep_groups": 5}})

@@ -35,5 +35,13 @@ for _table in (
                     None if fusion == "concat" else "concat")
             for name, fusion, paper in (("concat", "concat", 31.08), ("add", "add", 18.89), ("split", "split", 29.67),
                                         ("CS-Fusion", "cs", 31.99)))),
+    AblationTable(
+        "bidiffsr-tar-taa", "timestep-aware redistribution (TaR) and activation (TaA), K = 5", "bidiffsr-x2-cpu",
+        budget=_BUDGET, source="BI-DiffSR TaR/TaA ablation (x2): none 31.99, TaR 29.27, TaA 29.13, both 32.66 dB",
+        variants=tuple(
+            Variant(name, (f"binarize.options.tar={str(tar).lower()}", f"binarize.options.taa={str(taa).lower()}"),
+                    paper, None if name == "none" else "none")
+            for name, tar, taa, paper in (("none", False, False, 31.99), ("TaR", True, False, 29.27),
+                                          ("TaA", False, True, 29.13), ("TaR+TaA", True, True, 32.66)))),
 ):
     TABLES.register(_table.name, _table)

@@ -24,7 +24,8 @@ for Image Super-Resolution", NeurIPS).
 | bimacosr | 1-term per-pixel scaled sign  | α·sign                  | RPReLU; + LRMB (rank r) + SMB (k)       |
 | bidiffsr | TaR → sign, ApproxSign        | α·sign                  | TaA (K RPReLU groups), identity residual|
 
-α = mean|W| per output channel. The identity residual is added where the layer keeps its shape.
+α = mean|W| per output channel. The identity residual is added where the layer keeps its shape. BI-DiffSR's
+``tar`` / ``taa`` options (both on) give its TaR/TaA ablation: off, that part has one group instead of K.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class Method:
     # Per-layer options decided across all layers at once (BiMaCoSR's rank/k): {name: {option: value}}
     plan: Callable[[Mapping[str, nn.Module], Mapping[str, Any]], dict[str, dict[str, Any]]] | None = None
     words: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # words an option may take besides its kind
+    # Options added after model files were first written: a file without one means its default, which builds what
+    # such files always described (every other option must be stated in a file)
+    added: tuple[str, ...] = ()
 
 
 def keeps_shape(layer: nn.Module) -> bool:
@@ -84,8 +88,10 @@ def keeps_shape(layer: nn.Module) -> bool:
 def binary_layer(layer: nn.Module, input_quantizer: Callable[[int, int], nn.Module] | None,
                  weight_quantizer: nn.Module | None, *, output_scale: bool = False, pre_bias: bool = False,
                  rprelu: bool = False, shortcut: str | None = None, timestep_groups: int = 1,
-                 shortcut_init: float = 0.3) -> BinaryConv2d | BinaryLinear:
-    """The binary counterpart of ``layer`` with the given parts; ``input_quantizer(channels, channel_dim)``."""
+                 shortcut_init: float = 0.3, activation_groups: int | None = None) -> BinaryConv2d | BinaryLinear:
+    """The binary counterpart of ``layer`` with the given parts; ``input_quantizer(channels, channel_dim)``;
+    ``timestep_groups`` K of the pre-bias (TaR) and, unless ``activation_groups`` says otherwise, of the RPReLU
+    (TaA)."""
     conv = isinstance(layer, nn.Conv2d)
     channel_dim = 1 if conv else -1
     cin, cout = (layer.in_channels, layer.out_channels) if conv else (layer.in_features, layer.out_features)
@@ -99,7 +105,7 @@ def binary_layer(layer: nn.Module, input_quantizer: Callable[[int, int], nn.Modu
     if pre_bias:
         parts["pre_bias"] = GroupedBias(cin, timestep_groups, channel_dim)
     if rprelu:
-        parts["activation"] = GroupedRPReLU(cout, timestep_groups, channel_dim)
+        parts["activation"] = GroupedRPReLU(cout, activation_groups or timestep_groups, channel_dim)
     if shortcut == "identity" and keeps_shape(layer):
         parts["shortcut"] = IdentityShortcut()
     elif shortcut == "scaled":
@@ -233,7 +239,8 @@ for _method in [
     Method("bidiffsr", "BI-DiffSR BI-Conv: TaR → sign → α·sign(W) conv → TaA, + identity",
            lambda layer, o: binary_layer(layer, _sign(ApproxSign), SignWeight("channel"), pre_bias=True, rprelu=True,
                                      shortcut="identity" if o["residual"] else None,
-                                     timestep_groups=o["timestep_groups"]),
-           {"timestep_groups": 5, "residual": True}),
+                                     timestep_groups=o["timestep_groups"] if o["tar"] else 1,
+                                     activation_groups=o["timestep_groups"] if o["taa"] else 1),
+           {"timestep_groups": 5, "residual": True, "tar": True, "taa": True}, added=("tar", "taa")),
 ]:
     register_method(_method)

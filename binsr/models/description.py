@@ -53,7 +53,10 @@ class BinarizationSpec:
     def parse(cls, data: Any, where: str = "binarize") -> BinarizationSpec:
         data = exact_keys(data, where, ("method", "options", "keep_fp", "layer_options"))
         method = METHODS.get(data["method"])
-        options = exact_keys(data["options"], f"{where}.options", tuple(method.options))
+        given = data["options"]
+        if isinstance(given, dict):  # an option added after the file was written: its default, as the file meant
+            given = {**{key: method.options[key] for key in method.added}, **given}
+        options = exact_keys(given, f"{where}.options", tuple(method.options))
         for key, value in options.items():
             check_option(method, key, value)
         layers = data["layer_options"]
