@@ -73,6 +73,12 @@ def test_verdicts_follow_the_paper_direction_and_the_spread() -> None:
     assert rows["up"].error == pytest.approx((0.1**2 / 3 + 0.1**2 / 3) ** 0.5)
     assert rows["down"].verdict == "contradicted"
     assert rows["noise"].verdict == "not resolved"  # +0.03 dB with a spread of a dB
+    stated = AblationTable("t", "s", "r", datasets=("Set5",), variants=(
+        Variant("a"), Variant("b", versus="a", expect="lower"), Variant("c", versus="a")))
+    rows = {row.variant: row for row in summarize(stated, _results(
+        {"a": [20.0, 20.2, 20.1], "b": [21.0, 21.1, 20.9], "c": [21.0, 21.1, 20.9]}))}
+    assert rows["b"].verdict == "contradicted"  # the paper said lower, without numbers
+    assert rows["c"].verdict == "resolved; the paper gives no direction"
     text = markdown(table, _results({"base": [20.0, 20.2, 20.1], "up": [21.0, 21.1, 20.9]}))
     assert "| up | 3 | 21.00 ± 0.10 |" in text and "+0.90 (±0.16) vs base | reproduced |" in text
 

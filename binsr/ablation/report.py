@@ -4,7 +4,8 @@ the paper's value, and a verdict on the paper's direction; and a figure of the s
 Verdict of a row compared with row R (its ``versus``) on the table's metric of its first dataset: our difference
 d = mean(row) − mean(R), its standard error se = √(s²_row/n_row + s²_R/n_R) (sample standard deviations over
 seeds). With |d| ≤ 2·se (or fewer than two seeds either side) the row is "not resolved" at this budget; else
-"reproduced" where d has the sign of the paper's difference, "contradicted" where it has the other.
+"reproduced" where d has the sign of the paper's difference (or of the direction it states, ``expect``),
+"contradicted" where it has the other.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RowSummary:
     stats: dict[tuple[str, str], tuple[float, float]]
     paper: float | None
     versus: str | None
+    expect: str | None = None
     difference: float | None = None
     error: float | None = None
     verdict: str = ""
@@ -47,7 +49,7 @@ def summarize(table: AblationTable, results: dict[str, Any]) -> list[RowSummary]
             continue
         stats = {(name, metric): _mean_std([run["scores"][name][metric] for run in runs])
                  for name in table.datasets for metric in ("psnr", "ssim")}
-        rows[variant.name] = RowSummary(variant.name, len(runs), stats, variant.paper, variant.versus)
+        rows[variant.name] = RowSummary(variant.name, len(runs), stats, variant.paper, variant.versus, variant.expect)
     key = (table.datasets[0], table.metric)
     for row in rows.values():
         reference = rows.get(row.versus) if row.versus else None
@@ -61,6 +63,8 @@ def summarize(table: AblationTable, results: dict[str, Any]) -> list[RowSummary]
             continue
         row.error = math.sqrt(std**2 / row.count + ref_std**2 / reference.count)
         paper = None if row.paper is None or reference.paper is None else row.paper - reference.paper
+        if paper is None and row.expect is not None:  # a direction the paper states without numbers
+            paper = 1.0 if row.expect == "higher" else -1.0
         if abs(row.difference) <= 2 * row.error:
             row.verdict = "not resolved"
         elif paper is None or paper == 0:
@@ -84,7 +88,7 @@ def markdown(table: AblationTable, results: dict[str, Any]) -> str:
                 mean, std = row.stats[(name, metric)]
                 digits = 2 if metric == "psnr" else 4
                 cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if not math.isnan(std) else f"{mean:.{digits}f}")
-        cells.append("—" if row.paper is None else f"{row.paper:g}")
+        cells.append(f"{row.paper:g}" if row.paper is not None else f"({row.expect})" if row.expect else "—")
         if row.difference is None:
             cells.append("—")
         else:

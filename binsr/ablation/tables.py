@@ -20,12 +20,14 @@ METRICS = ("psnr", "ssim")
 @dataclass(frozen=True)
 class Variant:
     """One row: ``name``, its recipe ``overrides`` (``key=value``, as ``binsr train --set``), the paper's value
-    of the table's metric (None: not reported) and the row it is compared with (``versus``; None: none)."""
+    of the table's metric (None: not reported), the row it is compared with (``versus``; None: none), and where
+    the paper states a direction without numbers, ``expect`` ``higher`` or ``lower`` than that row."""
 
     name: str
     overrides: tuple[str, ...] = ()
     paper: float | None = None
     versus: str | None = None
+    expect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class AblationTable:
             if variant.versus is not None and variant.versus not in names:
                 raise ConfigError(f"ablation table {self.name}: {variant.name} is compared with unknown row "
                                   f"{variant.versus!r}")
+            if variant.expect not in (None, "higher", "lower"):
+                raise ConfigError(f"ablation table {self.name}: {variant.name}'s expect must be higher or lower")
             if any("=" not in item for item in variant.overrides):
                 raise ConfigError(f"ablation table {self.name}: {variant.name}'s overrides must be key=value")
         if self.metric not in METRICS:
