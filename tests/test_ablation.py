@@ -16,6 +16,7 @@ import pytest
 from binsr.ablation import AblationTable, Variant, load_table, markdown, summarize
 from binsr.cli import main
 from binsr.config import ConfigError
+from binsr.errors import BinsrError
 
 
 def toy_table(folder: Path, train_folder: Path) -> Path:
@@ -91,3 +92,9 @@ def test_bad_tables_are_one_line_errors(tmp_path: Path, capsys) -> None:
         load_table(str(tmp_path / "bad.yaml"))
     assert main(["ablate", "nosuchtable"]) == 1
     assert "nosuchtable" in capsys.readouterr().err
+    from binsr.ablation import read_results
+
+    table = AblationTable("t", "s", "r", variants=(Variant("a"), Variant("b")))
+    (tmp_path / "t.json").write_text(json.dumps({**read_results(table, tmp_path / "none.json"), "eval_steps": 50}))
+    with pytest.raises(BinsrError, match="results of eval_steps 50, not this table's 20"):
+        read_results(table, tmp_path / "t.json")  # scored another way: not this table's answer

@@ -32,18 +32,18 @@ def results_file(table: AblationTable, folder: str | Path) -> Path:
 
 
 def read_results(table: AblationTable, path: str | Path) -> dict[str, Any]:
-    """The table's results so far (none: an empty list of runs). A file of another table or budget is an error:
-    its runs do not answer this table's question."""
+    """The table's results so far (none: an empty list of runs). A file of another table, budget or scoring is
+    an error: its runs do not answer this table's question."""
     path = Path(path)
     fresh = {"format": RESULTS_FORMAT, "table": table.name, "recipe": table.recipe, "budget": list(table.budget),
-             "runs": []}
+             "datasets": list(table.datasets), "eval_steps": table.eval_steps, "runs": []}
     if not path.exists():
         return fresh
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise BinsrError(f"{path}: cannot read these ablation results ({err})") from None
-    for key in ("table", "recipe", "budget"):
+    for key in ("table", "recipe", "budget", "datasets", "eval_steps"):
         if data.get(key) != fresh[key]:
             raise BinsrError(f"{path}: results of {key} {data.get(key)!r}, not this table's {fresh[key]!r}; move the "
                              f"file away to start over")
