@@ -9,6 +9,7 @@ committed results in a fresh clone. Seeds are the outer loop: every variant gets
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Callable
@@ -69,8 +70,18 @@ def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: 
         dataset = SREvalDataset(resolve_data_dir(name, data_root), config.data.scale)
         mean = evaluate(upscaler, dataset, name, progress=False).mean()
         scores[name] = {metric: round(float(mean[metric]), 4) for metric in ("psnr", "ssim")}
-    return {"variant": variant.name, "seed": seed, "steps": result.steps, "hours": round(result.seconds / 3600, 4),
-            "scores": scores}
+    return {"variant": variant.name, "seed": seed, "steps": result.steps,
+            "hours": round(training_seconds(result.model_file.parent, result.seconds) / 3600, 4), "scores": scores}
+
+
+def training_seconds(run_dir: Path, fallback: float) -> float:
+    """The run's training time over all its resumes: the last ``seconds`` of its log.csv (``fallback`` without)."""
+    try:
+        rows = list(csv.DictReader((run_dir / "log.csv").open()))
+    except OSError:
+        return fallback
+    seconds = [float(row["seconds"]) for row in rows if row.get("seconds")]
+    return seconds[-1] if seconds else fallback
 
 
 def run_table(table: AblationTable, results_dir: str | Path, out_dir: str | Path, seeds: int | None = None,
