@@ -85,6 +85,8 @@ def test_verdicts_follow_the_paper_direction_and_the_spread() -> None:
 
 
 def test_bad_tables_are_one_line_errors(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ConfigError, match="distinct names"):  # "+x" and "-x" would share a run folder
+        AblationTable("t", "s", "r", variants=(Variant("+x"), Variant("-x")))
     with pytest.raises(ConfigError, match="compared with unknown row 'nope'"):
         AblationTable("t", "s", "r", variants=(Variant("a"), Variant("b", versus="nope")))
     (tmp_path / "bad.yaml").write_text("name: t\nsummary: s\nrecipe: r\nvariants: [{name: a}, {name: a}]\n")

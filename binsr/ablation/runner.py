@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from binsr.ablation.tables import AblationTable, Variant
+from binsr.ablation.tables import AblationTable, Variant, folder_name
 from binsr.data import SREvalDataset
 from binsr.data.paths import resolve_data_dir
 from binsr.errors import BinsrError
@@ -53,7 +52,7 @@ def read_results(table: AblationTable, path: str | Path) -> dict[str, Any]:
 
 def run_name(table: AblationTable, variant: Variant, seed: int) -> str:
     """The training run's folder name: the table, the variant (letters, digits, '.', '_', '-') and the seed."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{table.name}-{variant.name}-s{seed}").strip("-")
+    return folder_name(f"{table.name}-{variant.name}-s{seed}").strip("-")
 
 
 def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: str | Path,

@@ -8,6 +8,7 @@ report checks (:mod:`binsr.ablation.report`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,9 @@ class AblationTable:
 
     def __post_init__(self) -> None:
         names = [variant.name for variant in self.variants]
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise ConfigError(f"ablation table {self.name}: needs at least two variants with distinct names")
+        if len(names) < 2 or len({folder_name(name) for name in names}) != len(names):
+            raise ConfigError(f"ablation table {self.name}: needs at least two variants with distinct names (as "
+                              f"folder names: letters, digits, '.', '_', '-')")
         for variant in self.variants:
             if variant.versus is not None and variant.versus not in names:
                 raise ConfigError(f"ablation table {self.name}: {variant.name} is compared with unknown row "
@@ -65,6 +67,11 @@ class AblationTable:
 
     def variant(self, name: str) -> Variant:
         return next(variant for variant in self.variants if variant.name == name)
+
+
+def folder_name(text: str) -> str:
+    """``text`` as a folder name: each run of other characters than letters, digits, '.', '_', '-' becomes '-'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
 
 
 TABLES: Registry[AblationTable] = Registry("ablation table", "binsr.ablation_tables")
