@@ -74,35 +74,40 @@ def summarize(table: AblationTable, results: dict[str, Any]) -> list[RowSummary]
     return list(rows.values())
 
 
-def markdown(table: AblationTable, results: dict[str, Any]) -> str:
-    """The report as a Markdown table (one line per variant)."""
-    rows = summarize(table, results)
+def cells(table: AblationTable, results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The report's headers and one row of cells per variant, as text."""
     unit = " dB" if table.metric == "psnr" else ""
     headers = ["variant", "seeds"] + [f"{name} {metric.upper()}" for name in table.datasets for metric in ("psnr", "ssim")]
     headers += [f"paper {table.metric.upper()}", f"Δ vs row (±2 se){unit}", "verdict"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for row in rows:
-        cells = [row.variant, str(row.count)]
+    lines = []
+    for row in summarize(table, results):
+        line = [row.variant, str(row.count)]
         for name in table.datasets:
             for metric in ("psnr", "ssim"):
                 mean, std = row.stats[(name, metric)]
                 digits = 2 if metric == "psnr" else 4
-                cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if not math.isnan(std) else f"{mean:.{digits}f}")
-        cells.append(f"{row.paper:g}" if row.paper is not None else f"({row.expect})" if row.expect else "—")
+                line.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if not math.isnan(std) else f"{mean:.{digits}f}")
+        line.append(f"{row.paper:g}" if row.paper is not None else f"({row.expect})" if row.expect else "—")
         if row.difference is None:
-            cells.append("—")
+            line.append("—")
         else:
             spread = "" if row.error is None else f" (±{2 * row.error:.2f})"
-            cells.append(f"{row.difference:+.2f}{spread} vs {row.versus}")
-        cells.append(row.verdict)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            line.append(f"{row.difference:+.2f}{spread} vs {row.versus}")
+        line.append(row.verdict)
+        lines.append(line)
+    return headers, lines
+
+
+def markdown(table: AblationTable, results: dict[str, Any]) -> str:
+    """The report as a Markdown table (one line per variant)."""
+    headers, rows = cells(table, results)
+    return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+                     + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def text_table(table: AblationTable, results: dict[str, Any]) -> str:
-    """The report for a terminal (the Markdown table's cells, aligned)."""
-    rows = [line.strip("|").split(" | ") for line in markdown(table, results).splitlines()]
-    return format_table([cell.strip() for cell in rows[0]], [[cell.strip() for cell in row] for row in rows[2:]])
+    """The report for a terminal (the same cells, aligned)."""
+    return format_table(*cells(table, results))
 
 
 def figure(table: AblationTable, results: dict[str, Any], path: str | Path) -> Path:
