@@ -102,3 +102,21 @@ def test_without_the_ncnn_runtime_pytorch_runs_the_model_files(monkeypatch: pyte
     upscaler = load("realesr-animevideov3-x4", tile=64)
     assert upscaler.runtime == "torch" and upscaler.net is None
     torch.testing.assert_close(upscaler.upscale(lr), by_ncnn, rtol=0, atol=1e-4)
+
+
+def test_a_changed_thread_count_runs_quietly_with_the_same_result(capfd: pytest.CaptureFixture[str]) -> None:
+    """ncnn lays out Winograd weights for the thread count it loaded with and complains on stderr at every
+    run with another: the upscaler reloads for the caller's count, and the count never changes the result."""
+    lr = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(6))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        upscaler = load("realesr-animevideov3-x2", tile=None)
+        torch.set_num_threads(2)
+        on_two = upscaler.upscale(lr)
+        torch.set_num_threads(1)
+        on_one = upscaler.upscale(lr)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(on_one, on_two, rtol=0, atol=1e-5)
+    assert "num_threads" not in capfd.readouterr().err

@@ -104,20 +104,28 @@ class NcnnUpscaler:
         if self.device.type != "cpu" or self.runtime is None:
             self.runtime = "ncnn" if self.device.type == "cpu" else "torch"
         if self.runtime == "ncnn" and self.net is None:
-            import ncnn
-
-            self.net = ncnn.Net()
-            options = self.net.opt
-            options.use_vulkan_compute = False
-            options.use_fp16_storage = options.use_fp16_packed = options.use_fp16_arithmetic = False  # fp32
-            options.use_bf16_storage = False
-            if self.net.load_param(str(self.files[0])) != 0 or self.net.load_model(str(self.files[1])) != 0:
-                raise BinsrError(f"{self.files[0]}: ncnn could not load this model")
+            self._load_ncnn()
         if self.runtime == "torch":
             if self.graph is None:
                 self.graph = NcnnGraph.load(*self.files).eval()
             self.graph.to(self.device)
         return self
+
+    def _load_ncnn(self) -> None:
+        """Load the files into an ncnn net for the calling thread count: ncnn lays out its Winograd weights
+        for the count it loads with (and says so on stderr at every run with another), so a changed
+        ``torch.get_num_threads()`` reloads."""
+        import ncnn
+
+        net = ncnn.Net()
+        options = net.opt
+        options.use_vulkan_compute = False
+        options.use_fp16_storage = options.use_fp16_packed = options.use_fp16_arithmetic = False  # fp32
+        options.use_bf16_storage = False
+        options.num_threads = torch.get_num_threads()
+        if net.load_param(str(self.files[0])) != 0 or net.load_model(str(self.files[1])) != 0:
+            raise BinsrError(f"{self.files[0]}: ncnn could not load this model")
+        self.net = net
 
     @torch.no_grad()
     def _graph(self, images: torch.Tensor) -> torch.Tensor:
@@ -134,7 +142,8 @@ class NcnnUpscaler:
             return self._graph(torch.from_numpy(np.ascontiguousarray(image))[None])[0].cpu().numpy()
         import ncnn
 
-        self.net.opt.num_threads = torch.get_num_threads()
+        if self.net.opt.num_threads != torch.get_num_threads():
+            self._load_ncnn()
         extractor = self.net.create_extractor()
         data = np.ascontiguousarray(image, dtype=np.float32)
         # ncnn.Mat wraps `data` without a copy: `data` must live until extract returns (it does: a local)
