@@ -100,3 +100,25 @@ def test_bad_tables_are_one_line_errors(tmp_path: Path, capsys) -> None:
     (tmp_path / "t.json").write_text(json.dumps({**read_results(table, tmp_path / "none.json"), "eval_steps": 50}))
     with pytest.raises(BinsrError, match="results of eval_steps 50, not this table's 20"):
         read_results(table, tmp_path / "t.json")  # scored another way: not this table's answer
+
+
+def test_a_run_another_table_has_is_shared_not_trained_again(tmp_path: Path, train_folder: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two registered tables with one identical row (same recipe, overrides and scoring): the second table
+    copies the first's result, marked with its origin, and trains its other row (another learning rate)."""
+    from binsr.ablation import TABLES, run_table
+
+    first = load_table(str(toy_table(tmp_path, train_folder)))
+    first = AblationTable(**{**first.__dict__, "name": "toy-a", "seeds": 1})
+    second = AblationTable(**{**first.__dict__, "name": "toy-b", "variants": (
+        Variant("same-as-concat", first.variants[0].overrides), Variant("cs", ("model.fusion=cs", "optim.lr=1e-3")))})
+    for table in (first, second):
+        monkeypatch.setitem(TABLES._entries, table.name, table)
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    done, _ = run_table(first, results, runs, progress=False, report=lambda line: None)["runs"]
+    said: list[str] = []
+    shared, own = run_table(second, results, runs, progress=False, report=said.append)["runs"]
+    assert shared == {**done, "variant": "same-as-concat", "shared": "toy-a/concat"}
+    assert own["variant"] == "cs" and "shared" not in own and (runs / "toy-b-cs-s0" / "model.safetensors").exists()
+    assert not (runs / "toy-b-same-as-concat-s0").exists()  # not trained
+    assert "the run of toy-a/concat" in said[0]

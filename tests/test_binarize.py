@@ -180,3 +180,10 @@ def test_a_file_written_before_an_option_existed_means_its_default():
     assert BinarizationSpec.parse(old).options == {"timestep_groups": 5, "residual": True, "tar": True, "taa": True}
     with pytest.raises(ConfigError, match="residual"):  # an option that files always stated is still required
         BinarizationSpec.parse({**old, "options": {"timestep_groups": 5}})
+
+
+@pytest.mark.parametrize("k,multiple", [("max", 1), ("2max", 2), ("4max", 4)])
+def test_bimacosr_sparse_count_as_a_multiple_of_the_widest_side(k, multiple):
+    """k = multiple × max(C_in, C_out) sparse entries per layer, capped at the matrix size (here 16x32 = 512)."""
+    net = binarize(nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.Linear(32, 8)), "bimacosr", rank=4, k=k)[0]
+    assert [layer.smb.index.numel() for layer in net] == [min(multiple * 32, 512), min(multiple * 32, 256)]

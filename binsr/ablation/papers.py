@@ -13,59 +13,79 @@ from binsr.ablation.tables import TABLES, AblationTable, Variant
 
 _BUDGET = ("steps=400", "val_every=1000000", "ckpt_every=100")
 _SCORING = {"datasets": ("Set5",), "eval_steps": 10}  # a DDIM-20 pass over Set5 + Set14 took longer than training
-_BASELINE = ("model.resample=conv", "model.fusion=concat", "binarize.options.residual=false",
-             "binarize.options.timestep_groups=1")
+
+
+def _bidiffsr(resample: str = "cp", fusion: str = "cs", identity: bool = True, tar: bool = False,
+              taa: bool = False) -> tuple[str, ...]:
+    """Every BI-DiffSR switch spelt out, so that one configuration is one recipe in every table (and one set of
+    runs: :func:`binsr.ablation.runner.shared_run`): ``identity`` the residual path round each binary conv,
+    ``tar``/``taa`` TaR/TaA with K = 5 groups (off: one group)."""
+    return (f"model.resample={resample}", f"model.fusion={fusion}", f"binarize.options.residual={str(identity).lower()}",
+            "binarize.options.timestep_groups=5", f"binarize.options.tar={str(tar).lower()}",
+            f"binarize.options.taa={str(taa).lower()}")
+
+
+def _bimacosr(lrmb: bool = True, smb: bool = True, rank: int | str = 8, k: str = "2max") -> tuple[str, ...]:
+    """Every BiMaCoSR switch spelt out (one configuration, one recipe: runs are shared between tables)."""
+    return (f"binarize.options.use_lrmb={str(lrmb).lower()}", f"binarize.options.use_smb={str(smb).lower()}",
+            f"binarize.options.rank={rank}", f"binarize.options.k={k}")
+
+
+_BIMACOSR_BUDGET = ("steps=200", "val_every=1000000", "ckpt_every=50")
+
 
 for _table in (
     AblationTable(
         "bidiffsr-components", "BI-DiffSR's components added one at a time", "bidiffsr-x2-cpu",
         budget=_BUDGET, **_SCORING, source="BI-DiffSR ablation (x2): 27.66 / 29.29 / 31.08 / 31.99 / 32.66 dB",
         variants=(
-            Variant("baseline", _BASELINE, 27.66),
-            Variant("+identity", (*_BASELINE[:2], "binarize.options.residual=true",
-                                  "binarize.options.timestep_groups=1"), 29.29, "baseline"),
-            Variant("+CP-Down/Up", ("model.resample=cp", "model.fusion=concat", "binarize.options.residual=true",
-                                    "binarize.options.timestep_groups=1"), 31.08, "+identity"),
-            Variant("+CS-Fusion", ("model.resample=cp", "model.fusion=cs", "binarize.options.residual=true",
-                                   "binarize.options.timestep_groups=1"), 31.99, "+CP-Down/Up"),
-            Variant("+TaR/TaA", ("model.resample=cp", "model.fusion=cs", "binarize.options.residual=true",
-                                 "binarize.options.timestep_groups=5"), 32.66, "+CS-Fusion"),
+            Variant("baseline", _bidiffsr("conv", "concat", identity=False), 27.66),
+            Variant("+identity", _bidiffsr("conv", "concat"), 29.29, "baseline"),
+            Variant("+CP-Down/Up", _bidiffsr("cp", "concat"), 31.08, "+identity"),
+            Variant("+CS-Fusion", _bidiffsr("cp", "cs"), 31.99, "+CP-Down/Up"),
+            Variant("+TaR/TaA", _bidiffsr("cp", "cs", tar=True, taa=True), 32.66, "+CS-Fusion"),
         )),
     AblationTable(
         "bidiffsr-fusion", "how the up path joins its skip (no TaR/TaA)", "bidiffsr-x2-cpu",
         budget=_BUDGET, **_SCORING, source="BI-DiffSR fusion ablation (x2): Add 18.89, Concat 31.08, Split 29.67, CS 31.99 dB",
         variants=tuple(
-            Variant(name, (f"model.fusion={fusion}", "binarize.options.timestep_groups=1"), paper,
-                    None if fusion == "concat" else "concat")
+            Variant(name, _bidiffsr(fusion=fusion), paper, None if fusion == "concat" else "concat")
             for name, fusion, paper in (("concat", "concat", 31.08), ("add", "add", 18.89), ("split", "split", 29.67),
                                         ("CS-Fusion", "cs", 31.99)))),
     AblationTable(
         "bidiffsr-tar-taa", "timestep-aware redistribution (TaR) and activation (TaA), K = 5", "bidiffsr-x2-cpu",
         budget=_BUDGET, **_SCORING, source="BI-DiffSR TaR/TaA ablation (x2): none 31.99, TaR 29.27, TaA 29.13, both 32.66 dB",
         variants=tuple(
-            Variant(name, (f"binarize.options.tar={str(tar).lower()}", f"binarize.options.taa={str(taa).lower()}"),
-                    paper, None if name == "none" else "none")
+            Variant(name, _bidiffsr(tar=tar, taa=taa), paper, None if name == "none" else "none")
             for name, tar, taa, paper in (("none", False, False, 31.99), ("TaR", True, False, 29.27),
                                           ("TaA", False, True, 29.13), ("TaR+TaA", True, True, 32.66)))),
     AblationTable(
         "bimacosr-branches", "BiMaCoSR's branches: BMB alone, + LRMB, + SMB", "bimacosr-real-x4-cpu",
-        budget=("steps=200", "val_every=1000000", "ckpt_every=50"),
-        source="BiMaCoSR branch ablation (its text: each branch helps; numbers not in binsr's sources)",
+        budget=_BIMACOSR_BUDGET, source="BiMaCoSR branch ablation (its text: each branch helps; numbers not in "
+                                         "binsr's sources)",
         variants=(
-            Variant("BMB", ("binarize.options.use_lrmb=false", "binarize.options.use_smb=false")),
-            Variant("BMB+LRMB", ("binarize.options.use_lrmb=true", "binarize.options.use_smb=false"),
-                    versus="BMB", expect="higher"),
-            Variant("BMB+LRMB+SMB", ("binarize.options.use_lrmb=true", "binarize.options.use_smb=true"),
-                    versus="BMB+LRMB", expect="higher"),
+            Variant("BMB", _bimacosr(lrmb=False, smb=False)),
+            Variant("BMB+LRMB", _bimacosr(smb=False), versus="BMB", expect="higher"),
+            Variant("BMB+LRMB+SMB", _bimacosr(), versus="BMB+LRMB", expect="higher"),
+        )),
+    AblationTable(
+        "bimacosr-rank-sparsity", "BiMaCoSR's LRMB rank r and SMB count k around its choice (r = 8, k = 2max)",
+        "bimacosr-real-x4-cpu", budget=_BIMACOSR_BUDGET,
+        source="BiMaCoSR sets r = 8, k = 2·max(C_in, C_out) (a larger branch: more FP parameters, expected higher)",
+        variants=(
+            Variant("r8 k2max", _bimacosr()),
+            Variant("r4 k2max", _bimacosr(rank=4), versus="r8 k2max", expect="lower"),
+            Variant("r16 k2max", _bimacosr(rank=16), versus="r8 k2max", expect="higher"),
+            Variant("r8 kmax", _bimacosr(k="max"), versus="r8 k2max", expect="lower"),
+            Variant("r8 k4max", _bimacosr(k="4max"), versus="r8 k2max", expect="higher"),
         )),
     AblationTable(
         "bimacosr-adaptive", "per-layer rank and sparsity (rank=auto, k=auto) against uniform r = 8, k = 2max",
-        "bimacosr-real-x4-cpu", budget=("steps=200", "val_every=1000000", "ckpt_every=50"),
+        "bimacosr-real-x4-cpu", budget=_BIMACOSR_BUDGET,
         source="BiMaCoSR leaves it open (limitation E.1: uniform r and k in every layer)",
         variants=(
-            Variant("uniform", ("binarize.options.rank=8", "binarize.options.k=2max")),
-            Variant("adaptive", ("binarize.options.rank=auto", "binarize.options.k=auto"), versus="uniform",
-                    expect="higher"),
+            Variant("uniform", _bimacosr()),
+            Variant("adaptive", _bimacosr(rank="auto", k="auto"), versus="uniform", expect="higher"),
         )),
 ):
     TABLES.register(_table.name, _table)

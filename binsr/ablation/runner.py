@@ -5,17 +5,23 @@ The results file (JSON, small, meant to be committed) holds one entry per finish
 hours and the scores per dataset. A run with an entry is never run again; a run without one resumes from its
 checkpoints (``Trainer(resume="auto")``), so after a kill the table continues where it stopped, also from the
 committed results in a fresh clone. Seeds are the outer loop: every variant gets seed 0 before any gets seed 1.
+
+A run whose recipe and scoring equal a run that another registered table has in the same results folder (the
+fusion table's CS-Fusion row is the components table's +CS-Fusion row) is not trained again: its result is
+copied, marked ``shared``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from binsr.ablation.tables import AblationTable, Variant, folder_name
+from binsr.ablation.tables import TABLES, AblationTable, Variant, folder_name
 from binsr.data import SREvalDataset
 from binsr.data.paths import resolve_data_dir
 from binsr.errors import BinsrError
@@ -53,6 +59,37 @@ def read_results(table: AblationTable, path: str | Path) -> dict[str, Any]:
 def run_name(table: AblationTable, variant: Variant, seed: int) -> str:
     """The training run's folder name: the table, the variant (letters, digits, '.', '_', '-') and the seed."""
     return folder_name(f"{table.name}-{variant.name}-s{seed}").strip("-")
+
+
+def run_key(table: AblationTable, variant: Variant, seed: int) -> str:
+    """A digest of what decides a run's result: its resolved recipe (less its run name and folder) and the
+    table's scoring."""
+    config = load_train_config(table.recipe, [*table.budget, *variant.overrides, f"seed={seed}"])
+    recipe = {key: value for key, value in dataclasses.asdict(config).items() if key not in ("name", "out_dir")}
+    text = json.dumps([recipe, list(table.datasets), table.eval_steps], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def shared_run(table: AblationTable, variant: Variant, seed: int, results_dir: str | Path) -> dict[str, Any] | None:
+    """The result of the same run in another registered table's results file in ``results_dir``, renamed to
+    ``variant`` and marked ``shared`` with where it came from; None where there is none."""
+    key = None
+    for name in TABLES.names():
+        other = TABLES.get(name)
+        path = results_file(other, results_dir)
+        if other.name == table.name or other.recipe != table.recipe or not path.exists():
+            continue
+        try:
+            runs = read_results(other, path)["runs"]
+        except BinsrError:  # another budget or scoring: not the same runs
+            continue
+        for run in runs:
+            if run["seed"] != seed or run["variant"] not in {v.name for v in other.variants}:
+                continue
+            key = key or run_key(table, variant, seed)
+            if run_key(other, other.variant(run["variant"]), seed) == key:
+                return {**run, "variant": variant.name, "shared": run.get("shared", f"{other.name}/{run['variant']}")}
+    return None
 
 
 def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: str | Path,
@@ -95,10 +132,12 @@ def run_table(table: AblationTable, results_dir: str | Path, out_dir: str | Path
         for variant in table.variants:
             if (variant.name, seed) in done:
                 continue
-            run = train_and_score(table, variant, seed, out_dir, data_root, progress)
+            run = shared_run(table, variant, seed, results_dir) or train_and_score(table, variant, seed, out_dir,
+                                                                                  data_root, progress)
             results["runs"].append(run)
             with atomic_write(path, "w") as handle:
                 handle.write(json.dumps(results, indent=1) + "\n")
             scores = ", ".join(f"{name} {s['psnr']:.2f} dB" for name, s in run["scores"].items())
-            report(f"{table.name}: {variant.name}, seed {seed}: {scores} ({run['hours']:.2f} h)")
+            origin = f", the run of {run['shared']}" if "shared" in run else ""
+            report(f"{table.name}: {variant.name}, seed {seed}: {scores} ({run['hours']:.2f} h{origin})")
     return results

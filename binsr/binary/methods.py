@@ -159,13 +159,16 @@ def _bimacosr(layer: nn.Module, o: Mapping[str, Any]) -> nn.Module:
     return build_three_branch(layer, _bimacosr_bmb(o), o["rank"], o["k"], o["use_lrmb"], o["use_smb"])
 
 
+K_MULTIPLES = {"max": 1, "2max": 2, "4max": 4}  # BiMaCoSR's sparse count k as a multiple of max(C_in, C_out)
+
+
 def _bimacosr_problem(layer: nn.Module, o: Mapping[str, Any]) -> str | None:
     return centre_tap_problem(layer)
 
 
 def _bimacosr_plan(layers: Mapping[str, nn.Module], o: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Resolve rank/k per layer: an int (checked), "2max" for k (2·max(C_in, C_out), capped at the
-    matrix size), or "auto": spread ``budget`` × the uniform default (r = 8, k = 2max) over the layers
+    """Resolve rank/k per layer: an int (checked), "max" / "2max" / "4max" for k (1, 2 or 4 × max(C_in, C_out),
+    capped at the matrix size; BiMaCoSR's is 2max), or "auto": spread ``budget`` × the uniform default (r = 8, k = 2max) over the layers
     by captured spectral energy / |w| mass (see :mod:`binsr.binary.budget`)."""
     shapes = {name: tuple(layer.weight.shape[:2]) for name, layer in layers.items()}
     plan: dict[str, dict[str, Any]] = {name: {} for name in layers}
@@ -186,16 +189,16 @@ def _bimacosr_plan(layers: Mapping[str, nn.Module], o: Mapping[str, Any]) -> dic
         budget = int(o["budget"] * sum(min(2 * max(s), s[0] * s[1]) for s in shapes.values()))
         for name, count in allocate_sparse(matrices, budget).items():
             plan[name]["k"] = count
-    elif k == "2max":
+    elif k in K_MULTIPLES:
         for name, (cout, cin) in shapes.items():
-            plan[name]["k"] = min(2 * max(cout, cin), cout * cin)
+            plan[name]["k"] = min(K_MULTIPLES[k] * max(cout, cin), cout * cin)
     elif isinstance(k, int) and not isinstance(k, bool):
         for name, (cout, cin) in shapes.items():
             if not 0 <= k <= cout * cin:
                 raise BinsrError(f"k = {k} is larger than the {cout}x{cin} weight of layer '{name}'")
             plan[name]["k"] = k
     else:
-        raise BinsrError(f"k must be an integer, '2max' or 'auto', got {k!r}")
+        raise BinsrError(f"k must be an integer, {', '.join(map(repr, K_MULTIPLES))} or 'auto', got {k!r}")
     return plan
 
 
@@ -235,7 +238,7 @@ for _method in [
     Method("horq", "HORQ: N-term residual binarization of weights and activations", _horq, {"order": 2}),
     Method("bimacosr", "BiMaCoSR: BMB (1-bit) + LRMB (rank r, SVD init) + SMB (top-k sparse)", _bimacosr,
            {"rank": 8, "k": "2max", "use_lrmb": True, "use_smb": True, "budget": 1.0, **_GROUPS},
-           _bimacosr_problem, _bimacosr_plan, {"rank": ("auto",), "k": ("2max", "auto")}),
+           _bimacosr_problem, _bimacosr_plan, {"rank": ("auto",), "k": (*K_MULTIPLES, "auto")}),
     Method("bidiffsr", "BI-DiffSR BI-Conv: TaR → sign → α·sign(W) conv → TaA, + identity",
            lambda layer, o: binary_layer(layer, _sign(ApproxSign), SignWeight("channel"), pre_bias=True, rprelu=True,
                                      shortcut="identity" if o["residual"] else None,
