@@ -44,7 +44,7 @@ def test_a_killed_table_resumes_without_rerunning_finished_runs(tmp_path: Path, 
     process.wait()
     first = json.loads(results.read_text())["runs"]
     assert 1 <= len(first) < 4, "the table finished before the kill"
-    finished = tmp_path / "runs" / f"toy-{first[0]['variant']}-s0" / "model.safetensors"
+    (finished,) = (tmp_path / "runs").glob(f"toy-{first[0]['variant']}-s0-*/model.safetensors")
     stamp = finished.stat().st_mtime_ns
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -119,6 +119,40 @@ def test_a_run_another_table_has_is_shared_not_trained_again(tmp_path: Path, tra
     said: list[str] = []
     shared, own = run_table(second, results, runs, progress=False, report=said.append)["runs"]
     assert shared == {**done, "variant": "same-as-concat", "shared": "toy-a/concat"}
-    assert own["variant"] == "cs" and "shared" not in own and (runs / "toy-b-cs-s0" / "model.safetensors").exists()
-    assert not (runs / "toy-b-same-as-concat-s0").exists()  # not trained
+    assert own["variant"] == "cs" and "shared" not in own and len(list(runs.glob("toy-b-cs-s0-*/model.safetensors"))) == 1
+    assert not list(runs.glob("toy-b-same-as-concat-*"))  # not trained
     assert "the run of toy-a/concat" in said[0]
+
+
+def test_the_readme_tables_are_the_reports_of_the_committed_results() -> None:
+    """Every committed results file's report (``binsr ablate TABLE --report``) is in the README verbatim, and
+    so is its Markdown file; the README has no ablation table without its results file."""
+    from binsr.ablation import TABLES, read_results
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    committed = sorted((root / "docs" / "ablations").glob("*.json"))
+    assert committed, "no committed ablation results"
+    for path in committed:
+        table = TABLES.get(path.stem)
+        report = markdown(table, read_results(table, path))
+        assert report in readme, f"README: the {table.name} table is not its --report"
+        assert path.with_suffix(".md").read_text() == report + "\n"
+    shown = {line.split("`")[1] for line in readme.splitlines() if line.startswith("Table `")}
+    assert shown == {path.stem for path in committed}
+
+
+def test_a_changed_recipe_or_budget_trains_in_a_new_run_folder() -> None:
+    """The run folder carries a digest of the resolved recipe: another budget never resumes old checkpoints."""
+    from binsr.ablation.runner import run_name
+
+    def table(*budget: str) -> AblationTable:
+        return AblationTable("t", "s", "bidiffsr-small-x4", budget=budget,
+                             variants=(Variant("a"), Variant("b", ("model.fusion=cs",))))
+
+    short, again, longer = table("steps=3"), table("steps=3"), table("steps=4")
+    assert run_name(short, short.variants[0], 0) == run_name(again, again.variants[0], 0)
+    assert run_name(short, short.variants[0], 0).startswith("t-a-s0-")
+    assert run_name(short, short.variants[0], 0) != run_name(longer, longer.variants[0], 0)
+    assert run_name(short, short.variants[0], 0) != run_name(short, short.variants[0], 1)
+    assert run_name(short, short.variants[0], 0) != run_name(short, short.variants[1], 0)

@@ -57,8 +57,10 @@ def read_results(table: AblationTable, path: str | Path) -> dict[str, Any]:
 
 
 def run_name(table: AblationTable, variant: Variant, seed: int) -> str:
-    """The training run's folder name: the table, the variant (letters, digits, '.', '_', '-') and the seed."""
-    return folder_name(f"{table.name}-{variant.name}-s{seed}").strip("-")
+    """The training run's folder name: the table, the variant (letters, digits, '.', '_', '-'), the seed and the
+    first 8 hex digits of :func:`run_key`, so that a run of a changed recipe or budget never resumes another's
+    checkpoints."""
+    return folder_name(f"{table.name}-{variant.name}-s{seed}").strip("-") + f"-{run_key(table, variant, seed)[:8]}"
 
 
 def run_key(table: AblationTable, variant: Variant, seed: int) -> str:

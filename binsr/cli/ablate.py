@@ -13,7 +13,8 @@ def add_ablate(commands: argparse._SubParsersAction) -> None:
                     "the table's budget, score each run, and add it to RESULTS/TABLE.json as soon as it exists. "
                     "Runs with a result are never rerun; an interrupted run resumes from its checkpoints. --report "
                     "rebuilds the table (mean ± std per variant, the paper's value, whether its direction is "
-                    "reproduced) and the figure RESULTS/TABLE.png from the results file alone.",
+                    "reproduced), its figure RESULTS/TABLE.png and its Markdown RESULTS/TABLE.md from the results "
+                    "file alone.",
         epilog="example: binsr ablate bidiffsr-components; binsr ablate bidiffsr-components --report",
     )
     p.add_argument("table", nargs="?", help="table name (see --list) or YAML file")
@@ -32,7 +33,8 @@ def add_ablate(commands: argparse._SubParsersAction) -> None:
 
 def _run_ablate(args: argparse.Namespace) -> int:
     from binsr.ablation import TABLES, figure, load_table, read_results, results_file, run_table
-    from binsr.ablation.report import text_table
+    from binsr.ablation.report import markdown, text_table
+    from binsr.utils.fs import atomic_write
     from binsr.errors import BinsrError
 
     if args.list:
@@ -53,5 +55,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
     else:
         results = run_table(table, args.results, args.out_dir, args.seeds, args.data_root, progress=not args.quiet)
     print(text_table(table, results))
-    print(f"figure: {figure(table, results, path.with_suffix('.png'))}")
+    with atomic_write(path.with_suffix(".md"), "w") as handle:
+        handle.write(markdown(table, results) + "\n")
+    print(f"figure: {figure(table, results, path.with_suffix('.png'))}; Markdown table: {path.with_suffix('.md')}")
     return 0
