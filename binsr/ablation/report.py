@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,9 @@ def text_table(table: AblationTable, results: dict[str, Any]) -> str:
 
 
 def figure(table: AblationTable, results: dict[str, Any], path: str | Path) -> Path:
-    """Mean ± standard deviation per variant on the first dataset, with the paper's value on a second axis
-    (the budgets differ, so the two share a direction, not a scale); written as PNG to ``path``."""
+    """Mean ± standard deviation per variant on the first dataset (each seed's run a grey dot beside it), with
+    the paper's value on a second axis (the budgets differ, so the two share a direction, not a scale); written
+    as PNG to ``path``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -124,15 +126,22 @@ def figure(table: AblationTable, results: dict[str, Any], path: str | Path) -> P
     x = list(range(len(rows)))
     means = [row.stats[key][0] for row in rows]
     stds = [0.0 if math.isnan(row.stats[key][1]) else row.stats[key][1] for row in rows]
+    for i, row in zip(x, rows):  # each seed's run, beside its mean
+        values = [run["scores"][key[0]][key[1]] for run in results["runs"] if run["variant"] == row.variant]
+        axis.plot([i + 0.12] * len(values), values, ".", color="0.55", markersize=5)
     axis.errorbar(x, means, yerr=stds, fmt="o", capsize=4, color="tab:blue", label="binsr (mean ± std, seeds)")
+    axis.set_xlim(-0.5, len(rows) - 0.5)
     axis.set_ylabel(f"binsr {table.datasets[0]} {table.metric.upper()}", color="tab:blue")
     axis.set_xticks(x, [row.variant for row in rows], rotation=20, ha="right")
     papers = [(i, row.paper) for i, row in zip(x, rows) if row.paper is not None]
     if papers:
         paper_axis = axis.twinx()
-        paper_axis.plot([i for i, _ in papers], [v for _, v in papers], "s", color="tab:orange", label="paper")
+        paper_axis.plot([i - 0.12 for i, _ in papers], [v for _, v in papers], "s", color="tab:orange",
+                        label="paper (right axis)")
         paper_axis.set_ylabel(f"paper {table.metric.upper()}", color="tab:orange")
-    axis.set_title(f"{table.name}: {table.summary}", fontsize=9)
+        handles = axis.get_legend_handles_labels()[0] + paper_axis.get_legend_handles_labels()[0]
+        paper_axis.legend(handles=handles, fontsize=7, loc="best")
+    axis.set_title(textwrap.fill(f"{table.name}: {table.summary}", width=int(14 * len(rows) + 30)), fontsize=9)
     fig.tight_layout()
     path = Path(path)
     with atomic_write(path) as handle:
