@@ -103,9 +103,10 @@ def test_bad_tables_are_one_line_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_a_run_another_table_has_is_shared_not_trained_again(tmp_path: Path, train_folder: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """Two registered tables with one identical row (same recipe, overrides and scoring): the second table
-    copies the first's result, marked with its origin, and trains its other row (another learning rate)."""
+    copies the first's result, marked with its origin, and trains its other row (another learning rate); --list
+    counts each table's finished runs."""
     from binsr.ablation import TABLES, run_table
 
     first = load_table(str(toy_table(tmp_path, train_folder)))
@@ -122,6 +123,10 @@ def test_a_run_another_table_has_is_shared_not_trained_again(tmp_path: Path, tra
     assert own["variant"] == "cs" and "shared" not in own and len(list(runs.glob("toy-b-cs-s0-*/model.safetensors"))) == 1
     assert not list(runs.glob("toy-b-same-as-concat-*"))  # not trained
     assert "the run of toy-a/concat" in said[0]
+    assert main(["ablate", "--list", "--results", str(results)]) == 0
+    listed = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "2 variants x 1 seeds, 2 done in" in listed["toy-a"] and "2 done in" in listed["toy-b"]
+    assert "0 done in" in listed["bidiffsr-fusion"]  # no results file in this folder
 
 
 def test_the_readme_tables_are_the_reports_of_the_committed_results() -> None:

@@ -40,7 +40,13 @@ def _run_ablate(args: argparse.Namespace) -> int:
     if args.list:
         for name in TABLES.names():
             table = TABLES.get(name)
-            print(f"{name}: {table.summary} ({len(table.variants)} variants x {table.seeds} seeds; {table.source})")
+            try:
+                done = len({(run["variant"], run["seed"]) for run in read_results(table, results_file(
+                    table, args.results))["runs"] if run["seed"] < table.seeds})
+            except BinsrError:  # results of another budget: none of this table's
+                done = 0
+            print(f"{name}: {table.summary} ({len(table.variants)} variants x {table.seeds} seeds, {done} done in "
+                  f"{args.results}; {table.source})")
         return 0
     if args.table is None:
         raise BinsrError("give a table name or YAML file (binsr ablate --list shows the tables)")
