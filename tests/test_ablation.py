@@ -127,6 +127,16 @@ def test_a_run_another_table_has_is_shared_not_trained_again(tmp_path: Path, tra
     listed = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "2 variants x 1 seeds, 2 done in" in listed["toy-a"] and "2 done in" in listed["toy-b"]
     assert "0 done in" in listed["bidiffsr-fusion"]  # no results file in this folder
+    # results scored before NIQE was: re-scored from the run folder (toy-a) or from the run they share (toy-b)
+    for name in ("toy-a", "toy-b"):
+        stored = json.loads((results / f"{name}.json").read_text())
+        for run in stored["runs"]:
+            run["scores"] = {data: {k: v for k, v in scores.items() if k != "niqe"} for data, scores in run["scores"].items()}
+        (results / f"{name}.json").write_text(json.dumps(stored))
+    stamps = sorted(path.stat().st_mtime_ns for path in runs.glob("*/model.safetensors"))
+    assert run_table(first, results, runs, progress=False, report=said.append)["runs"][0] == done
+    assert run_table(second, results, runs, progress=False, report=said.append)["runs"][:2] == [shared, own]
+    assert sorted(path.stat().st_mtime_ns for path in runs.glob("*/model.safetensors")) == stamps  # no training
 
 
 def test_the_readme_tables_are_the_reports_of_the_committed_results() -> None:

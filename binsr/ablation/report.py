@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from binsr.ablation.tables import AblationTable
+from binsr.ablation.tables import SCORES, AblationTable
 from binsr.utils import format_table
 from binsr.utils.fs import atomic_write
 
@@ -41,6 +41,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
+def scored_metrics(results: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics every run of ``results`` has, in the order PSNR, SSIM, NIQE (↓)."""
+    return tuple(metric for metric in SCORES
+                 if all(scores.get(metric) is not None for run in results["runs"] for scores in run["scores"].values()))
+
+
 def summarize(table: AblationTable, results: dict[str, Any]) -> list[RowSummary]:
     """One :class:`RowSummary` per variant with results, in the table's order, verdicts included."""
     rows: dict[str, RowSummary] = {}
@@ -49,7 +55,7 @@ def summarize(table: AblationTable, results: dict[str, Any]) -> list[RowSummary]
         if not runs:
             continue
         stats = {(name, metric): _mean_std([run["scores"][name][metric] for run in runs])
-                 for name in table.datasets for metric in ("psnr", "ssim")}
+                 for name in table.datasets for metric in scored_metrics(results)}
         rows[variant.name] = RowSummary(variant.name, len(runs), stats, variant.paper, variant.versus, variant.expect)
     key = (table.datasets[0], table.metric)
     for row in rows.values():
@@ -78,15 +84,18 @@ def summarize(table: AblationTable, results: dict[str, Any]) -> list[RowSummary]
 def cells(table: AblationTable, results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The report's headers and one row of cells per variant, as text."""
     unit = " dB" if table.metric == "psnr" else ""
-    headers = ["variant", "seeds"] + [f"{name} {metric.upper()}" for name in table.datasets for metric in ("psnr", "ssim")]
+    metrics = scored_metrics(results)
+    arrows = {"niqe": "↓"}
+    headers = ["variant", "seeds"] + [f"{name} {metric.upper()}{arrows.get(metric, '')}" for name in table.datasets
+                                      for metric in metrics]
     headers += [f"paper {table.metric.upper()}", f"Δ vs row (±2 se){unit}", "verdict"]
     lines = []
     for row in summarize(table, results):
         line = [row.variant, str(row.count)]
         for name in table.datasets:
-            for metric in ("psnr", "ssim"):
+            for metric in metrics:
                 mean, std = row.stats[(name, metric)]
-                digits = 2 if metric == "psnr" else 4
+                digits = 4 if metric == "ssim" else 2
                 line.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if not math.isnan(std) else f"{mean:.{digits}f}")
         line.append(f"{row.paper:g}" if row.paper is not None else f"({row.expect})" if row.expect else "—")
         if row.difference is None:

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from binsr.ablation.tables import TABLES, AblationTable, Variant, folder_name
+from binsr.ablation.tables import SCORES, TABLES, AblationTable, Variant, folder_name
 from binsr.data import SREvalDataset
 from binsr.data.paths import resolve_data_dir
 from binsr.errors import BinsrError
 from binsr.evaluation import evaluate
+from binsr.metrics.niqe import niqe_fits
 from binsr.pipelines import load
 from binsr.training import Trainer, load_train_config
 from binsr.utils.fs import atomic_write
@@ -101,15 +102,25 @@ def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: 
                  f"out_dir={out_dir}"]
     config = load_train_config(table.recipe, overrides)
     result = Trainer(config, resume="auto", data_root=data_root, progress=progress).train()
+    return {"variant": variant.name, "seed": seed, "steps": result.steps,
+            "hours": round(training_seconds(result.model_file.parent, result.seconds) / 3600, 4),
+            "scores": score(table, result.model_file, config.data.scale, data_root)}
+
+
+def score(table: AblationTable, model_file: Path, scale: int, data_root: str | None = None) -> dict[str, Any]:
+    """PSNR and SSIM (Y) and NIQE of ``model_file``'s outputs on each of the table's datasets: the papers report
+    a perceptual metric beside PSNR (LPIPS, whose AlexNet weights binsr cannot download; NIQE needs none).
+    NIQE is None on a dataset with an image too small for it."""
     options = {"steps": table.eval_steps} if table.eval_steps else {}  # pipelines without a step count drop it
-    upscaler = load(str(result.model_file), seed=0, **options)
+    upscaler = load(str(model_file), seed=0, **options)
     scores = {}
     for name in table.datasets:
-        dataset = SREvalDataset(resolve_data_dir(name, data_root), config.data.scale)
-        mean = evaluate(upscaler, dataset, name, progress=False).mean()
-        scores[name] = {metric: round(float(mean[metric]), 4) for metric in ("psnr", "ssim")}
-    return {"variant": variant.name, "seed": seed, "steps": result.steps,
-            "hours": round(training_seconds(result.model_file.parent, result.seconds) / 3600, 4), "scores": scores}
+        dataset = SREvalDataset(resolve_data_dir(name, data_root), scale)
+        with_niqe = all(niqe_fits(*dataset[i]["hr"].shape[-2:], crop_border=scale) for i in range(len(dataset)))
+        mean = evaluate(upscaler, dataset, name, progress=False, with_niqe=with_niqe).mean()
+        scores[name] = {metric: round(float(mean[metric]), 4) if metric in mean else None for metric in SCORES}
+    return scores
+
 
 
 def training_seconds(run_dir: Path, fallback: float) -> float:
@@ -122,6 +133,30 @@ def training_seconds(run_dir: Path, fallback: float) -> float:
     return seconds[-1] if seconds else fallback
 
 
+def rescore_missing(table: AblationTable, results: dict[str, Any], path: Path, results_dir: str | Path,
+                    out_dir: str | Path, data_root: str | None = None) -> None:
+    """Results scored before a score was added (NIQE) get it from their run folder's model file, or from the
+    table they share a run with; each written as soon as it exists. Runs whose folder is gone keep their
+    scores (the report shows the scores all runs have)."""
+    for index, run in enumerate(results["runs"]):
+        if all(metric in scores for scores in run["scores"].values() for metric in SCORES):
+            continue
+        variant = table.variant(run["variant"])
+        model_file = Path(out_dir) / run_name(table, variant, run["seed"]) / "model.safetensors"
+        if "shared" in run:
+            fresh = shared_run(table, variant, run["seed"], results_dir)
+            if fresh is None or not all(metric in scores for scores in fresh["scores"].values() for metric in SCORES):
+                continue
+            results["runs"][index] = fresh
+        elif model_file.exists():
+            scale = load_train_config(table.recipe, list(table.budget)).data.scale
+            results["runs"][index] = {**run, "scores": score(table, model_file, scale, data_root)}
+        else:
+            continue
+        with atomic_write(path, "w") as handle:
+            handle.write(json.dumps(results, indent=1) + "\n")
+
+
 def run_table(table: AblationTable, results_dir: str | Path, out_dir: str | Path, seeds: int | None = None,
               data_root: str | None = None, progress: bool = True,
               report: Callable[[str], None] = print) -> dict[str, Any]:
@@ -129,6 +164,7 @@ def run_table(table: AblationTable, results_dir: str | Path, out_dir: str | Path
     each result written to the results file as soon as it exists (atomically). Returns the results."""
     path = results_file(table, results_dir)
     results = read_results(table, path)
+    rescore_missing(table, results, path, results_dir, out_dir, data_root)
     done = {(run["variant"], run["seed"]) for run in results["runs"]}
     for seed in range(table.seeds if seeds is None else seeds):
         for variant in table.variants:

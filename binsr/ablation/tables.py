@@ -15,7 +15,8 @@ from pathlib import Path
 from binsr.config import ConfigError, check_ranges, from_dict, load_yaml
 from binsr.utils.registry import Registry
 
-METRICS = ("psnr", "ssim")
+METRICS = ("psnr", "ssim")  # a table's verdict metric (higher is better)
+SCORES = ("psnr", "ssim", "niqe")  # what every run is scored with, per dataset (NIQE: lower is better)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,11 @@ def pristine_model() -> dict[str, torch.Tensor]:
     return {name: torch.from_numpy(array) for name, array in arrays.items()}
 
 
+def niqe_fits(height: int, width: int, crop_border: int = 0) -> bool:
+    """Whether an H×W image holds NIQE's two 96×96 blocks after cropping ``crop_border`` pixels a side."""
+    return ((height - 2 * crop_border) // BLOCK) * ((width - 2 * crop_border) // BLOCK) >= 2
+
+
 def niqe(image: torch.Tensor, crop_border: int = 0) -> float:
     """NIQE of one image: (3, H, W) RGB or (1, H, W) gray in [0, 1], scored on its BT.601 luma (gray
     images: their values) in 8-bit levels, after cropping ``crop_border`` pixels on each side. The
@@ -60,7 +65,7 @@ def niqe(image: torch.Tensor, crop_border: int = 0) -> float:
     if crop_border:
         luma = luma[crop_border:-crop_border, crop_border:-crop_border]
     rows, cols = luma.shape[0] // BLOCK, luma.shape[1] // BLOCK
-    if rows * cols < 2:  # the features' covariance needs two blocks
+    if not niqe_fits(*luma.shape):  # the features' covariance needs two blocks
         raise ValueError(f"niqe needs two {BLOCK}x{BLOCK} blocks ({BLOCK}x{2 * BLOCK} pixels) after the border "
                          f"crop, got {luma.shape[1]}x{luma.shape[0]}")
     # rounded to levels, as the MATLAB release reads them; float32 from here, as BasicSR (see _mscn)
