@@ -171,3 +171,18 @@ def test_a_changed_recipe_or_budget_trains_in_a_new_run_folder() -> None:
     assert run_name(short, short.variants[0], 0) != run_name(longer, longer.variants[0], 0)
     assert run_name(short, short.variants[0], 0) != run_name(short, short.variants[0], 1)
     assert run_name(short, short.variants[0], 0) != run_name(short, short.variants[1], 0)
+
+
+def test_real_datasets_are_scored_on_the_lr_binsr_degrade_makes_once(tmp_path: Path, train_folder: Path) -> None:
+    """``NAME-real``: the LR images of ``binsr degrade NAME --seed 0`` (bit for bit), made once and kept."""
+    from binsr.ablation.runner import realistic_lr
+    from binsr.data.degraded_set import degrade_folder
+
+    folder = realistic_lr(train_folder, 4, tmp_path / "lr" / "toy-real-x4-s0")
+    made = {path.name: path.read_bytes() for path in folder.glob("*.png")}
+    stamps = {path.name: path.stat().st_mtime_ns for path in folder.glob("*.png")}
+    degrade_folder(train_folder, tmp_path / "by-hand", scale=4, seed=0)
+    assert made and made == {path.name: path.read_bytes() for path in (tmp_path / "by-hand").glob("*.png")}
+    assert realistic_lr(train_folder, 4, folder) == folder
+    assert {path.name: path.stat().st_mtime_ns for path in folder.glob("*.png")} == stamps  # not made again
+    assert not list((tmp_path / "lr").glob("*.partial"))

@@ -17,12 +17,14 @@ import csv
 import dataclasses
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from binsr.ablation.tables import SCORES, TABLES, AblationTable, Variant, folder_name
 from binsr.data import SREvalDataset
+from binsr.data.degraded_set import MANIFEST, degrade_folder
 from binsr.data.paths import resolve_data_dir
 from binsr.errors import BinsrError
 from binsr.evaluation import evaluate
@@ -104,22 +106,42 @@ def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: 
     result = Trainer(config, resume="auto", data_root=data_root, progress=progress).train()
     return {"variant": variant.name, "seed": seed, "steps": result.steps,
             "hours": round(training_seconds(result.model_file.parent, result.seconds) / 3600, 4),
-            "scores": score(table, result.model_file, config.data.scale, data_root)}
+            "scores": score(table, result.model_file, config.data.scale, data_root, Path(out_dir) / "lr")}
 
 
-def score(table: AblationTable, model_file: Path, scale: int, data_root: str | None = None) -> dict[str, Any]:
+def score(table: AblationTable, model_file: Path, scale: int, data_root: str | None = None,
+          lr_root: str | Path = "runs/ablate/lr") -> dict[str, Any]:
     """PSNR and SSIM (Y) and NIQE of ``model_file``'s outputs on each of the table's datasets: the papers report
     a perceptual metric beside PSNR (LPIPS, whose AlexNet weights binsr cannot download; NIQE needs none).
-    NIQE is None on a dataset with an image too small for it."""
+    NIQE is None on a dataset with an image too small for it. A dataset ``NAME-real`` is NAME's HR images with
+    realistic LR (:func:`realistic_lr`) instead of bicubic."""
     options = {"steps": table.eval_steps} if table.eval_steps else {}  # pipelines without a step count drop it
     upscaler = load(str(model_file), seed=0, **options)
     scores = {}
     for name in table.datasets:
-        dataset = SREvalDataset(resolve_data_dir(name, data_root), scale)
+        hr_name = name.removesuffix(REAL)
+        hr_dir = resolve_data_dir(hr_name, data_root)
+        lr_dir = realistic_lr(hr_dir, scale, Path(lr_root) / f"{hr_name}{REAL}-x{scale}-s0") if name != hr_name else None
+        dataset = SREvalDataset(hr_dir, scale, lr_dir)
         with_niqe = all(niqe_fits(*dataset[i]["hr"].shape[-2:], crop_border=scale) for i in range(len(dataset)))
         mean = evaluate(upscaler, dataset, name, progress=False, with_niqe=with_niqe).mean()
         scores[name] = {metric: round(float(mean[metric]), 4) if metric in mean else None for metric in SCORES}
     return scores
+
+
+REAL = "-real"  # a dataset name's suffix: realistic LR
+
+
+def realistic_lr(hr_dir: Path, scale: int, folder: Path) -> Path:
+    """``folder`` holding the LR images of ``hr_dir`` that ``binsr degrade --seed 0`` makes (the Real-ESRGAN
+    degradation, the same files bit for bit on every machine), made once and kept."""
+    if not (folder / MANIFEST).exists():
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        degrade_folder(hr_dir, partial, scale=scale, seed=0)
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    return folder
 
 
 
@@ -150,7 +172,7 @@ def rescore_missing(table: AblationTable, results: dict[str, Any], path: Path, r
             results["runs"][index] = fresh
         elif model_file.exists():
             scale = load_train_config(table.recipe, list(table.budget)).data.scale
-            results["runs"][index] = {**run, "scores": score(table, model_file, scale, data_root)}
+            results["runs"][index] = {**run, "scores": score(table, model_file, scale, data_root, Path(out_dir) / "lr")}
         else:
             continue
         with atomic_write(path, "w") as handle:
