@@ -144,7 +144,6 @@ def realistic_lr(hr_dir: Path, scale: int, folder: Path) -> Path:
     return folder
 
 
-
 def training_seconds(run_dir: Path, fallback: float) -> float:
     """The run's training time over all its resumes: the last ``seconds`` of its log.csv (``fallback`` without)."""
     try:
@@ -155,19 +154,30 @@ def training_seconds(run_dir: Path, fallback: float) -> float:
     return seconds[-1] if seconds else fallback
 
 
+def fully_scored(run: dict[str, Any]) -> bool:
+    """Whether ``run`` has every score of :data:`SCORES` on every dataset (None where one cannot be had)."""
+    return all(metric in scores for scores in run["scores"].values() for metric in SCORES)
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """The results file, written atomically (a kill leaves the old one or the new one)."""
+    with atomic_write(path, "w") as handle:
+        handle.write(json.dumps(results, indent=1) + "\n")
+
+
 def rescore_missing(table: AblationTable, results: dict[str, Any], path: Path, results_dir: str | Path,
                     out_dir: str | Path, data_root: str | None = None) -> None:
     """Results scored before a score was added (NIQE) get it from their run folder's model file, or from the
     table they share a run with; each written as soon as it exists. Runs whose folder is gone keep their
     scores (the report shows the scores all runs have)."""
     for index, run in enumerate(results["runs"]):
-        if all(metric in scores for scores in run["scores"].values() for metric in SCORES):
+        if fully_scored(run):
             continue
         variant = table.variant(run["variant"])
         model_file = Path(out_dir) / run_name(table, variant, run["seed"]) / "model.safetensors"
         if "shared" in run:
             fresh = shared_run(table, variant, run["seed"], results_dir)
-            if fresh is None or not all(metric in scores for scores in fresh["scores"].values() for metric in SCORES):
+            if fresh is None or not fully_scored(fresh):
                 continue
             results["runs"][index] = fresh
         elif model_file.exists():
@@ -175,8 +185,7 @@ def rescore_missing(table: AblationTable, results: dict[str, Any], path: Path, r
             results["runs"][index] = {**run, "scores": score(table, model_file, scale, data_root, Path(out_dir) / "lr")}
         else:
             continue
-        with atomic_write(path, "w") as handle:
-            handle.write(json.dumps(results, indent=1) + "\n")
+        write_results(path, results)
 
 
 def run_table(table: AblationTable, results_dir: str | Path, out_dir: str | Path, seeds: int | None = None,
@@ -195,8 +204,7 @@ def run_table(table: AblationTable, results_dir: str | Path, out_dir: str | Path
             run = shared_run(table, variant, seed, results_dir) or train_and_score(table, variant, seed, out_dir,
                                                                                   data_root, progress)
             results["runs"].append(run)
-            with atomic_write(path, "w") as handle:
-                handle.write(json.dumps(results, indent=1) + "\n")
+            write_results(path, results)
             scores = ", ".join(f"{name} {s['psnr']:.2f} dB" for name, s in run["scores"].items())
             origin = f", the run of {run['shared']}" if "shared" in run else ""
             report(f"{table.name}: {variant.name}, seed {seed}: {scores} ({run['hours']:.2f} h{origin})")
