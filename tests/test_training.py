@@ -318,3 +318,28 @@ def test_a_binarize_option_refines_the_presets_binarization_and_keeps_its_method
     assert (recipe.binarize.method, recipe.binarize.options) == ("bidiffsr", {"timestep_groups": 1, "residual": False})
     assert load_train_config("bidiffsr-x2-cpu", ["binarize.method=xnor", "binarize.options={}"]).binarize.method == "xnor"
     assert load_train_config("bidiffsr-x2-cpu").binarize.options == {"timestep_groups": 5}
+
+
+def test_the_ema_warms_up_like_diffusers_ema_so_a_short_run_is_not_its_initial_weights(tmp_path, train_folder):
+    from binsr.training.engine import ema_decay
+
+    sets = _sets(tmp_path, train_folder, "run", "steps=3", "ckpt_every=1", "keep_checkpoints=3",
+                 "optim.ema_decay=0.999")
+    config = load_train_config("bidiffsr-small-x4", sets)
+    Trainer(config, progress=False).train()
+    folder = tmp_path / "run" / "checkpoints"
+    before = load_file(folder / "step_00000002" / "ema.safetensors")
+    weights = load_file(folder / "step_00000003" / "model.safetensors")
+    after = load_file(folder / "step_00000003" / "ema.safetensors")
+    decay = ema_decay(config.optim, 2)  # the update after the third step (0-based 2)
+    assert decay == min(0.999, 3 / 12) == 0.25
+    moved = 0
+    for name, value in after.items():
+        if not value.is_floating_point():
+            continue
+        expected = decay * before[name].double() + (1 - decay) * weights[name].double()
+        torch.testing.assert_close(value.double(), expected, rtol=0, atol=1e-5)
+        moved += int(not torch.equal(before[name], weights[name]))
+    assert moved > 0  # the check compared weights that training changed
+    off = load_train_config("bidiffsr-small-x4", [*sets, "optim.ema_warmup=false"])
+    assert ema_decay(off.optim, 2) == 0.999

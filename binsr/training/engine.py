@@ -45,7 +45,7 @@ from binsr.training.checkpoint import (
     resumable_checkpoints,
     save_checkpoint,
 )
-from binsr.training.config import Recipe
+from binsr.training.config import OptimConfig, Recipe
 from binsr.training.optim import lr_factor, make_optimizer
 from binsr.training.tasks import make_task
 from binsr.utils.fs import atomic_write
@@ -168,7 +168,7 @@ class Trainer:
         if self.critic is not None:
             self.critic.update()
         if self.ema is not None:
-            _ema_update(self.ema, self.model, self.config.optim.ema_decay)
+            _ema_update(self.ema, self.model, ema_decay(self.config.optim, self.step))
         return loss.detach().item()
 
     def validate(self) -> float | None:
@@ -312,6 +312,14 @@ def _device(name: str, local_rank: int) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BinsrError(f"device {name!r} requested but CUDA is not available here")
     return device
+
+
+def ema_decay(optim: OptimConfig, step: int) -> float:
+    """The EMA decay of the update after optimizer step ``step`` (0-based): ``optim.ema_decay``, capped at
+    (1 + step)/(10 + step) while ``optim.ema_warmup`` (diffusers' EMAModel's warm-up), so that early updates
+    move the average and a short run's EMA is not mostly its initial weights."""
+    assert optim.ema_decay is not None
+    return min(optim.ema_decay, (1 + step) / (10 + step)) if optim.ema_warmup else optim.ema_decay
 
 
 @torch.no_grad()

@@ -70,7 +70,10 @@ class OptimConfig:
     ``schedule`` a registered schedule (:data:`~binsr.training.optim.SCHEDULES`: constant, cosine, multistep;
     default constant); ``warmup_steps`` linear warm-up, steps (0); ``milestones`` multistep's steps where the
     rate is multiplied by ``gamma`` (none; 0.5); ``grad_clip`` max gradient norm (None: no clipping);
-    ``ema_decay`` e.g. 0.999, validation and the saved model then use the EMA (None: no EMA).
+    ``ema_decay`` e.g. 0.999, validation and the saved model then use the EMA (None: no EMA);
+    ``ema_warmup`` the decay at step t is min(``ema_decay``, (1 + t)/(10 + t)), as diffusers' EMAModel does
+    (True). Without it the EMA after t steps still holds ``ema_decay``^t of the initial weights: 45% after 400
+    steps at 0.998, which scored a 400-step BI-DiffSR model 10 dB below its own trained weights.
     """
 
     name: str = "adam"
@@ -83,6 +86,7 @@ class OptimConfig:
     gamma: float = 0.5
     grad_clip: float | None = None
     ema_decay: float | None = None
+    ema_warmup: bool = True
 
 
 @dataclass
