@@ -82,6 +82,16 @@ def test_verdicts_follow_the_paper_direction_and_the_spread() -> None:
     assert rows["c"].verdict == "resolved; the paper gives no direction"
     text = markdown(table, _results({"base": [20.0, 20.2, 20.1], "up": [21.0, 21.1, 20.9]}))
     assert "| up | 3 | 21.00 ± 0.10 |" in text and "+0.90 (±0.16) vs base | reproduced |" in text
+    two = AblationTable("t", "s", "r", datasets=("A", "B"), variants=(
+        Variant("a"), Variant("b", versus="a", expect="higher")))
+    results = {"runs": [{"variant": name, "seed": seed, "scores": {"A": {"psnr": a, "ssim": 0.5}, "B": {"psnr": b,
+                                                                                                 "ssim": 0.5}}}
+                        for name, values in {"a": [(20.0, 22.0), (21.0, 22.1)], "b": [(21.0, 22.5), (20.0, 22.6)]}.items()
+                        for seed, (a, b) in enumerate(values)]}
+    row = {row.variant: row for row in summarize(two, results)}["b"]
+    assert row.comparisons["A"].verdict == "not resolved" and row.comparisons["B"].verdict == "reproduced"
+    assert row.comparisons["B"].difference == pytest.approx(0.5) and row.verdict == "not resolved"  # the first
+    assert "A +0.00 (±1.41), B +0.50 (±0.14) vs a | A not resolved; B reproduced |" in markdown(two, results)
 
 
 def test_bad_tables_are_one_line_errors(tmp_path: Path, capsys) -> None:

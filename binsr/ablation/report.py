@@ -1,7 +1,7 @@
 """An ablation table's report, from its results file alone: mean ± standard deviation per variant and dataset,
 the paper's value, and a verdict on the paper's direction; and a figure of the same.
 
-Verdict of a row compared with row R (its ``versus``) on the table's metric of its first dataset: our difference
+Verdict of a row compared with row R (its ``versus``) on the table's metric, one per dataset: our difference
 d = mean(row) − mean(R), its standard error se = √(s²_row/n_row + s²_R/n_R) (sample standard deviations over
 seeds). With |d| ≤ 2·se (or fewer than two seeds either side) the row is "not resolved" at this budget; else
 "reproduced" where d has the sign of the paper's difference (or of the direction it states, ``expect``),
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,18 @@ from binsr.utils.fs import atomic_write
 
 
 @dataclass
+class Comparison:
+    """A row against its reference on one dataset: difference d (metric units), its standard error, verdict."""
+
+    difference: float | None = None
+    error: float | None = None
+    verdict: str = ""
+
+
+@dataclass
 class RowSummary:
-    """One variant: its seeds' count, and (mean, standard deviation) per (dataset, metric)."""
+    """One variant: its seeds' count, (mean, standard deviation) per (dataset, metric), and its comparison with
+    its ``versus`` row per dataset (``difference``/``error``/``verdict``: those of the first dataset)."""
 
     variant: str
     count: int
@@ -32,9 +42,23 @@ class RowSummary:
     paper: float | None
     versus: str | None
     expect: str | None = None
-    difference: float | None = None
-    error: float | None = None
-    verdict: str = ""
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+
+    @property
+    def first(self) -> Comparison:
+        return next(iter(self.comparisons.values()), Comparison())
+
+    @property
+    def difference(self) -> float | None:
+        return self.first.difference
+
+    @property
+    def error(self) -> float | None:
+        return self.first.error
+
+    @property
+    def verdict(self) -> str:
+        return self.first.verdict
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -57,28 +81,31 @@ def summarize(table: AblationTable, results: dict[str, Any]) -> list[RowSummary]
         stats = {(name, metric): _mean_std([run["scores"][name][metric] for run in runs])
                  for name in table.datasets for metric in scored_metrics(results)}
         rows[variant.name] = RowSummary(variant.name, len(runs), stats, variant.paper, variant.versus, variant.expect)
-    key = (table.datasets[0], table.metric)
     for row in rows.values():
-        reference = rows.get(row.versus) if row.versus else None
-        if reference is None:
-            row.verdict = "reference" if row.versus is None else "its reference has no results"
-            continue
-        (mean, std), (ref_mean, ref_std) = row.stats[key], reference.stats[key]
-        row.difference = mean - ref_mean
-        if row.count < 2 or reference.count < 2:
-            row.verdict = "not resolved (fewer than 2 seeds)"
-            continue
-        row.error = math.sqrt(std**2 / row.count + ref_std**2 / reference.count)
-        paper = None if row.paper is None or reference.paper is None else row.paper - reference.paper
-        if paper is None and row.expect is not None:  # a direction the paper states without numbers
-            paper = 1.0 if row.expect == "higher" else -1.0
-        if abs(row.difference) <= 2 * row.error:
-            row.verdict = "not resolved"
-        elif paper is None or paper == 0:
-            row.verdict = "resolved; the paper gives no direction"
-        else:
-            row.verdict = "reproduced" if (row.difference > 0) == (paper > 0) else "contradicted"
+        row.comparisons = {name: _compare(row, rows.get(row.versus) if row.versus else None, (name, table.metric))
+                           for name in table.datasets}
     return list(rows.values())
+
+
+def _compare(row: RowSummary, reference: RowSummary | None, key: tuple[str, str]) -> Comparison:
+    """``row`` against ``reference`` on one (dataset, metric), by the rule of the module's docstring."""
+    if reference is None:
+        return Comparison(verdict="reference" if row.versus is None else "its reference has no results")
+    (mean, std), (ref_mean, ref_std) = row.stats[key], reference.stats[key]
+    difference = mean - ref_mean
+    if row.count < 2 or reference.count < 2:
+        return Comparison(difference, None, "not resolved (fewer than 2 seeds)")
+    error = math.sqrt(std**2 / row.count + ref_std**2 / reference.count)
+    paper = None if row.paper is None or reference.paper is None else row.paper - reference.paper
+    if paper is None and row.expect is not None:  # a direction the paper states without numbers
+        paper = 1.0 if row.expect == "higher" else -1.0
+    if abs(difference) <= 2 * error:
+        verdict = "not resolved"
+    elif paper is None or paper == 0:
+        verdict = "resolved; the paper gives no direction"
+    else:
+        verdict = "reproduced" if (difference > 0) == (paper > 0) else "contradicted"
+    return Comparison(difference, error, verdict)
 
 
 def cells(table: AblationTable, results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -98,12 +125,17 @@ def cells(table: AblationTable, results: dict[str, Any]) -> tuple[list[str], lis
                 digits = 4 if metric == "ssim" else 2
                 line.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if not math.isnan(std) else f"{mean:.{digits}f}")
         line.append(f"{row.paper:g}" if row.paper is not None else f"({row.expect})" if row.expect else "—")
-        if row.difference is None:
-            line.append("—")
-        else:
-            spread = "" if row.error is None else f" (±{2 * row.error:.2f})"
-            line.append(f"{row.difference:+.2f}{spread} vs {row.versus}")
-        line.append(row.verdict)
+        named = len(row.comparisons) > 1  # several datasets: each comparison names its dataset
+        differences, verdicts = [], []
+        for name, comparison in row.comparisons.items():
+            prefix = f"{name} " if named else ""
+            verdicts.append(prefix + comparison.verdict if named and comparison.difference is not None
+                            else comparison.verdict)
+            if comparison.difference is not None:
+                spread = "" if comparison.error is None else f" (±{2 * comparison.error:.2f})"
+                differences.append(f"{prefix}{comparison.difference:+.2f}{spread}")
+        line.append(f"{', '.join(differences)} vs {row.versus}" if differences else "—")
+        line.append("; ".join(dict.fromkeys(verdicts)))
         lines.append(line)
     return headers, lines
 
