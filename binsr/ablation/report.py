@@ -129,8 +129,7 @@ def cells(table: AblationTable, results: dict[str, Any]) -> tuple[list[str], lis
         differences, verdicts = [], []
         for name, comparison in row.comparisons.items():
             prefix = f"{name} " if named else ""
-            verdicts.append(prefix + comparison.verdict if named and comparison.difference is not None
-                            else comparison.verdict)
+            verdicts.append(prefix + comparison.verdict if comparison.difference is not None else comparison.verdict)
             if comparison.difference is not None:
                 spread = "" if comparison.error is None else f" (±{2 * comparison.error:.2f})"
                 differences.append(f"{prefix}{comparison.difference:+.2f}{spread}")
