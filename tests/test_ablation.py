@@ -116,7 +116,7 @@ def test_a_run_another_table_has_is_shared_not_trained_again(tmp_path: Path, tra
                                                              monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """Two registered tables with one identical row (same recipe, overrides and scoring): the second table
     copies the first's result, marked with its origin, and trains its other row (another learning rate); --list
-    counts each table's finished runs."""
+    counts each table's finished runs, and with a table names its rows and their finished seeds."""
     from binsr.ablation import TABLES, run_table
 
     first = load_table(str(toy_table(tmp_path, train_folder)))
@@ -137,6 +137,10 @@ def test_a_run_another_table_has_is_shared_not_trained_again(tmp_path: Path, tra
     listed = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "2 variants x 1 seeds, 2 done in" in listed["toy-a"] and "2 done in" in listed["toy-b"]
     assert "0 done in" in listed["bidiffsr-fusion"]  # no results file in this folder
+    assert main(["ablate", "toy-b", "--list", "--results", str(results)]) == 0  # one table: its rows and seeds
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        f"  same-as-concat: {' '.join(first.variants[0].overrides)}; seeds done: 0",
+        "  cs: model.fusion=cs optim.lr=1e-3; seeds done: 0"]
     # results scored before NIQE was: re-scored from the run folder (toy-a) or from the run they share (toy-b)
     for name in ("toy-a", "toy-b"):
         stored = json.loads((results / f"{name}.json").read_text())

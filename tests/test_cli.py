@@ -129,6 +129,16 @@ def test_console_script_help_and_version():
     assert bare.returncode == 2 and "usage" in bare.stdout
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """``binsr ablate --list | head -1``: the reader closes the pipe before binsr writes; binsr stops with the
+    shell's SIGPIPE status (128 + 13) and says nothing on stderr (it said 'error: BrokenPipeError' before)."""
+    proc = subprocess.Popen([sys.executable, "-m", "binsr", "ablate", "--list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # gone before binsr has imported torch, so its first print meets a closed pipe
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err.decode()) == (141, "")
+
+
 def test_complexity_command_counts_a_binarized_model(tmp_path, capsys, monkeypatch):
     (tmp_path / "arch_for_test.py").write_text(
         "from torch import nn\n"

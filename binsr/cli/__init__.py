@@ -73,7 +73,13 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _terminate)  # this process's policy: a kill cleans up like Ctrl-C
     parser = build_parser()
     args = parser.parse_args()
-    code = _dispatch(parser, args)
+    try:
+        code = _dispatch(parser, args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (``binsr models | head``): stop quietly, as POSIX tools do
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        os._exit(128 + signal.SIGPIPE)
     if getattr(args, "fast_exit", False):
         sys.stdout.flush()
         sys.stderr.flush()
@@ -97,6 +103,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for line in str(err).splitlines() or [""]:  # several problems found at once: one line each
             print(f"{PROG}: error: {line}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # not an error of this command: the console script's policy (run) handles it
     except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)
         print(f"{PROG}: {'terminated' if terminated else 'interrupted'}; outputs finished before it are kept",

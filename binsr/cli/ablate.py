@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from binsr.ablation import AblationTable
 
 
 def add_ablate(commands: argparse._SubParsersAction) -> None:
@@ -38,15 +42,16 @@ def _run_ablate(args: argparse.Namespace) -> int:
     from binsr.errors import BinsrError
 
     if args.list:
-        for name in TABLES.names():
-            table = TABLES.get(name)
-            try:
-                done = len({(run["variant"], run["seed"]) for run in read_results(table, results_file(
-                    table, args.results))["runs"] if run["seed"] < table.seeds})
-            except BinsrError:  # results of another budget: none of this table's
-                done = 0
-            print(f"{name}: {table.summary} ({len(table.variants)} variants x {table.seeds} seeds, {done} done in "
-                  f"{args.results}; {table.source})")
+        for name in [args.table] if args.table is not None else TABLES.names():
+            table = load_table(name)
+            done = _seeds_done(table, args.results)
+            print(f"{table.name}: {table.summary} ({len(table.variants)} variants x {table.seeds} seeds, "
+                  f"{sum(map(len, done.values()))} done in {args.results}; {table.source})")
+            if args.table is not None:  # one table: its rows, their overrides and the seeds with a result
+                for variant in table.variants:
+                    seeds = ", ".join(map(str, sorted(done.get(variant.name, ())))) or "none"
+                    print(f"  {variant.name}: {' '.join(variant.overrides) or '(the recipe as it is)'}; "
+                          f"seeds done: {seeds}")
         return 0
     if args.table is None:
         raise BinsrError("give a table name or YAML file (binsr ablate --list shows the tables)")
@@ -65,3 +70,19 @@ def _run_ablate(args: argparse.Namespace) -> int:
         handle.write(markdown(table, results) + "\n")
     print(f"figure: {figure(table, results, path.with_suffix('.png'))}; Markdown table: {path.with_suffix('.md')}")
     return 0
+
+
+def _seeds_done(table: AblationTable, results_dir: str) -> dict[str, set[int]]:
+    """The seeds (below the table's count) with a result in ``results_dir``, per variant name."""
+    from binsr.ablation import read_results, results_file
+    from binsr.errors import BinsrError
+
+    try:
+        runs = read_results(table, results_file(table, results_dir))["runs"]
+    except BinsrError:  # results of another budget: none of this table's
+        return {}
+    done: dict[str, set[int]] = {}
+    for run in runs:
+        if run["seed"] < table.seeds:
+            done.setdefault(run["variant"], set()).add(run["seed"])
+    return done
