@@ -200,3 +200,44 @@ def test_real_datasets_are_scored_on_the_lr_binsr_degrade_makes_once(tmp_path: P
     assert realistic_lr(train_folder, 4, folder) == folder
     assert {path.name: path.stat().st_mtime_ns for path in folder.glob("*.png")} == stamps  # not made again
     assert not list((tmp_path / "lr").glob("*.partial"))
+
+
+def test_a_distilled_run_is_shared_and_extended_only_with_the_same_teacher(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recipe that reads a teacher and an initialisation: a finished run records their fingerprints; another
+    table shares it while the files are the same, not once the teacher is trained again (new bytes), and the
+    table itself refuses to add runs beside it (nor beside a run that recorded nothing) before training any."""
+    from binsr.ablation import TABLES, read_results, run_table
+    from binsr.ablation.runner import results_file, run_name, shared_run, variant_inputs, write_results
+
+    teacher, init = tmp_path / "teacher.safetensors", tmp_path / "init.safetensors"
+    teacher.write_bytes(b"teacher, first training")
+    init.write_bytes(b"init")
+    budget = (f"teacher={teacher}", f"init={init}", "steps=2")
+    rows = (Variant("r8", ("binarize.options.rank=8",)), Variant("r4", ("binarize.options.rank=4",)))
+    first = AblationTable("toy-t1", "s", "bimacosr-real-x4-cpu", budget=budget, seeds=1, variants=rows)
+    second = AblationTable("toy-t2", "s", "bimacosr-real-x4-cpu", budget=budget, seeds=1,
+                           variants=(Variant("rank 8", rows[0].overrides), Variant("rank 16", ("binarize.options.rank=16",))))
+    for table in (first, second):
+        monkeypatch.setitem(TABLES._entries, table.name, table)
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    inputs = variant_inputs(first, rows[0])
+    assert set(inputs) == {"teacher", "init"} and inputs["teacher"].startswith(f"{teacher}:")
+    done = {"variant": "r8", "seed": 0, "steps": 2, "hours": 0.1, "inputs": inputs,
+            "scores": {name: {"psnr": 20.0, "ssim": 0.5, "niqe": 7.0} for name in first.datasets}}
+    path = results_file(first, results)
+    write_results(path, {**read_results(first, path), "runs": [done]})
+    assert shared_run(second, second.variants[0], 0, results) == {**done, "variant": "rank 8", "shared": "toy-t1/r8"}
+    folder = run_name(second, second.variants[0], 0)
+
+    teacher.write_bytes(b"teacher, trained again")
+    assert shared_run(second, second.variants[0], 0, results) is None  # another teacher: not the same run
+    assert run_name(second, second.variants[0], 0) != folder  # nor the same checkpoints
+    with pytest.raises(BinsrError, match=r"toy-t1.json: r8 seed 0 \(teacher, init\) read other models"):
+        run_table(first, results, runs, progress=False, report=lambda line: None)  # r4 would mix teachers
+    teacher.write_bytes(b"teacher, first training")
+    write_results(path, {**read_results(first, path), "runs": [{k: v for k, v in done.items() if k != "inputs"}]})
+    with pytest.raises(BinsrError, match="or did not record them"):
+        run_table(first, results, runs, progress=False, report=lambda line: None)
+    assert not runs.exists()  # refused before any training

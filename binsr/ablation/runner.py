@@ -8,13 +8,17 @@ committed results in a fresh clone. Seeds are the outer loop: every variant gets
 
 A run whose recipe and scoring equal a run that another registered table has in the same results folder (the
 fusion table's CS-Fusion row is the components table's +CS-Fusion row) is not trained again: its result is
-copied, marked ``shared``.
+copied, marked ``shared``. A recipe that reads models (a distillation's teacher and initialisation) records
+their fingerprints with each run (``inputs``): a run is shared only with the same files, and a table whose
+finished runs read other files (a teacher trained again) is an error before anything is trained, since its
+rows would not compare like with like.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -31,6 +35,8 @@ from binsr.evaluation import evaluate
 from binsr.metrics.niqe import niqe_fits
 from binsr.pipelines import load
 from binsr.training import Trainer, load_train_config
+from binsr.training.imitation import teacher_fingerprint
+from binsr.training.recipe import Recipe
 from binsr.utils.fs import atomic_write
 
 RESULTS_FORMAT = 1
@@ -67,18 +73,56 @@ def run_name(table: AblationTable, variant: Variant, seed: int) -> str:
 
 
 def run_key(table: AblationTable, variant: Variant, seed: int) -> str:
-    """A digest of what decides a run's result: its resolved recipe (less its run name and folder) and the
-    table's scoring."""
+    """A digest of what decides a run's result: its resolved recipe (less its run name and folder), the
+    fingerprints of the models it reads (:func:`input_fingerprints`) and the table's scoring."""
     config = load_train_config(table.recipe, [*table.budget, *variant.overrides, f"seed={seed}"])
     recipe = {key: value for key, value in dataclasses.asdict(config).items() if key not in ("name", "out_dir")}
-    text = json.dumps([recipe, list(table.datasets), table.eval_steps], sort_keys=True, default=str)
+    inputs = input_fingerprints(config)
+    text = json.dumps([recipe, list(table.datasets), table.eval_steps, *([inputs] if inputs else [])],
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def input_fingerprints(config: Recipe) -> dict[str, str | None]:
+    """Role → fingerprint (name and digest of its files) of each model ``config`` reads; None for one that
+    does not exist yet (training it is the user's next step, and ``binsr train`` says so)."""
+    fingerprints: dict[str, str | None] = {}
+    for role, ref in config.input_models().items():
+        try:
+            fingerprints[role] = _fingerprint(ref, *_stamp(ref))
+        except (BinsrError, OSError):
+            fingerprints[role] = None
+    return fingerprints
+
+
+def variant_inputs(table: AblationTable, variant: Variant) -> dict[str, str | None]:
+    """:func:`input_fingerprints` of ``variant``'s recipe (seeds do not change what it reads)."""
+    return input_fingerprints(load_train_config(table.recipe, [*table.budget, *variant.overrides]))
+
+
+def _stamp(ref: str) -> tuple[int, int]:
+    """(size, mtime in ns) of the file ``ref`` names, (0, 0) for a name without one (a peer, bicubic)."""
+    try:
+        info = Path(ref).stat()
+    except OSError:
+        return 0, 0
+    return info.st_size, info.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=32)
+def _fingerprint(ref: str, size: int, mtime_ns: int) -> str:
+    """:func:`teacher_fingerprint`, read once per file version (a table's keys ask for it once per run)."""
+    return teacher_fingerprint(ref)
+
+
+def _recorded_inputs(run: dict[str, Any]) -> dict[str, str | None]:
+    return run.get("inputs", {})
 
 
 def shared_run(table: AblationTable, variant: Variant, seed: int, results_dir: str | Path) -> dict[str, Any] | None:
     """The result of the same run in another registered table's results file in ``results_dir``, renamed to
     ``variant`` and marked ``shared`` with where it came from; None where there is none."""
-    key = None
+    key, inputs = None, None
     for name in TABLES.names():
         other = TABLES.get(name)
         path = results_file(other, results_dir)
@@ -92,7 +136,9 @@ def shared_run(table: AblationTable, variant: Variant, seed: int, results_dir: s
             if run["seed"] != seed or run["variant"] not in {v.name for v in other.variants}:
                 continue
             key = key or run_key(table, variant, seed)
-            if run_key(other, other.variant(run["variant"]), seed) == key:
+            if inputs is None:
+                inputs = variant_inputs(table, variant)
+            if _recorded_inputs(run) == inputs and run_key(other, other.variant(run["variant"]), seed) == key:
                 return {**run, "variant": variant.name, "shared": run.get("shared", f"{other.name}/{run['variant']}")}
     return None
 
@@ -103,10 +149,12 @@ def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: 
     overrides = [*table.budget, *variant.overrides, f"seed={seed}", f"name={run_name(table, variant, seed)}",
                  f"out_dir={out_dir}"]
     config = load_train_config(table.recipe, overrides)
+    inputs = input_fingerprints(config)  # the files it trains with
     result = Trainer(config, resume="auto", data_root=data_root, progress=progress).train()
     return {"variant": variant.name, "seed": seed, "steps": result.steps,
             "hours": round(training_seconds(result.model_file.parent, result.seconds) / 3600, 4),
-            "scores": score(table, result.model_file, config.data.scale, data_root, Path(out_dir) / "lr")}
+            "scores": score(table, result.model_file, config.data.scale, data_root, Path(out_dir) / "lr"),
+            **({"inputs": inputs} if inputs else {})}
 
 
 def score(table: AblationTable, model_file: Path, scale: int, data_root: str | None = None,
@@ -197,15 +245,31 @@ def run_table(table: AblationTable, results_dir: str | Path, out_dir: str | Path
     results = read_results(table, path)
     rescore_missing(table, results, path, results_dir, out_dir, data_root)
     done = {(run["variant"], run["seed"]) for run in results["runs"]}
-    for seed in range(table.seeds if seeds is None else seeds):
-        for variant in table.variants:
-            if (variant.name, seed) in done:
-                continue
-            run = shared_run(table, variant, seed, results_dir) or train_and_score(table, variant, seed, out_dir,
-                                                                                  data_root, progress)
-            results["runs"].append(run)
-            write_results(path, results)
-            scores = ", ".join(f"{name} {s['psnr']:.2f} dB" for name, s in run["scores"].items())
-            origin = f", the run of {run['shared']}" if "shared" in run else ""
-            report(f"{table.name}: {variant.name}, seed {seed}: {scores} ({run['hours']:.2f} h{origin})")
+    todo = [(seed, variant) for seed in range(table.seeds if seeds is None else seeds) for variant in table.variants
+            if (variant.name, seed) not in done]
+    if todo:
+        check_same_inputs(table, results, path)
+    for seed, variant in todo:
+        run = shared_run(table, variant, seed, results_dir) or train_and_score(table, variant, seed, out_dir,
+                                                                              data_root, progress)
+        results["runs"].append(run)
+        write_results(path, results)
+        scores = ", ".join(f"{name} {s['psnr']:.2f} dB" for name, s in run["scores"].items())
+        origin = f", the run of {run['shared']}" if "shared" in run else ""
+        report(f"{table.name}: {variant.name}, seed {seed}: {scores} ({run['hours']:.2f} h{origin})")
     return results
+
+
+def check_same_inputs(table: AblationTable, results: dict[str, Any], path: Path) -> None:
+    """A BinsrError when a finished run of ``results`` read other models than its variant's recipe names now
+    (or did not record them): new runs would be compared with runs of another teacher. Models not made yet
+    pass (training says how to make them)."""
+    other = []
+    for run in results["runs"]:
+        inputs = variant_inputs(table, table.variant(run["variant"]))
+        if inputs and None not in inputs.values() and _recorded_inputs(run) != inputs:
+            other.append(f"{run['variant']} seed {run['seed']} ({', '.join(inputs)})")
+    if other:
+        raise BinsrError(f"{path}: {'; '.join(other)} read other models than the files there now, or did not record"
+                         f" them (one was trained again?); move the results file away to start the table over "
+                         f"with the new models, or put the old ones back")

@@ -61,6 +61,9 @@ class OneStepRecipe(Recipe):
         recipe.check(data)
         return recipe
 
+    def input_models(self) -> dict[str, str]:
+        return {role: ref for role, ref in (("teacher", self.teacher), ("init", self.init)) if ref}
+
 
 def resshift_teacher(teacher: str) -> ModelSpec | None:
     """The spec of ``teacher`` when it is a ResShift teacher's model file (SinSR), else None."""

@@ -125,6 +125,11 @@ class Recipe:
         recipe.check(data)
         return recipe
 
+    def input_models(self) -> dict[str, str]:
+        """The models the run reads besides its data, by role (``teacher``, ``init``): names or model files,
+        whose contents decide its result as much as the recipe does (none here)."""
+        return {}
+
     def patch_multiple(self) -> int | None:
         """What HR patch sides must be a multiple of for the network (None: known only when the task is made)."""
         return None
