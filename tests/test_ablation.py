@@ -230,6 +230,8 @@ def test_a_distilled_run_is_shared_and_extended_only_with_the_same_teacher(tmp_p
     write_results(path, {**read_results(first, path), "runs": [done]})
     assert shared_run(second, second.variants[0], 0, results) == {**done, "variant": "rank 8", "shared": "toy-t1/r8"}
     folder = run_name(second, second.variants[0], 0)
+    cached = AblationTable(**{**second.__dict__, "budget": (*budget, f"distill.cache_dir={tmp_path / 'cache'}")})
+    assert run_name(cached, cached.variants[0], 0) == folder  # where the teacher's outputs are kept: the same run
 
     teacher.write_bytes(b"teacher, trained again")
     assert shared_run(second, second.variants[0], 0, results) is None  # another teacher: not the same run

@@ -77,6 +77,9 @@ def run_key(table: AblationTable, variant: Variant, seed: int) -> str:
     fingerprints of the models it reads (:func:`input_fingerprints`) and the table's scoring."""
     config = load_train_config(table.recipe, [*table.budget, *variant.overrides, f"seed={seed}"])
     recipe = {key: value for key, value in dataclasses.asdict(config).items() if key not in ("name", "out_dir")}
+    if "distill" in recipe:  # where the teacher's outputs are kept does not change them
+        recipe["distill"] = {key: value for key, value in recipe["distill"].items()
+                             if key not in ("cache_size", "cache_dir")}
     inputs = input_fingerprints(config)
     text = json.dumps([recipe, list(table.datasets), table.eval_steps, *([inputs] if inputs else [])],
                       sort_keys=True, default=str)
@@ -145,10 +148,15 @@ def shared_run(table: AblationTable, variant: Variant, seed: int, results_dir: s
 
 def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: str | Path,
                     data_root: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train one (variant, seed) (resuming its checkpoints if any) and score its model file on the datasets."""
+    """Train one (variant, seed) (resuming its checkpoints if any) and score its model file on the datasets.
+    A SinSR distillation keeps its teacher's outputs in ``out_dir/teacher-cache`` (unless its recipe names a
+    cache): a table's variants see the same batches for one seed, so only the first pays for the teacher's
+    T network calls, and the others read the same outputs back bit for bit."""
     overrides = [*table.budget, *variant.overrides, f"seed={seed}", f"name={run_name(table, variant, seed)}",
                  f"out_dir={out_dir}"]
     config = load_train_config(table.recipe, overrides)
+    if getattr(config, "distill", None) is not None and not config.distill.cache_dir:
+        config = load_train_config(table.recipe, [*overrides, f"distill.cache_dir={Path(out_dir) / 'teacher-cache'}"])
     inputs = input_fingerprints(config)  # the files it trains with
     result = Trainer(config, resume="auto", data_root=data_root, progress=progress).train()
     return {"variant": variant.name, "seed": seed, "steps": result.steps,
