@@ -156,7 +156,7 @@ def train_and_score(table: AblationTable, variant: Variant, seed: int, out_dir: 
                  f"out_dir={out_dir}"]
     config = load_train_config(table.recipe, overrides)
     if getattr(config, "distill", None) is not None and not config.distill.cache_dir:
-        config = load_train_config(table.recipe, [*overrides, f"distill.cache_dir={Path(out_dir) / 'teacher-cache'}"])
+        config.distill = dataclasses.replace(config.distill, cache_dir=str(Path(out_dir) / "teacher-cache"))
     inputs = input_fingerprints(config)  # the files it trains with
     result = Trainer(config, resume="auto", data_root=data_root, progress=progress).train()
     return {"variant": variant.name, "seed": seed, "steps": result.steps,
